@@ -1,0 +1,1 @@
+"""rlinf-http: a typed, fast, httpx-based client for SGLang routers and servers."""

@@ -1,0 +1,233 @@
+"""The one error hierarchy of rlinf-http.
+
+Every error the client raises on purpose derives from :class:`RLinfHTTPError`::
+
+    RLinfHTTPError (RuntimeError)
+    ├── InvalidRequestError (+ ValueError)      bad arguments, raised before any I/O
+    ├── MissingDependencyError (+ ImportError)  an optional extra is not installed
+    ├── APIConnectionError                      no response: refused, reset, DNS, protocol
+    │   └── APITimeoutError (+ TimeoutError)    the connect (or a per-call) timeout fired
+    ├── APIStatusError                          the server answered with a non-2xx status
+    │   ├── BadRequestError                 400
+    │   ├── AuthenticationError             401
+    │   ├── PermissionDeniedError           403
+    │   ├── NotFoundError                   404
+    │   ├── ConflictError                   409
+    │   ├── UnsupportedMediaTypeError       415
+    │   ├── UnprocessableEntityError        422
+    │   ├── RateLimitError                  429
+    │   └── InternalServerError             >= 500
+    │       └── ServiceUnavailableError     503
+    ├── APIResponseValidationError          a 2xx body that is not JSON / not the expected shape
+    └── StreamError                         a streamed response failed after it started
+        ├── StreamErrorEvent                an ``{"error": ...}`` event inside an HTTP 200 stream
+        └── IncompleteStreamError           the stream ended without ``data: [DONE]``
+
+The base class is a :class:`RuntimeError` so that code written against the RLinf
+client (which raised ``RuntimeError`` for failed ``post`` calls) keeps working.
+Messages name the method, the URL and a truncated body.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "APIConnectionError",
+    "APIResponseValidationError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConflictError",
+    "IncompleteStreamError",
+    "InternalServerError",
+    "InvalidRequestError",
+    "MissingDependencyError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RLinfHTTPError",
+    "RateLimitError",
+    "ServiceUnavailableError",
+    "StreamError",
+    "StreamErrorEvent",
+    "UnprocessableEntityError",
+    "UnsupportedMediaTypeError",
+]
+
+#: How many characters of a body an error message quotes.
+BODY_PREVIEW_CHARS = 500
+
+
+def preview(body: bytes | str, limit: int = BODY_PREVIEW_CHARS) -> str:
+    """A short, printable rendering of a body for error messages."""
+    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+    if len(text) > limit:
+        return text[:limit] + f"... [{len(text) - limit} more chars]"
+    return text
+
+
+class RLinfHTTPError(RuntimeError):
+    """Base class of every error raised by rlinf-http."""
+
+
+class InvalidRequestError(RLinfHTTPError, ValueError):
+    """The call's arguments are invalid; nothing was sent."""
+
+
+class MissingDependencyError(RLinfHTTPError, ImportError):
+    """An optional dependency (an ``rlinf-http[...]`` extra) is needed but not installed."""
+
+
+class APIConnectionError(RLinfHTTPError):
+    """The request got no HTTP response (connection refused or reset, protocol error...)."""
+
+    def __init__(self, message: str, *, method: str = "", url: str = "") -> None:
+        super().__init__(message)
+        self.method = method
+        self.url = url
+
+
+class APITimeoutError(APIConnectionError, TimeoutError):
+    """A timeout configured on the client or the call expired."""
+
+
+class APIStatusError(RLinfHTTPError):
+    """The server answered with a non-success status.
+
+    Attributes:
+        status_code: the HTTP status.
+        body: the parsed JSON body when it parses, else the text.
+        raw_body: the body bytes as received.
+        message: the most specific message found in the body.
+        code: the error code found in the body or the ``x-smg-error-code`` header.
+        request_id: the ``x-request-id`` header of the response, if any.
+        headers: the response headers (lower-cased names).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str,
+        url: str,
+        status_code: int,
+        body: Any,
+        raw_body: bytes,
+        headers: dict[str, str],
+        error_message: str | None = None,
+        code: str | int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.method = method
+        self.url = url
+        self.status_code = status_code
+        self.body = body
+        self.raw_body = raw_body
+        self.headers = headers
+        self.message = error_message
+        self.code = code
+        self.request_id = request_id
+
+
+class BadRequestError(APIStatusError):
+    """HTTP 400."""
+
+
+class AuthenticationError(APIStatusError):
+    """HTTP 401."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """HTTP 403."""
+
+
+class NotFoundError(APIStatusError):
+    """HTTP 404."""
+
+
+class ConflictError(APIStatusError):
+    """HTTP 409."""
+
+
+class UnsupportedMediaTypeError(APIStatusError):
+    """HTTP 415 (the router insists on ``Content-Type: application/json``)."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """HTTP 422 (the router could not deserialize the body, e.g. a batch ``/generate``)."""
+
+
+class RateLimitError(APIStatusError):
+    """HTTP 429."""
+
+
+class InternalServerError(APIStatusError):
+    """HTTP 5xx."""
+
+
+class ServiceUnavailableError(InternalServerError):
+    """HTTP 503 (e.g. the router's ``no_available_workers``)."""
+
+
+class APIResponseValidationError(RLinfHTTPError):
+    """A success response whose body is not JSON or not of the expected shape."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str = "",
+        url: str = "",
+        status_code: int = 200,
+        raw_body: bytes = b"",
+    ) -> None:
+        super().__init__(message)
+        self.method = method
+        self.url = url
+        self.status_code = status_code
+        self.raw_body = raw_body
+
+
+class StreamError(RLinfHTTPError):
+    """A streamed response failed after its headers arrived."""
+
+
+class StreamErrorEvent(StreamError):
+    """The server sent an ``{"error": ...}`` event inside an HTTP 200 stream."""
+
+    def __init__(
+        self, message: str, *, error: Any, code: str | int | None = None, url: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.error = error
+        self.code = code
+        self.url = url
+
+
+class IncompleteStreamError(StreamError):
+    """The stream ended (connection closed) before ``data: [DONE]``."""
+
+
+_STATUS_ERRORS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    415: UnsupportedMediaTypeError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+    503: ServiceUnavailableError,
+}
+
+
+def status_error_class(status_code: int) -> type[APIStatusError]:
+    """The most specific :class:`APIStatusError` subclass for a status."""
+    cls = _STATUS_ERRORS.get(status_code)
+    if cls is not None:
+        return cls
+    if status_code >= 500:
+        return InternalServerError
+    return APIStatusError
