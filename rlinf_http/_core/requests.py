@@ -1,0 +1,386 @@
+"""Python arguments -> validated operations (method, path, headers, body bytes). No I/O.
+
+Each builder checks its arguments and raises :class:`InvalidRequestError` before
+anything is sent, encodes the body once, and pairs it with the parser for its
+response. The facades only send the bytes and hand the answer back.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import pydantic
+import pydantic_core
+
+from .._errors import APIResponseValidationError, InvalidRequestError
+from .._version import __version__
+from ..models import ChatCompletion, ChatMessage, GenerateOutput, SamplingParams
+from .responses import RawResponse, decode_json, parse_model
+
+__all__ = [
+    "JSON_CONTENT_TYPE",
+    "Operation",
+    "build_chat_completion",
+    "build_generate",
+    "build_health",
+    "build_post",
+    "default_headers",
+    "encode_json",
+    "normalize_base_url",
+    "normalize_path",
+]
+
+T = TypeVar("T")
+
+JSON_CONTENT_TYPE = "application/json"
+USER_AGENT = f"rlinf-http/{__version__}"
+
+_JSON_HEADERS: tuple[tuple[str, str], ...] = (("content-type", JSON_CONTENT_TYPE),)
+
+
+@dataclass(frozen=True, slots=True)
+class Operation(Generic[T]):
+    """One logical call: what to send, and how to read the answer.
+
+    Attributes:
+        method: HTTP method.
+        path: path below the base URL, starting with ``/``.
+        content: the encoded body, or ``None``.
+        headers: headers of this call (merged over the client's defaults).
+        parse: turns a 2xx :class:`RawResponse` into the result.
+    """
+
+    method: str
+    path: str
+    content: bytes | None
+    headers: tuple[tuple[str, str], ...]
+    parse: Callable[[RawResponse], T]
+
+
+# -- URLs and headers ---------------------------------------------------------------
+
+
+def normalize_base_url(base_url: object) -> str:
+    """Validate a router or server URL and drop trailing slashes.
+
+    Raises :class:`InvalidRequestError` (a ``ValueError``) unless it is an
+    ``http``/``https`` URL with a host and without query or fragment.
+    """
+    if not isinstance(base_url, str):
+        base_url = str(base_url) if base_url is not None else ""
+    text = base_url.strip()
+    try:
+        parts = urllib.parse.urlsplit(text)
+        port = parts.port  # raises ValueError on a bad port
+    except ValueError as exc:
+        raise InvalidRequestError(f"invalid base_url {base_url!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequestError(
+            f"invalid base_url {base_url!r}: expected http(s)://host[:port][/path]"
+        )
+    if parts.query or parts.fragment:
+        raise InvalidRequestError(
+            f"invalid base_url {base_url!r}: a query or fragment is not allowed"
+        )
+    del port
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+def normalize_path(path: object) -> str:
+    """A request path below the base URL, with exactly one leading ``/``."""
+    if not isinstance(path, str) or not path.strip():
+        raise InvalidRequestError(f"path must be a non-empty string, got {path!r}")
+    if "://" in path:
+        raise InvalidRequestError(f"path must be relative to the base URL, got {path!r}")
+    return "/" + path.strip().lstrip("/")
+
+
+def default_headers(api_key: str | None, headers: Mapping[str, str] | None) -> dict[str, str]:
+    """The headers every request of a client carries (lower-case names)."""
+    out = {"user-agent": USER_AGENT, "accept": "application/json"}
+    if api_key is not None:
+        if not isinstance(api_key, str) or not api_key:
+            raise InvalidRequestError("api_key must be a non-empty string")
+        out["authorization"] = f"Bearer {api_key}"
+    if headers:
+        for name, value in headers.items():
+            if not isinstance(name, str) or not isinstance(value, str):
+                raise InvalidRequestError(f"header {name!r}: names and values must be str")
+            out[name.lower()] = value
+    return out
+
+
+def encode_json(body: Any, what: str = "body") -> bytes:
+    """Compact JSON bytes; raises :class:`InvalidRequestError` for unencodable values."""
+    try:
+        return pydantic_core.to_json(body)
+    except (pydantic_core.PydanticSerializationError, ValueError, TypeError) as exc:
+        raise InvalidRequestError(f"{what} is not JSON-serializable: {exc}") from None
+
+
+# -- /generate ------------------------------------------------------------------------
+
+_GENERATE_ONE: pydantic.TypeAdapter[GenerateOutput] = pydantic.TypeAdapter(GenerateOutput)
+_GENERATE_MANY: pydantic.TypeAdapter[list[GenerateOutput]] = pydantic.TypeAdapter(
+    list[GenerateOutput]
+)
+
+
+class _SamplingCheck(SamplingParams):
+    """Known sampling keys checked for type and range; unknown keys allowed through."""
+
+    model_config = pydantic.ConfigDict(extra="allow", protected_namespaces=(), strict=True)
+
+
+def _sampling_to_wire(
+    sampling_params: Mapping[str, Any] | SamplingParams | None,
+) -> dict[str, Any] | None:
+    if sampling_params is None:
+        return None
+    if isinstance(sampling_params, SamplingParams):
+        return sampling_params.to_wire()
+    if not isinstance(sampling_params, Mapping):
+        raise InvalidRequestError(
+            "sampling_params must be a dict or SamplingParams, got "
+            f"{type(sampling_params).__name__}"
+        )
+    wire = dict(sampling_params)
+    known = {k: v for k, v in wire.items() if v is not None}
+    try:
+        _SamplingCheck.model_validate(known)
+    except pydantic.ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        loc = ".".join(str(p) for p in first.get("loc", ()))
+        raise InvalidRequestError(
+            f"invalid sampling_params[{loc!r}]: {first.get('msg')} (got {first.get('input')!r})"
+        ) from None
+    return wire
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_ids(ids: object, what: str) -> None:
+    if not isinstance(ids, Sequence) or isinstance(ids, (str, bytes)):
+        raise InvalidRequestError(f"{what} must be a list of ints")
+    if len(ids) == 0:
+        raise InvalidRequestError(f"{what} must not be empty")
+    if not all(_is_int(t) and t >= 0 for t in ids):
+        raise InvalidRequestError(f"{what} must contain only non-negative ints")
+
+
+def build_generate(
+    prompt: str | Sequence[str] | None,
+    input_ids: Sequence[int] | Sequence[Sequence[int]] | None,
+    sampling_params: Mapping[str, Any] | SamplingParams | None,
+    return_logprob: bool,
+    extra: Mapping[str, Any],
+    *,
+    stream: bool = False,
+) -> Operation[GenerateOutput | list[GenerateOutput]]:
+    """``POST /generate``: exactly one of ``prompt`` / ``input_ids``; a list is a batch.
+
+    The body mirrors the RLinf client (``return_logprob``, ``text`` or ``input_ids``,
+    ``sampling_params``) plus any extra top-level fields. The response is parsed as
+    a list when the request is a batch or asks for ``n > 1`` samples.
+    """
+    if (prompt is None) == (input_ids is None):
+        raise InvalidRequestError("exactly one of prompt or input_ids must be given")
+    if not isinstance(return_logprob, bool):
+        raise InvalidRequestError(f"return_logprob must be a bool, got {return_logprob!r}")
+    body: dict[str, Any] = {"return_logprob": return_logprob}
+    batch = False
+    if prompt is not None:
+        if isinstance(prompt, str):
+            body["text"] = prompt
+        elif isinstance(prompt, Sequence) and not isinstance(prompt, bytes):
+            if len(prompt) == 0 or not all(isinstance(p, str) for p in prompt):
+                raise InvalidRequestError("a batch prompt must be a non-empty list of str")
+            body["text"] = list(prompt)
+            batch = True
+        else:
+            raise InvalidRequestError(
+                f"prompt must be a str or a list of str, got {type(prompt).__name__}"
+            )
+    else:
+        if not isinstance(input_ids, Sequence) or isinstance(input_ids, (str, bytes)):
+            raise InvalidRequestError("input_ids must be a list of ints or a list of lists")
+        if len(input_ids) > 0 and all(
+            isinstance(row, Sequence) and not isinstance(row, (str, bytes)) for row in input_ids
+        ):
+            for i, row in enumerate(input_ids):
+                _check_ids(row, f"input_ids[{i}]")
+            body["input_ids"] = [list(row) for row in input_ids]  # type: ignore[arg-type]
+            batch = True
+        else:
+            _check_ids(input_ids, "input_ids")
+            body["input_ids"] = list(input_ids)
+    wire_sampling = _sampling_to_wire(sampling_params)
+    if wire_sampling is not None:
+        body["sampling_params"] = wire_sampling
+    for key, value in extra.items():
+        if key in ("text", "input_ids", "sampling_params", "return_logprob"):
+            raise InvalidRequestError(f"{key!r} is set through its own argument")
+        body[key] = value
+    if stream:
+        body["stream"] = True
+    n = wire_sampling.get("n") if wire_sampling is not None else None
+    expect_list = batch or (_is_int(n) and n > 1)  # type: ignore[operator]
+    return Operation(
+        "POST",
+        "/generate",
+        encode_json(body, "generate body"),
+        _JSON_HEADERS,
+        _parse_generate_list if expect_list else _parse_generate_one,
+    )
+
+
+def _parse_generate_one(raw: RawResponse) -> GenerateOutput | list[GenerateOutput]:
+    if raw.content[:1] == b"[":
+        _shape_error(raw, "a JSON object (single prompt)")
+    return parse_model(_GENERATE_ONE, raw)
+
+
+def _parse_generate_list(raw: RawResponse) -> GenerateOutput | list[GenerateOutput]:
+    if raw.content.lstrip()[:1] == b"{":
+        _shape_error(raw, "a JSON list (batch or n > 1)")
+    return parse_model(_GENERATE_MANY, raw)
+
+
+def _shape_error(raw: RawResponse, expected: str) -> None:
+    raise APIResponseValidationError(
+        f"{raw.method} {raw.url}: expected {expected}, got {raw.content[:80]!r}",
+        method=raw.method,
+        url=raw.url,
+        status_code=raw.status_code,
+        raw_body=raw.content,
+    )
+
+
+# -- /v1/chat/completions ------------------------------------------------------------
+
+_CHAT: pydantic.TypeAdapter[ChatCompletion] = pydantic.TypeAdapter(ChatCompletion)
+DEFAULT_CHAT_MODEL = "sglang-model"
+
+
+def _message_to_wire(i: int, message: object) -> Any:
+    if isinstance(message, ChatMessage):
+        return message.model_dump(exclude_none=True)
+    if not isinstance(message, Mapping):
+        raise InvalidRequestError(
+            f"messages[{i}] must be a dict or ChatMessage, got {type(message).__name__}"
+        )
+    if not isinstance(message.get("role"), str):
+        raise InvalidRequestError(f"messages[{i}] needs a string 'role'")
+    return message
+
+
+def build_chat_completion(
+    messages: Sequence[Mapping[str, Any] | ChatMessage],
+    model: str,
+    kwargs: Mapping[str, Any],
+    *,
+    stream: bool = False,
+) -> Operation[ChatCompletion]:
+    """``POST /v1/chat/completions`` with ``kwargs`` forwarded as JSON fields."""
+    if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes)):
+        raise InvalidRequestError("messages must be a list of message dicts")
+    if len(messages) == 0:
+        raise InvalidRequestError("messages must not be empty")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequestError(f"model must be a non-empty string, got {model!r}")
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [_message_to_wire(i, m) for i, m in enumerate(messages)],
+    }
+    for key, value in kwargs.items():
+        if key in ("model", "messages"):
+            raise InvalidRequestError(f"{key!r} is set through its own argument")
+        body[key] = value
+    if stream:
+        body["stream"] = True
+    elif body.get("stream"):
+        raise InvalidRequestError("use stream=True (the streaming API) to stream a chat")
+    return Operation(
+        "POST",
+        "/v1/chat/completions",
+        encode_json(body, "chat body"),
+        _JSON_HEADERS,
+        _parse_chat,
+    )
+
+
+def _parse_chat(raw: RawResponse) -> ChatCompletion:
+    return parse_model(_CHAT, raw)
+
+
+# -- /health and generic POST ------------------------------------------------------
+
+
+def _parse_health(raw: RawResponse) -> bool:
+    return True
+
+
+def build_health(path: str = "/health") -> Operation[bool]:
+    """``GET /health``: any 2xx is healthy."""
+    return Operation("GET", path, None, (), _parse_health)
+
+
+def _parse_post_json(raw: RawResponse) -> Any:
+    if not raw.content.strip():
+        return None
+    return decode_json(raw)
+
+
+def _parse_post_msgpack(raw: RawResponse) -> Any:
+    from ..codecs import msgpack as codec
+
+    content_type = raw.headers.get("content-type", "")
+    if "msgpack" not in content_type:
+        raise APIResponseValidationError(
+            f"{raw.method} {raw.url}: expected an application/msgpack response, got "
+            f"{content_type or 'no content-type'}: {raw.content[:80]!r}",
+            method=raw.method,
+            url=raw.url,
+            status_code=raw.status_code,
+            raw_body=raw.content,
+        )
+    try:
+        return codec.unpackb(raw.content)
+    except InvalidRequestError:
+        raise
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise APIResponseValidationError(
+            f"{raw.method} {raw.url}: the msgpack body does not decode: {exc}",
+            method=raw.method,
+            url=raw.url,
+            status_code=raw.status_code,
+            raw_body=raw.content,
+        ) from exc
+
+
+_MSGPACK_HEADERS: tuple[tuple[str, str], ...] = (
+    ("content-type", "application/msgpack"),
+    ("accept", "application/msgpack"),
+)
+
+
+def build_post(path: str, body: Any, *, msgpack: bool = False) -> Operation[Any]:
+    """``POST <path>`` with a JSON or msgpack body; the result is the decoded body.
+
+    With ``msgpack=True`` the payload is normalised as the RLinf client did (torch
+    tensors to numpy, mapping keys to ``str``, sequences to lists) and packed with
+    sglang's numpy wire codec; the response must be msgpack too. An empty 2xx JSON
+    body decodes to ``None``.
+    """
+    clean = normalize_path(path)
+    if msgpack:
+        from ..codecs import msgpack as codec
+
+        content = codec.packb(codec.to_wire(body))
+        return Operation("POST", clean, content, _MSGPACK_HEADERS, _parse_post_msgpack)
+    return Operation("POST", clean, encode_json(body, "post body"), _JSON_HEADERS, _parse_post_json)

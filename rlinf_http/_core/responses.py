@@ -1,0 +1,195 @@
+"""Status + headers + body bytes -> a model, a value or a typed error (no I/O)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+import pydantic
+import pydantic_core
+
+from .._errors import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    preview,
+    status_error_class,
+)
+
+__all__ = [
+    "RawResponse",
+    "connection_error",
+    "finish",
+    "is_retryable_transport_error",
+    "decode_json",
+    "error_details",
+    "parse_model",
+    "status_error",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    """A fully read HTTP response, as the core sees it.
+
+    ``headers`` is any mapping with lower-case keys (``httpx.Headers`` is
+    case-insensitive and fits).
+    """
+
+    method: str
+    url: str
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+
+def decode_json(raw: RawResponse) -> Any:
+    """The JSON value of a success body, whatever its ``Content-Type`` says.
+
+    The router serves JSON as ``text/plain`` on some routes, so the header is not
+    trusted. Raises :class:`APIResponseValidationError` when the body is not JSON.
+    """
+    try:
+        return pydantic_core.from_json(raw.content)
+    except ValueError as exc:
+        raise APIResponseValidationError(
+            f"{raw.method} {raw.url}: expected a JSON body, got "
+            f"{raw.headers.get('content-type', 'no content-type')}: {preview(raw.content)!r}"
+            f" ({exc})",
+            method=raw.method,
+            url=raw.url,
+            status_code=raw.status_code,
+            raw_body=raw.content,
+        ) from None
+
+
+def parse_model(adapter: pydantic.TypeAdapter[T], raw: RawResponse) -> T:
+    """Validate a success body straight from bytes into a model (or list of models)."""
+    try:
+        return adapter.validate_json(raw.content)
+    except pydantic.ValidationError as exc:
+        # Distinguish "not JSON at all" from "JSON of the wrong shape".
+        decode_json(raw)
+        raise APIResponseValidationError(
+            f"{raw.method} {raw.url}: the response does not have the expected shape "
+            f"({exc.error_count()} errors; first: {_first_error(exc)}); body: "
+            f"{preview(raw.content)!r}",
+            method=raw.method,
+            url=raw.url,
+            status_code=raw.status_code,
+            raw_body=raw.content,
+        ) from exc
+
+
+def _first_error(exc: pydantic.ValidationError) -> str:
+    err = exc.errors(include_url=False)[0]
+    loc = ".".join(str(p) for p in err.get("loc", ()))
+    return f"{loc or '<root>'}: {err.get('msg')}"
+
+
+def error_details(
+    content: bytes, headers: Mapping[str, str]
+) -> tuple[Any, str | None, str | int | None]:
+    """``(body, message, code)`` from any error body sglang or its router sends.
+
+    Shapes handled (reference §8.4): ``{"error": {"message", "code", "type"}}``,
+    ``{"error": "<string>"}``, OpenAI ``{"object": "error", "message", "code"}``,
+    FastAPI ``{"detail": ...}``, router ``{"error": {"type", "code", "message"}}``
+    with ``x-smg-error-code``, ``{"error": ..., "code": "WORKER_NOT_FOUND"}``,
+    plain text (also JSON served as ``text/plain``) and empty bodies.
+    """
+    header_code: str | int | None = headers.get("x-smg-error-code")
+    text = content.decode("utf-8", errors="replace")
+    try:
+        body: Any = json.loads(text) if text.strip() else None
+    except ValueError:
+        body = text
+    message: str | None = None
+    code: str | int | None = None
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict):
+            message = _as_text(err.get("message"))
+            code = err.get("code")
+            if message is None:
+                message = _as_text(err.get("type"))
+        elif isinstance(err, str):
+            message = err
+            code = body.get("code")
+        if message is None:
+            message = _as_text(body.get("message"))
+            if code is None:
+                code = body.get("code")
+        if message is None and "detail" in body:
+            detail = body["detail"]
+            message = detail if isinstance(detail, str) else json.dumps(detail)
+    elif isinstance(body, str):
+        message = body.strip() or None
+    elif body is not None:
+        message = json.dumps(body)
+    if isinstance(code, (bool, float)) or not isinstance(code, (str, int)):
+        code = None
+    return body, message, code if code is not None else header_code
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def status_error(raw: RawResponse) -> APIStatusError:
+    """The typed error for a non-success response."""
+    body, message, code = error_details(raw.content, raw.headers)
+    cls = status_error_class(raw.status_code)
+    text = f"{raw.method} {raw.url} failed: status={raw.status_code}, body={preview(raw.content)}"
+    return cls(
+        text,
+        method=raw.method,
+        url=raw.url,
+        status_code=raw.status_code,
+        body=body,
+        raw_body=raw.content,
+        headers=dict(raw.headers.items()),
+        error_message=message,
+        code=code,
+        request_id=raw.headers.get("x-request-id"),
+    )
+
+
+def is_retryable_transport_error(exc: BaseException) -> bool:
+    """Whether a failure raised while waiting for response headers may be retried.
+
+    Network errors, timeouts and protocol errors (e.g. the server closed the
+    connection without answering) are; a bad URL scheme or a proxy error is not.
+    """
+    return isinstance(exc, (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError))
+
+
+def connection_error(exc: BaseException, method: str, url: str) -> APIConnectionError:
+    """Our error for a transport failure (an ``httpx.TransportError`` or similar)."""
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
+        return APITimeoutError(
+            f"{method} {url} timed out: {type(exc).__name__}: {detail}", method=method, url=url
+        )
+    return APIConnectionError(
+        f"{method} {url} failed: {type(exc).__name__}: {detail}", method=method, url=url
+    )
+
+
+def finish(raw: RawResponse, parse: Callable[[RawResponse], T]) -> T:
+    """Turn a complete response into the call's result, or raise its typed error."""
+    if not raw.is_success:
+        raise status_error(raw)
+    return parse(raw)

@@ -1,0 +1,52 @@
+"""The base of every wire model: typed attributes, unknown fields kept, dict-style access."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["WireModel"]
+
+_MISSING: Any = object()
+
+
+class WireModel(BaseModel):
+    """A pydantic model mirroring a JSON object of the sglang wire format.
+
+    Field names are the wire names. Fields the model does not declare are kept
+    (servers add fields often) and reachable as attributes or keys. Item access
+    (``out["text"]``, ``out.get("meta_info")``, ``"text" in out``) works as it did
+    on the plain dicts the RLinf client returned, so older code keeps running.
+    """
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=(), frozen=False)
+
+    def __getitem__(self, key: str) -> Any:
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of a wire field (declared or extra), or ``default``."""
+        if key in type(self).model_fields:
+            return getattr(self, key)
+        extra = self.__pydantic_extra__
+        if extra is not None and key in extra:
+            return extra[key]
+        return default
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key, _MISSING) is not _MISSING
+
+    def keys(self) -> list[str]:
+        """The wire field names present on this object."""
+        names = [k for k in type(self).model_fields if k in self.model_fields_set]
+        if self.__pydantic_extra__:
+            names.extend(self.__pydantic_extra__)
+        return names
+
+    def to_dict(self) -> dict[str, Any]:
+        """The object as plain JSON-compatible data, as it came over the wire."""
+        return self.model_dump(mode="json", exclude_unset=True)

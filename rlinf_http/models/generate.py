@@ -1,0 +1,136 @@
+"""Models of sglang's native ``POST /generate``: sampling parameters and responses."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NamedTuple, Union
+
+from pydantic import ConfigDict, Field
+
+from ._base import WireModel
+
+__all__ = [
+    "FinishAbort",
+    "FinishLength",
+    "FinishOther",
+    "FinishReason",
+    "FinishStop",
+    "GenerateOutput",
+    "Logprob",
+    "MetaInfo",
+    "SamplingParams",
+]
+
+
+class SamplingParams(WireModel):
+    """sglang ``sampling_params`` (all optional; ``None`` fields are not sent).
+
+    Unknown keys are rejected here, because sglang 0.5.23 rejects them with a 400
+    and the router silently drops them. Pass a plain ``dict`` to send keys this
+    model does not know about.
+    """
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    max_new_tokens: int | None = Field(default=None, ge=0)
+    min_new_tokens: int | None = Field(default=None, ge=0)
+    temperature: float | None = Field(default=None, ge=0)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    top_k: int | None = None
+    min_p: float | None = Field(default=None, ge=0, le=1)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    repetition_penalty: float | None = Field(default=None, gt=0, le=2)
+    stop: str | list[str] | None = None
+    stop_token_ids: list[int] | None = None
+    stop_regex: str | list[str] | None = None
+    n: int | None = Field(default=None, ge=1)
+    json_schema: str | None = None
+    regex: str | None = None
+    ebnf: str | None = None
+    structural_tag: str | None = None
+    ignore_eos: bool | None = None
+    skip_special_tokens: bool | None = None
+    spaces_between_special_tokens: bool | None = None
+    no_stop_trim: bool | None = None
+    custom_params: dict[str, Any] | None = None
+    stream_interval: int | None = Field(default=None, ge=1)
+    logit_bias: dict[str, float] | None = None
+    sampling_seed: int | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON object sent on the wire (unset and ``None`` fields omitted)."""
+        return self.model_dump(exclude_none=True)
+
+
+class Logprob(NamedTuple):
+    """One logprob entry: the wire's positional triple ``[logprob, token_id, text]``."""
+
+    logprob: float | None
+    token_id: int
+    text: str | None = None
+
+
+class FinishLength(WireModel):
+    """Generation stopped at ``max_new_tokens``."""
+
+    type: Literal["length"]
+    length: int | None = None
+
+
+class FinishStop(WireModel):
+    """Generation stopped at a stop token or string (``matched``)."""
+
+    type: Literal["stop"]
+    matched: int | list[int] | str | None = None
+
+
+class FinishAbort(WireModel):
+    """The request was aborted (``/abort_request``, a scheduler error...)."""
+
+    type: Literal["abort"]
+    message: str | None = None
+    status_code: int | None = None
+    err_type: str | None = None
+
+
+class FinishOther(WireModel):
+    """A ``finish_reason`` type this client does not know; all fields are kept."""
+
+    type: str
+
+
+FinishReason = Union[FinishLength, FinishStop, FinishAbort, FinishOther]  # noqa: UP007
+
+
+class MetaInfo(WireModel):
+    """``meta_info`` of a ``/generate`` response."""
+
+    id: str | None = None
+    finish_reason: FinishReason | None = Field(default=None, union_mode="left_to_right")
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int | None = None
+    e2e_latency: float | None = None
+    weight_version: str | None = None
+    input_token_logprobs: list[Logprob] | None = None
+    output_token_logprobs: list[Logprob] | None = None
+    input_top_logprobs: list[list[Logprob] | None] | None = None
+    output_top_logprobs: list[list[Logprob] | None] | None = None
+
+
+class GenerateOutput(WireModel):
+    """One ``/generate`` result (one per prompt and sample in a batch).
+
+    ``text`` is absent on servers started with ``--skip-tokenizer-init`` and is
+    then ``""``. In a stream, ``index`` is the position in the expanded batch.
+    """
+
+    text: str = ""
+    output_ids: list[int] = Field(default_factory=list)
+    meta_info: MetaInfo = Field(default_factory=MetaInfo)
+    index: int | None = None
+
+    @property
+    def finish_reason(self) -> FinishReason | None:
+        """Shortcut for ``meta_info.finish_reason``."""
+        return self.meta_info.finish_reason
