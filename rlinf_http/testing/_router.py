@@ -1,0 +1,249 @@
+"""Run the real ``sglang-router`` (sgl-model-gateway) offline for tests.
+
+The router is started as ``python -m sglang_router.launch_router`` in its own
+process group, bound to loopback, with proxy variables removed and the
+HuggingFace hub pointed at a closed loopback port so tokenizer loading can
+never reach the network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from collections.abc import Iterable, Sequence
+
+__all__ = ["RouterProcess", "launch_router", "router_available"]
+
+_PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "ftp_proxy")
+
+
+def router_available() -> bool:
+    """True if the ``sglang_router`` package with its Rust extension is importable."""
+    try:
+        if importlib.util.find_spec("sglang_router") is None:
+            return False
+        return importlib.util.find_spec("sglang_router.sglang_router_rs") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _free_port(host: str = "127.0.0.1") -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _closed_port() -> int:
+    # a port that nobody listens on (bound then released)
+    return _free_port("127.0.0.1")
+
+
+def router_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for an offline router: no proxies, HF hub on a dead loopback port."""
+    env = dict(os.environ if base is None else base)
+    for name in _PROXY_VARS:
+        env.pop(name, None)
+        env.pop(name.upper(), None)
+    env["NO_PROXY"] = "127.0.0.1,localhost,::1"
+    env["no_proxy"] = "127.0.0.1,localhost,::1"
+    env["HF_ENDPOINT"] = f"http://127.0.0.1:{_closed_port()}"
+    env["HF_HUB_OFFLINE"] = "1"
+    env["TRANSFORMERS_OFFLINE"] = "1"
+    env["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    return env
+
+
+def _fmt_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+class RouterProcess:
+    """A running ``sglang-router`` process (see :func:`launch_router`).
+
+    Use as a context manager; :meth:`stop` kills the whole process group.
+    ``url`` is the router's base URL, ``log_path`` its combined stdout/stderr.
+    """
+
+    def __init__(
+        self,
+        worker_urls: Sequence[str],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        policy: str = "round_robin",
+        extra_args: Iterable[str] = (),
+        ready_timeout: float = 60.0,
+    ) -> None:
+        self.worker_urls = [u.rstrip("/") for u in worker_urls]
+        self.host = host
+        self.port = port or _free_port(host)
+        self.prometheus_port = _free_port("127.0.0.1")
+        self.policy = policy
+        self.extra_args = list(extra_args)
+        self.ready_timeout = ready_timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+        fd, self.log_path = tempfile.mkstemp(prefix="rlinf-sglang-router-", suffix=".log")
+        os.close(fd)
+
+    @property
+    def url(self) -> str:
+        """Base URL of the router (no trailing slash)."""
+        return f"http://{_fmt_host(self.host)}:{self.port}"
+
+    def command(self) -> list[str]:
+        """The command line used to start the router."""
+        cmd = [
+            sys.executable,
+            "-m",
+            "sglang_router.launch_router",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--policy",
+            self.policy,
+            "--prometheus-host",
+            "127.0.0.1",
+            "--prometheus-port",
+            str(self.prometheus_port),
+        ]
+        if self.worker_urls:
+            cmd += ["--worker-urls", *self.worker_urls]
+        return cmd + self.extra_args
+
+    def log_tail(self, limit: int = 6000) -> str:
+        """The last ``limit`` characters of the router log."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - limit))
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def start(self) -> RouterProcess:
+        """Start the router and wait until all workers are healthy."""
+        if self.proc is not None:
+            raise RuntimeError("router already started")
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=router_env(),
+                start_new_session=True,
+            )
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        import httpx
+
+        assert self.proc is not None
+        deadline = time.monotonic() + self.ready_timeout
+        want = len(self.worker_urls)
+        last = "no answer"
+        with httpx.Client(trust_env=False, timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                code = self.proc.poll()
+                if code is not None:
+                    raise RuntimeError(
+                        f"sglang-router exited with code {code} during startup; "
+                        f"log tail:\n{self.log_tail()}"
+                    )
+                try:
+                    r = client.get(self.url + "/readiness")
+                    last = f"{r.status_code} {r.text[:200]}"
+                    if r.status_code == 200:
+                        data = r.json()
+                        if int(data.get("healthy_workers", -1)) >= want:
+                            return
+                    elif r.status_code == 503 and want == 0:
+                        return
+                except (httpx.HTTPError, ValueError) as e:
+                    last = repr(e)
+                time.sleep(0.1)
+        raise TimeoutError(
+            f"sglang-router not ready after {self.ready_timeout}s (last /readiness: {last}); "
+            f"log tail:\n{self.log_tail()}"
+        )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Kill the router's process group (SIGTERM, then SIGKILL) and reap it."""
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        # make sure nothing of the group survives
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout)
+
+    def cleanup(self) -> None:
+        """Stop the router and delete its log file."""
+        self.stop()
+        with contextlib.suppress(OSError):
+            os.unlink(self.log_path)
+
+    def __enter__(self) -> RouterProcess:
+        if self.proc is None:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        self.cleanup()
+
+
+def launch_router(
+    worker_urls: Sequence[str],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    policy: str = "round_robin",
+    extra_args: Iterable[str] = (),
+    ready_timeout: float = 60.0,
+) -> RouterProcess:
+    """Start a real sglang-router in front of ``worker_urls`` and wait until ready.
+
+    Returns a started :class:`RouterProcess`; use it as a context manager::
+
+        with launch_router([w1.url, w2.url]) as router:
+            httpx.post(router.url + "/generate", json={"text": "hi"})
+
+    Raises ``RuntimeError``/``TimeoutError`` (with the router log tail) if the
+    router dies or does not report ``healthy_workers == len(worker_urls)``.
+    """
+    return RouterProcess(
+        worker_urls,
+        host=host,
+        port=port,
+        policy=policy,
+        extra_args=extra_args,
+        ready_timeout=ready_timeout,
+    ).start()
