@@ -40,7 +40,14 @@ class DropConnection(Exception):
     The socket server in :mod:`rlinf_http.testing._server` aborts the TCP
     connection (RST where possible) without sending any (further) bytes. Under
     :class:`httpx.ASGITransport` the exception propagates to the caller.
+
+    With ``graceful=True`` the server closes the socket normally (FIN) instead,
+    after flushing what was already sent (used to truncate streams).
     """
+
+    def __init__(self, message: str = "connection dropped", *, graceful: bool = False) -> None:
+        super().__init__(message)
+        self.graceful = graceful
 
 
 @dataclass
@@ -405,7 +412,7 @@ class _SSE:
         if f is None:
             return False
         if f.truncate_stream_after is not None and self.count >= f.truncate_stream_after:
-            raise DropConnection("truncated stream (injected fault)")
+            raise DropConnection("truncated stream (injected fault)", graceful=True)
         if f.stream_error_after is not None and self.count >= f.stream_error_after:
             err = {"error": {"message": "injected stream error", "code": 500}}
             await self.req.send(
@@ -1241,7 +1248,7 @@ class FakeSGLangApp:
         body = self._openai_body(req)
         prompt = body.get("prompt")
         lens: list[int]
-        if isinstance(prompt, str):
+        if isinstance(prompt, str) and prompt:
             lens = [max(len(prompt.split()), 1)]
         elif isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
             lens = [max(len(p.split()), 1) for p in prompt]

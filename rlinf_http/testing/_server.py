@@ -200,6 +200,7 @@ class _HttpProtocol(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.server.connections.add(self)
+        self.server.total_connections += 1
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
         self.client = (str(peer[0]), int(peer[1])) if peer else None
@@ -309,7 +310,10 @@ class _HttpProtocol(asyncio.Protocol):
         drop = False
         try:
             await self.app(cycle.scope, cycle.receive, cycle.send)
-        except DropConnection:
+        except DropConnection as e:
+            if e.graceful and self.transport is not None and not self.closed:
+                self.transport.close()
+                return
             drop = True
         except asyncio.CancelledError:
             if not self.closed and not self.server.closing:
@@ -357,6 +361,7 @@ class _ServerState:
     def __init__(self) -> None:
         self.connections: set[_HttpProtocol] = set()
         self.closing = False
+        self.total_connections = 0
 
 
 class _AsgiServer:
@@ -458,6 +463,17 @@ class FakeServer:
         self._stop_event: asyncio.Event | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self._server: _AsgiServer | None = None
+
+    @property
+    def connections_opened(self) -> int:
+        """How many TCP connections the server has accepted so far."""
+        return self._server.state.total_connections if self._server is not None else 0
+
+    @property
+    def open_connections(self) -> int:
+        """How many TCP connections are currently open."""
+        return len(self._server.state.connections) if self._server is not None else 0
 
     @property
     def url(self) -> str:
@@ -494,6 +510,7 @@ class FakeServer:
     async def _main(self) -> None:
         self._stop_event = asyncio.Event()
         server = _AsgiServer(self.app, self.host, self.port)
+        self._server = server
         try:
             self.port = await server.start()
         except BaseException as e:
