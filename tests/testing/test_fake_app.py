@@ -13,7 +13,7 @@ from rlinf_http.testing import DropConnection, FakeConfig, FakeSGLangApp, FaultS
 
 pytestmark = pytest.mark.anyio
 
-O = FakeSGLangApp  # short alias for the expected-output helpers
+Fake = FakeSGLangApp  # short alias for the expected-output helpers
 
 META_KEYS = {
     "id",
@@ -41,13 +41,15 @@ async def get(app: FakeSGLangApp, path: str) -> httpx.Response:
 
 async def test_generate_single_text() -> None:
     app = FakeSGLangApp()
-    r = await post(app, "/generate", {"text": "hello big world", "sampling_params": {"max_new_tokens": 5}})
+    r = await post(
+        app, "/generate", {"text": "hello big world", "sampling_params": {"max_new_tokens": 5}}
+    )
     assert r.status_code == 200
     assert r.headers["content-type"] == "application/json"
     d = r.json()
     assert set(d) == {"text", "output_ids", "meta_info"}
-    assert d["text"] == O.output_text(5) == " tok0 tok1 tok2 tok3 tok4"
-    assert d["output_ids"] == O.output_ids(5) == [1000, 1001, 1002, 1003, 1004]
+    assert d["text"] == Fake.output_text(5) == " tok0 tok1 tok2 tok3 tok4"
+    assert d["output_ids"] == Fake.output_ids(5) == [1000, 1001, 1002, 1003, 1004]
     m = d["meta_info"]
     assert set(m) == META_KEYS
     assert m["finish_reason"] == {"type": "length", "length": 5}
@@ -64,7 +66,11 @@ async def test_generate_put_input_ids_and_rid() -> None:
     async with asgi_client(app) as c:
         r = await c.put(
             "/generate",
-            json={"input_ids": [5, 6, 7, 8], "rid": "my-rid", "sampling_params": {"max_new_tokens": 2}},
+            json={
+                "input_ids": [5, 6, 7, 8],
+                "rid": "my-rid",
+                "sampling_params": {"max_new_tokens": 2},
+            },
         )
     d = r.json()
     assert d["meta_info"]["prompt_tokens"] == 4
@@ -86,9 +92,12 @@ async def test_generate_batch_text_and_ids() -> None:
     d = (await post(app, "/generate", body)).json()
     assert isinstance(d, list) and len(d) == 2
     assert [x["meta_info"]["prompt_tokens"] for x in d] == [2, 1]
-    assert all(x["text"] == O.output_text(3) for x in d)
+    assert all(x["text"] == Fake.output_text(3) for x in d)
     assert all("index" not in x for x in d)
-    body2 = {"input_ids": [[1, 2, 3], [4]], "sampling_params": [{"max_new_tokens": 1}, {"max_new_tokens": 2}]}
+    body2 = {
+        "input_ids": [[1, 2, 3], [4]],
+        "sampling_params": [{"max_new_tokens": 1}, {"max_new_tokens": 2}],
+    }
     d = (await post(app, "/generate", body2)).json()
     assert [x["meta_info"]["prompt_tokens"] for x in d] == [3, 1]
     assert [x["meta_info"]["completion_tokens"] for x in d] == [1, 2]
@@ -96,13 +105,21 @@ async def test_generate_batch_text_and_ids() -> None:
 
 async def test_generate_n_is_prompt_major() -> None:
     app = FakeSGLangApp()
-    body = {"text": ["one", "two words"], "rid": "r", "sampling_params": {"max_new_tokens": 1, "n": 2}}
+    body = {
+        "text": ["one", "two words"],
+        "rid": "r",
+        "sampling_params": {"max_new_tokens": 1, "n": 2},
+    }
     d = (await post(app, "/generate", body)).json()
     assert len(d) == 4
     assert [x["meta_info"]["prompt_tokens"] for x in d] == [1, 1, 2, 2]
     assert [x["meta_info"]["id"] for x in d] == ["r_0", "r_1", "r_2", "r_3"]
     # n > 1 turns a single prompt into a batch response
-    d = (await post(app, "/generate", {"text": "x", "sampling_params": {"n": 3, "max_new_tokens": 1}})).json()
+    d = (
+        await post(
+            app, "/generate", {"text": "x", "sampling_params": {"n": 3, "max_new_tokens": 1}}
+        )
+    ).json()
     assert isinstance(d, list) and len(d) == 3
 
 
@@ -130,14 +147,18 @@ async def test_generate_unknown_sampling_key_is_400_string_error() -> None:
     err = r.json()["error"]
     assert isinstance(err, str)
     assert err.startswith("unknown field `foo`, expected one of `max_new_tokens`")
-    r = await post(FakeSGLangApp(), "/generate", {"text": "x", "sampling_params": {"max_new_tokens": "4"}})
+    r = await post(
+        FakeSGLangApp(), "/generate", {"text": "x", "sampling_params": {"max_new_tokens": "4"}}
+    )
     assert r.status_code == 400
     assert r.json() == {"error": 'invalid type: string "4", expected i64'}
 
 
 async def test_generate_invalid_json_is_400() -> None:
     async with asgi_client(FakeSGLangApp()) as c:
-        r = await c.post("/generate", content=b"{not json", headers={"content-type": "application/json"})
+        r = await c.post(
+            "/generate", content=b"{not json", headers={"content-type": "application/json"}
+        )
     assert r.status_code == 400
     assert r.json()["object"] == "error"
 
@@ -148,7 +169,9 @@ async def test_generate_stop_keys_accepted_and_eos() -> None:
     d = (await post(app, "/generate", {"text": "x", "sampling_params": sp})).json()
     assert d["meta_info"]["finish_reason"] == {"type": "stop", "matched": 2}
     assert d["meta_info"]["completion_tokens"] == 3
-    d = (await post(app, "/generate", {"text": "x", "sampling_params": {**sp, "ignore_eos": True}})).json()
+    d = (
+        await post(app, "/generate", {"text": "x", "sampling_params": {**sp, "ignore_eos": True}})
+    ).json()
     assert d["meta_info"]["finish_reason"] == {"type": "length", "length": 10}
 
 
@@ -163,7 +186,7 @@ async def test_generate_logprobs() -> None:
     }
     m = (await post(FakeSGLangApp(), "/generate", body)).json()["meta_info"]
     out = m["output_token_logprobs"]
-    assert out == [[O.output_logprob(i), 1000 + i, f" tok{i}"] for i in range(3)]
+    assert out == [[Fake.output_logprob(i), 1000 + i, f" tok{i}"] for i in range(3)]
     inp = m["input_token_logprobs"]
     assert len(inp) == 3
     assert inp[0][0] is None and inp[0][2] == "hello"
@@ -174,7 +197,11 @@ async def test_generate_logprobs() -> None:
     assert m["output_top_logprobs"][0][0] == out[0]
     assert m["input_top_logprobs"][0] is None
     # without return_text_in_logprobs the text slot is null; default start = last prompt token
-    body2 = {"input_ids": [7, 8, 9], "sampling_params": {"max_new_tokens": 2}, "return_logprob": True}
+    body2 = {
+        "input_ids": [7, 8, 9],
+        "sampling_params": {"max_new_tokens": 2},
+        "return_logprob": True,
+    }
     m = (await post(FakeSGLangApp(), "/generate", body2)).json()["meta_info"]
     assert [t[2] for t in m["output_token_logprobs"]] == [None, None]
     assert m["input_token_logprobs"] == [[None, 9, None]]
@@ -183,7 +210,9 @@ async def test_generate_logprobs() -> None:
 
 async def test_generate_stream_cumulative() -> None:
     app = FakeSGLangApp()
-    r = await post(app, "/generate", {"text": "a", "stream": True, "sampling_params": {"max_new_tokens": 4}})
+    r = await post(
+        app, "/generate", {"text": "a", "stream": True, "sampling_params": {"max_new_tokens": 4}}
+    )
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/event-stream")
     ev = sse_events(r.text)
@@ -191,8 +220,8 @@ async def test_generate_stream_cumulative() -> None:
     chunks = ev[:-1]
     assert len(chunks) == 4
     for k, ch in enumerate(chunks, start=1):
-        assert ch["text"] == O.output_text(k)
-        assert ch["output_ids"] == O.output_ids(k)
+        assert ch["text"] == Fake.output_text(k)
+        assert ch["output_ids"] == Fake.output_ids(k)
         assert ch["meta_info"]["completion_tokens"] == k
         assert "index" not in ch
         expected = {"type": "length", "length": 4} if k == 4 else None
@@ -205,8 +234,12 @@ async def test_generate_stream_incremental_and_interval() -> None:
     body = {"text": "a", "stream": True, "sampling_params": {"max_new_tokens": 5}}
     chunks = sse_events((await post(app, "/generate", body)).text)[:-1]
     assert [c["meta_info"]["completion_tokens"] for c in chunks] == [2, 4, 5]
-    assert [c["text"] for c in chunks] == [O.output_text(2), O.output_text(4, 2), O.output_text(5, 4)]
-    assert sum((c["output_ids"] for c in chunks), []) == O.output_ids(5)
+    assert [c["text"] for c in chunks] == [
+        Fake.output_text(2),
+        Fake.output_text(4, 2),
+        Fake.output_text(5, 4),
+    ]
+    assert [i for c in chunks for i in c["output_ids"]] == Fake.output_ids(5)
     # per-request stream_interval overrides the server default
     body["sampling_params"] = {"max_new_tokens": 3, "stream_interval": 1}
     chunks = sse_events((await post(app, "/generate", body)).text)[:-1]
@@ -220,11 +253,16 @@ async def test_generate_stream_batch_interleaves_with_index() -> None:
     assert [c["index"] for c in chunks] == [0, 1, 0, 1]
     finals = [c for c in chunks if c["meta_info"]["finish_reason"] is not None]
     assert sorted(c["index"] for c in finals) == [0, 1]
-    assert all(c["text"] == O.output_text(2) for c in finals)
+    assert all(c["text"] == Fake.output_text(2) for c in finals)
 
 
 async def test_generate_stream_logprobs_cumulative() -> None:
-    body = {"text": "a", "stream": True, "return_logprob": True, "sampling_params": {"max_new_tokens": 3}}
+    body = {
+        "text": "a",
+        "stream": True,
+        "return_logprob": True,
+        "sampling_params": {"max_new_tokens": 3},
+    }
     chunks = sse_events((await post(FakeSGLangApp(), "/generate", body)).text)[:-1]
     assert [len(c["meta_info"]["output_token_logprobs"]) for c in chunks] == [1, 2, 3]
 
@@ -235,7 +273,10 @@ async def test_generate_stream_logprobs_cumulative() -> None:
 async def test_chat_completion_non_stream() -> None:
     body = {
         "model": "whatever",
-        "messages": [{"role": "system", "content": "be nice"}, {"role": "user", "content": "hi there"}],
+        "messages": [
+            {"role": "system", "content": "be nice"},
+            {"role": "user", "content": "hi there"},
+        ],
         "max_tokens": 50,
         "max_completion_tokens": 3,
         "n": 2,
@@ -249,7 +290,7 @@ async def test_chat_completion_non_stream() -> None:
     for c in d["choices"]:
         assert c["message"] == {
             "role": "assistant",
-            "content": O.output_text(3),
+            "content": Fake.output_text(3),
             "reasoning_content": None,
             "tool_calls": None,
         }
@@ -264,7 +305,7 @@ async def test_chat_completion_eos_is_stop() -> None:
     d = (await post(app, "/v1/chat/completions", body)).json()
     assert d["model"] == "fake-model"
     assert d["choices"][0]["finish_reason"] == "stop"
-    assert d["choices"][0]["message"]["content"] == O.output_text(2)
+    assert d["choices"][0]["message"]["content"] == Fake.output_text(2)
 
 
 @pytest.mark.parametrize("include_usage", [True, False])
@@ -295,7 +336,7 @@ async def test_chat_completion_stream(include_usage: bool) -> None:
     final = chunks[-1]["choices"][0]
     assert final["finish_reason"] == "length"
     content = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks[1:])
-    assert content == O.output_text(3)
+    assert content == Fake.output_text(3)
     assert all(c["choices"][0]["finish_reason"] is None for c in chunks[:-1])
 
 
@@ -306,7 +347,7 @@ async def test_chat_completion_stream_n2() -> None:
         mine = [c["choices"][0] for c in chunks if c["choices"][0]["index"] == idx]
         assert mine[0]["delta"]["role"] == "assistant"
         assert mine[-1]["finish_reason"] == "length"
-        assert "".join(m["delta"].get("content", "") for m in mine) == O.output_text(2)
+        assert "".join(m["delta"].get("content", "") for m in mine) == Fake.output_text(2)
 
 
 @pytest.mark.parametrize("messages", [[], None])
@@ -329,17 +370,22 @@ async def test_completions() -> None:
     app = FakeSGLangApp()
     d = (await post(app, "/v1/completions", {"model": "m", "prompt": "a b"})).json()
     assert d["object"] == "text_completion"
-    assert d["choices"][0]["text"] == O.output_text(16)  # OpenAI default max_tokens=16
+    assert d["choices"][0]["text"] == Fake.output_text(16)  # OpenAI default max_tokens=16
     assert d["choices"][0]["finish_reason"] == "length"
     assert d["usage"] == {"prompt_tokens": 2, "completion_tokens": 16, "total_tokens": 18}
     d = (await post(app, "/v1/completions", {"prompt": ["a", "b c"], "max_tokens": 1})).json()
     assert [c["index"] for c in d["choices"]] == [0, 1]
     d = (await post(app, "/v1/completions", {"prompt": [1, 2, 3], "max_tokens": 1})).json()
     assert d["usage"]["prompt_tokens"] == 3
-    body = {"prompt": "a", "max_tokens": 2, "stream": True, "stream_options": {"include_usage": True}}
+    body = {
+        "prompt": "a",
+        "max_tokens": 2,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     ev = sse_events((await post(app, "/v1/completions", body)).text)
     assert ev[-1] == "[DONE]"
-    assert "".join(c["choices"][0]["text"] for c in ev[:-2]) == O.output_text(2)
+    assert "".join(c["choices"][0]["text"] for c in ev[:-2]) == Fake.output_text(2)
     assert ev[-2]["choices"] == [] and ev[-2]["usage"]["completion_tokens"] == 2
     r = await post(app, "/v1/completions", {"prompt": ""})
     assert r.status_code == 400 and r.json()["object"] == "error"
@@ -426,8 +472,12 @@ async def test_request_id_echo_and_generated() -> None:
         assert r.headers["x-request-id"] == "abc-123"
         r1 = await c.get("/health")
         r2 = await c.get("/health")
-        assert r1.headers["x-request-id"] and r1.headers["x-request-id"] != r2.headers["x-request-id"]
-        r = await c.post("/generate", json={"text": "a", "stream": True}, headers={"x-request-id": "s1"})
+        assert (
+            r1.headers["x-request-id"] and r1.headers["x-request-id"] != r2.headers["x-request-id"]
+        )
+        r = await c.post(
+            "/generate", json={"text": "a", "stream": True}, headers={"x-request-id": "s1"}
+        )
         assert r.headers["x-request-id"] == "s1"
 
 
@@ -485,7 +535,7 @@ async def test_abort_request_non_stream() -> None:
     assert fr["type"] == "abort"
     assert {"message", "status_code", "err_type"} <= set(fr)
     assert 0 < d["meta_info"]["completion_tokens"] < 500
-    assert d["text"] == O.output_text(d["meta_info"]["completion_tokens"])
+    assert d["text"] == Fake.output_text(d["meta_info"]["completion_tokens"])
     assert app.stats["aborted"] == 1
     assert app.running_requests == 0
 
@@ -569,12 +619,19 @@ async def test_fault_stream_error_after() -> None:
     app = FakeSGLangApp()
     app.faults.add(FaultSpec(path="/generate", stream_error_after=2))
     # a non-streaming request does not consume a stream fault
-    assert (await post(app, "/generate", {"text": "a", "sampling_params": {"max_new_tokens": 2}})).status_code == 200
-    r = await post(app, "/generate", {"text": "a", "stream": True, "sampling_params": {"max_new_tokens": 5}})
+    assert (
+        await post(app, "/generate", {"text": "a", "sampling_params": {"max_new_tokens": 2}})
+    ).status_code == 200
+    r = await post(
+        app, "/generate", {"text": "a", "stream": True, "sampling_params": {"max_new_tokens": 5}}
+    )
     assert r.status_code == 200
     ev = sse_events(r.text)
     assert len(ev) == 4
-    assert ev[0]["meta_info"]["completion_tokens"] == 1 and ev[1]["meta_info"]["completion_tokens"] == 2
+    assert (
+        ev[0]["meta_info"]["completion_tokens"] == 1
+        and ev[1]["meta_info"]["completion_tokens"] == 2
+    )
     assert ev[2] == {"error": {"message": "injected stream error", "code": 500}}
     assert ev[3] == "[DONE]"
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from fake_helpers import sse_events, wait_for
 
-from rlinf_http.testing import FakeConfig, FakeSGLangApp, FakeServer, FaultSpec, serve_asgi
+from rlinf_http.testing import FakeConfig, FakeServer, FakeSGLangApp, FaultSpec, serve_asgi
 
 
 def _raw_exchange(port: int, data: bytes, host: str = "127.0.0.1", timeout: float = 5.0) -> bytes:
@@ -33,7 +33,10 @@ def test_basic_roundtrip_and_keepalive(server: FakeServer, http: httpx.Client) -
     assert server.url == f"http://127.0.0.1:{server.port}"
     assert server.port > 0
     for i in range(5):
-        r = http.post(server.url + "/generate", json={"text": "a", "sampling_params": {"max_new_tokens": i + 1}})
+        r = http.post(
+            server.url + "/generate",
+            json={"text": "a", "sampling_params": {"max_new_tokens": i + 1}},
+        )
         assert r.status_code == 200
         assert r.json()["text"] == FakeSGLangApp.output_text(i + 1)
         assert r.headers["content-length"] == str(len(r.content))
@@ -55,7 +58,9 @@ def test_chunked_request_body_and_pipelining(server: FakeServer) -> None:
     raw = _raw_exchange(server.port, req1 + req2)  # pipelined; second closes
     first, _, rest = raw.partition(b"\r\n\r\n")
     assert first.startswith(b"HTTP/1.1 200 OK")
-    length = int([ln for ln in first.split(b"\r\n") if ln.lower().startswith(b"content-length")][0].split(b":")[1])
+    headers = first.split(b"\r\n")
+    clen = next(h for h in headers if h.lower().startswith(b"content-length"))
+    length = int(clen.split(b":")[1])
     payload = json.loads(rest[:length])
     assert payload["meta_info"]["prompt_tokens"] == 3
     second = rest[length:]
@@ -65,7 +70,9 @@ def test_chunked_request_body_and_pipelining(server: FakeServer) -> None:
 
 
 def test_connection_close_honoured(server: FakeServer) -> None:
-    raw = _raw_exchange(server.port, b"GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    raw = _raw_exchange(
+        server.port, b"GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
     assert raw.startswith(b"HTTP/1.1 200 OK")
     assert b"fake-model" in raw  # full response, then the server closed the socket
 
@@ -82,7 +89,9 @@ def test_bad_request_line(server: FakeServer) -> None:
 
 def test_large_body(server: FakeServer, http: httpx.Client) -> None:
     ids = list(range(200_000))
-    r = http.post(server.url + "/generate", json={"input_ids": ids, "sampling_params": {"max_new_tokens": 1}})
+    r = http.post(
+        server.url + "/generate", json={"input_ids": ids, "sampling_params": {"max_new_tokens": 1}}
+    )
     assert r.status_code == 200
     assert r.json()["meta_info"]["prompt_tokens"] == len(ids)
 
@@ -128,7 +137,10 @@ def test_client_timeout_aborts_non_stream() -> None:
         app: FakeSGLangApp = srv.app
         with httpx.Client(trust_env=False, timeout=httpx.Timeout(5.0, read=0.2)) as c:
             with pytest.raises(httpx.ReadTimeout):
-                c.post(srv.url + "/generate", json={"text": "a", "sampling_params": {"max_new_tokens": 1000}})
+                c.post(
+                    srv.url + "/generate",
+                    json={"text": "a", "sampling_params": {"max_new_tokens": 1000}},
+                )
         wait_for(lambda: app.stats["disconnects"] == 1, what="disconnect counted")
         assert app.running_requests == 0
 
@@ -173,7 +185,9 @@ def test_hang_fault_until_disconnect(server: FakeServer) -> None:
         assert c.get(server.url + "/health").status_code == 200
 
 
-def test_status_fault_with_retry_after_over_http_api(server: FakeServer, http: httpx.Client) -> None:
+def test_status_fault_with_retry_after_over_http_api(
+    server: FakeServer, http: httpx.Client
+) -> None:
     r = http.post(
         server.url + "/_fake/faults",
         json={"path": "/generate", "status": 503, "headers": {"Retry-After": "3"}, "times": 2},
@@ -228,7 +242,9 @@ def _ipv6_loopback_ok() -> bool:
 def test_ipv6(http: httpx.Client) -> None:
     with FakeServer(host="::1") as srv:
         assert srv.url == f"http://[::1]:{srv.port}"
-        r = http.post(srv.url + "/generate", json={"text": "a", "sampling_params": {"max_new_tokens": 1}})
+        r = http.post(
+            srv.url + "/generate", json={"text": "a", "sampling_params": {"max_new_tokens": 1}}
+        )
         assert r.status_code == 200
 
 
@@ -259,7 +275,7 @@ def test_stop_closes_open_connections() -> None:
         c.get(srv.url + "/health")
 
 
-# --------------------------------------------------------------------------- framing with custom apps
+# ------------------------------------------------------------------- framing with custom apps
 
 
 def _app_factory(kind: str) -> Any:
@@ -291,7 +307,9 @@ def _app_factory(kind: str) -> Any:
     ("kind", "status", "length", "chunked"),
     [("explicit", 201, "5", False), ("single", 200, "5", False), ("chunked", 200, None, True)],
 )
-def test_response_framing(kind: str, status: int, length: str | None, chunked: bool, http: httpx.Client) -> None:
+def test_response_framing(
+    kind: str, status: int, length: str | None, chunked: bool, http: httpx.Client
+) -> None:
     with FakeServer(_app_factory(kind)) as srv:
         for _ in range(2):  # keep-alive still works after each framing mode
             r = http.get(srv.url + "/")

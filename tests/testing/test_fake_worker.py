@@ -1,0 +1,82 @@
+"""The fake server in a separate process (start_fake_worker / python -m rlinf_http.testing)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from rlinf_http.testing import FakeConfig, FakeWorkerProcess, start_fake_worker
+
+
+def test_start_and_stop_worker() -> None:
+    cfg = FakeConfig(served_model_name="proc-model", incremental_streaming=True, ttft_s=0.01)
+    with start_fake_worker(config=cfg) as w, httpx.Client(trust_env=False, timeout=10) as c:
+        assert isinstance(w, FakeWorkerProcess)
+        assert w.url == f"http://127.0.0.1:{w.port}"
+        info = c.get(w.url + "/server_info").json()
+        assert info["served_model_name"] == "proc-model"
+        assert info["incremental_streaming_output"] is True
+        r = c.post(
+            w.url + "/generate", json={"text": "a", "sampling_params": {"max_new_tokens": 2}}
+        )
+        assert r.json()["text"] == " tok0 tok1"
+        assert w.proc.poll() is None
+        url = w.url
+    assert w.proc.poll() is not None
+    with pytest.raises(httpx.ConnectError), httpx.Client(trust_env=False, timeout=2) as c:
+        c.get(url + "/health")
+
+
+def test_worker_exits_when_stdin_closes() -> None:
+    w = start_fake_worker()
+    try:
+        assert w.proc.stdin is not None
+        w.proc.stdin.close()  # what happens when the parent dies
+        w.proc.wait(10)
+        assert w.proc.returncode is not None
+    finally:
+        w.stop()
+
+
+def test_cli_prints_url_first() -> None:
+    cmd = [
+        sys.executable,
+        "-m",
+        "rlinf_http.testing",
+        "serve",
+        "--port",
+        "0",
+        "--model-name",
+        "cli",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode().strip()
+        assert line.startswith("http://127.0.0.1:")
+        deadline = time.monotonic() + 10
+        with httpx.Client(trust_env=False, timeout=2) as c:
+            while True:
+                try:
+                    d = c.get(line + "/get_model_info").json()
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+        assert d["served_model_name"] == "cli"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert proc.returncode == 0  # SIGTERM handled as a clean shutdown
+
+
+def test_worker_start_failure_reports_log() -> None:
+    with pytest.raises(RuntimeError, match="did not become ready"):
+        start_fake_worker(extra_args=["--no-such-flag"], ready_timeout=10)
