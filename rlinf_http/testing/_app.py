@@ -101,6 +101,10 @@ class FaultSpec:
     ``status`` (answer with ``status``/``body``/``content_type``/``headers``),
     ``malformed`` (200 with a body that is not valid JSON), or the stream faults.
     A fault with only ``delay_s`` delays the normal answer.
+
+    Note: under :class:`httpx.ASGITransport` ``drop``/``truncate_stream_after``
+    surface as :class:`DropConnection` raised into the caller, and ``hang``
+    never returns (ASGITransport has no timeouts) - use a socket server for those.
     """
 
     path: str | None = None
@@ -468,7 +472,8 @@ class FakeSGLangApp:
         stats: snapshot dict with ``requests`` (count per path), ``last_bodies``,
             ``last_headers``, ``in_flight``, ``max_in_flight``, ``disconnects``
             (requests cancelled by a client disconnect), ``aborted`` (generations
-            aborted via ``/abort_request``) and ``faults_injected``.
+            aborted via ``/abort_request``) and ``faults_injected``. Over sockets the
+            client may see a response a moment before ``in_flight`` is decremented.
     """
 
     def __init__(self, config: FakeConfig | None = None) -> None:
