@@ -146,7 +146,7 @@ class RouterProcess:
         try:
             self._wait_ready()
         except BaseException:
-            self.stop()
+            self.cleanup()  # the log tail is already in the exception message
             raise
         return self
 
