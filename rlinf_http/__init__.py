@@ -3,8 +3,9 @@
 Public names live here; every ``_module`` is private.
 """
 
-from ._client import InferenceHTTPClient
+from ._client import AsCompleted, InferenceHTTPClient
 from ._core.retry import RetryPolicy
+from ._core.streams import GenerateStreamChunk
 from ._errors import (
     APIConnectionError,
     APIResponseValidationError,
@@ -26,8 +27,10 @@ from ._errors import (
     StreamErrorEvent,
     UnprocessableEntityError,
     UnsupportedMediaTypeError,
+    WorkerRegistrationError,
 )
 from ._proxy import no_proxy_env
+from ._streaming import AsyncStream, Stream
 from ._version import __version__
 from .models import (
     ChatChoice,
@@ -41,13 +44,22 @@ from .models import (
     FinishOther,
     FinishReason,
     FinishStop,
+    FlushCacheResult,
     FunctionCall,
     GenerateOutput,
+    JobStatus,
     Logprob,
     MetaInfo,
+    ModelCard,
+    ModelInfo,
+    ModelList,
+    Readiness,
     SamplingParams,
+    ServerInfo,
     ToolCall,
     Usage,
+    Worker,
+    WorkerList,
 )
 
 __all__ = [
@@ -55,6 +67,8 @@ __all__ = [
     "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",
+    "AsCompleted",
+    "AsyncStream",
     "AuthenticationError",
     "BadRequestError",
     "ChatChoice",
@@ -69,28 +83,40 @@ __all__ = [
     "FinishOther",
     "FinishReason",
     "FinishStop",
+    "FlushCacheResult",
     "FunctionCall",
     "GenerateOutput",
+    "GenerateStreamChunk",
     "IncompleteStreamError",
     "InferenceHTTPClient",
     "InternalServerError",
     "InvalidRequestError",
+    "JobStatus",
     "Logprob",
     "MetaInfo",
     "MissingDependencyError",
+    "ModelCard",
+    "ModelInfo",
+    "ModelList",
     "NotFoundError",
     "PermissionDeniedError",
     "RLinfHTTPError",
     "RateLimitError",
+    "Readiness",
     "RetryPolicy",
     "SamplingParams",
+    "ServerInfo",
     "ServiceUnavailableError",
+    "Stream",
     "StreamError",
     "StreamErrorEvent",
     "ToolCall",
     "UnprocessableEntityError",
     "UnsupportedMediaTypeError",
     "Usage",
-    "__version__",
+    "Worker",
+    "WorkerList",
+    "WorkerRegistrationError",
     "no_proxy_env",
+    "__version__",
 ]

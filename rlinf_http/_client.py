@@ -1,26 +1,22 @@
-"""``InferenceHTTPClient``: thin sync and async facades over one sans-I/O core.
+"""``InferenceHTTPClient``: the public surface (typed endpoints, streams, fan-out, admin).
 
-Everything but sending bytes and sleeping happens in :mod:`rlinf_http._core`:
-the facade methods build an :class:`~rlinf_http._core.requests.Operation`, hand it
-to :meth:`_send` / :meth:`_asend`, which only do I/O and ask the
-:class:`~rlinf_http._core.retry.RetryPolicy` what to do after each attempt.
+Each method validates and builds its request in :mod:`rlinf_http._core`, then
+calls one of the I/O drivers of :class:`~rlinf_http._base_client.BaseClient`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import os
-import threading
-import time
-import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, overload
 
 import anyio
+import anyio.abc
 import httpx
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._base_client import NOT_GIVEN, BaseClient, TimeoutTypes
+from ._core import plans
 from ._core.requests import (
     DEFAULT_CHAT_MODEL,
     Operation,
@@ -28,80 +24,147 @@ from ._core.requests import (
     build_generate,
     build_health,
     build_post,
-    default_headers,
-    normalize_base_url,
-)
-from ._core.responses import (
-    RawResponse,
-    connection_error,
-    is_retryable_transport_error,
-    status_error,
 )
 from ._core.retry import RetryPolicy
+from ._core.streams import ChatStreamParser, GenerateStreamChunk, GenerateStreamParser, StreamMode
 from ._errors import InvalidRequestError
-from .models import ChatCompletion, ChatMessage, GenerateOutput, SamplingParams
+from ._streaming import AsyncStream, Stream
+from .models import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatMessage,
+    FlushCacheResult,
+    GenerateOutput,
+    ModelInfo,
+    ModelList,
+    Readiness,
+    SamplingParams,
+    ServerInfo,
+    Worker,
+    WorkerList,
+)
 
-__all__ = ["InferenceHTTPClient"]
+__all__ = ["AsCompleted", "InferenceHTTPClient"]
 
-T = TypeVar("T")
-
-logger = logging.getLogger("rlinf_http")
-
-
-class _Unset:
-    def __repr__(self) -> str:
-        return "NOT_GIVEN"
-
-
-NOT_GIVEN: Any = _Unset()
-
-#: What a per-call ``timeout=`` accepts: seconds for every phase, an ``httpx.Timeout``,
-#: or ``None`` for no timeout at all.
-TimeoutTypes = float | httpx.Timeout | None
+Prompt = str | Sequence[str] | None
+InputIds = Sequence[int] | Sequence[Sequence[int]] | None
+Sampling = Mapping[str, Any] | SamplingParams | None
+Messages = Sequence[Mapping[str, Any] | ChatMessage]
+Progress = Callable[[int, int], object]
 
 _SEED_POST_RETRY_STATUSES = frozenset({500, 502, 503, 504})
 
-_live_clients: weakref.WeakSet[InferenceHTTPClient] = weakref.WeakSet()
+
+def _check_concurrency(concurrency: int) -> int:
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise InvalidRequestError(f"concurrency must be an int >= 1, got {concurrency!r}")
+    return concurrency
 
 
-def _after_fork_in_child() -> None:
-    # A forked child must never reuse the parent's sockets: forget the sessions
-    # (without closing them, which would shut the parent's connections down).
-    for client in list(_live_clients):
-        client._forget_sessions()
+def _check_stream_mode(mode: object) -> StreamMode:
+    if mode == "auto" or mode == "cumulative" or mode == "incremental":
+        return mode
+    raise InvalidRequestError(
+        f"stream_mode must be 'auto', 'cumulative' or 'incremental', got {mode!r}"
+    )
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+class AsCompleted:
+    """``(index, result)`` pairs of a fan-out, in completion order.
+
+    Use it as ``async with client.async_generate_as_completed(...) as results:``
+    then ``async for index, result in results``. Leaving the block early cancels
+    the requests still running. With ``return_exceptions=True`` a failed
+    request yields its exception as the result; otherwise the first error is
+    raised from the iteration and the rest are cancelled.
+    """
+
+    def __init__(
+        self,
+        client: InferenceHTTPClient,
+        ops: Sequence[Operation[Any]],
+        concurrency: int,
+        return_exceptions: bool,
+        retry: RetryPolicy,
+        timeout: TimeoutTypes,
+    ) -> None:
+        self._client = client
+        self._ops = ops
+        self._concurrency = concurrency
+        self._return_exceptions = return_exceptions
+        self._retry = retry
+        self._timeout = timeout
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._receive: MemoryObjectReceiveStream[tuple[int, Any, bool]] | None = None
+
+    async def __aenter__(self) -> AsCompleted:
+        send, receive = anyio.create_memory_object_stream[tuple[int, Any, bool]](
+            max_buffer_size=self._concurrency
+        )
+        self._receive = receive
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._tg.start_soon(self._produce, send)
+        return self
+
+    async def _produce(self, send: MemoryObjectSendStream[tuple[int, Any, bool]]) -> None:
+        indices = iter(range(len(self._ops)))
+
+        async def worker(out: MemoryObjectSendStream[tuple[int, Any, bool]]) -> None:
+            async with out:
+                for i in indices:
+                    try:
+                        result = await self._client._asend(
+                            self._ops[i], timeout=self._timeout, retry=self._retry
+                        )
+                    except Exception as exc:
+                        await out.send((i, exc, True))
+                        if not self._return_exceptions:
+                            return
+                    else:
+                        await out.send((i, result, False))
+
+        async with send, anyio.create_task_group() as tg:
+            for _ in range(min(self._concurrency, len(self._ops))):
+                tg.start_soon(worker, send.clone())
+
+    def __aiter__(self) -> AsCompleted:
+        return self
+
+    async def __anext__(self) -> tuple[int, Any]:
+        if self._receive is None:
+            raise RuntimeError("use 'async with' around AsCompleted")
+        try:
+            index, value, failed = await self._receive.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+        if failed and not self._return_exceptions:
+            raise value
+        return index, value
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._tg is not None and self._receive is not None
+        self._tg.cancel_scope.cancel()
+        self._receive.close()
+        return await self._tg.__aexit__(exc_type, exc, tb)
 
 
-def _loop_token() -> object:
-    """An identity for the running event loop (asyncio loop or trio run)."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    import sniffio
-
-    if sniffio.current_async_library() == "trio":
-        import trio
-
-        return trio.lowlevel.current_trio_token()
-    raise RuntimeError("no running event loop")  # pragma: no cover
-
-
-class InferenceHTTPClient:
+class InferenceHTTPClient(BaseClient):
     """A typed client for an sglang router or a single sglang server.
 
-    Drop-in for RLinf's ``InferenceHTTPClient``: the same constructor, methods
+    A drop-in for RLinf's ``InferenceHTTPClient``: the same constructor, methods
     and semantics, returning typed models instead of dicts (models still support
     ``out["text"]``).
 
-    - Sync methods need no set-up: a pooled, thread-safe ``httpx.Client`` is
-      created on first use. Async methods share one lazily created
-      ``httpx.AsyncClient``. ``with`` / ``close()`` and ``async with`` /
-      ``aclose()`` release the sockets; using the client afterwards creates a
-      fresh session.
+    - Sync methods need no set-up: a pooled, thread-safe session is created on
+      first use. Async methods share one lazily created ``httpx.AsyncClient``.
+      ``with`` / ``close()`` and ``async with`` / ``aclose()`` release the
+      sockets; using the client afterwards opens a fresh session.
     - Only connecting is bounded (``connect_timeout``, 10 s by default); reads,
       writes and waits for a pooled connection are never capped, since a
       generation can take many minutes. Put deadlines around calls with
@@ -109,158 +172,27 @@ class InferenceHTTPClient:
       client usable. A per-call ``timeout=`` overrides this.
     - Environment proxies (``HTTP_PROXY``...) are ignored.
     - Failures raise the typed errors of :mod:`rlinf_http` (all
-      :class:`RLinfHTTPError`); transient ones are retried by one
-      :class:`RetryPolicy` (``max_retries`` times, 2 by default).
+      :class:`~rlinf_http.RLinfHTTPError`); transient ones are retried by one
+      :class:`~rlinf_http.RetryPolicy` (``max_retries`` times, 2 by default).
+    - It can be pickled (Ray actors, multiprocessing) and survives ``os.fork()``:
+      the copy opens its own sessions.
 
     Args:
         base_url: the router or server URL, e.g. ``http://127.0.0.1:30000``.
-        connect_timeout: seconds allowed to open a TCP connection.
-        max_connections: the cap on open connections (and keep-alive ones).
-        max_retries: default retries for ``generate``, ``chat_completion`` and
-            the other typed calls (``post`` keeps its own ``max_retries=0``).
+        connect_timeout: seconds allowed to open a TCP connection (``None``: no bound).
+        max_connections: the cap on open (and keep-alive) connections.
+        max_retries: retries of the typed calls (``post`` keeps its own default 0).
         headers: extra headers sent with every request.
         api_key: sent as ``Authorization: Bearer <api_key>``.
-        http_client: an ``httpx.Client`` to use for sync calls, as given (its
+        http_client: an ``httpx.Client`` for sync calls, used as given (its
             transport, hooks, headers and timeouts apply; it is not closed here).
         async_http_client: the same for async calls.
         retry_policy: the full retry policy (``max_retries`` overrides its count).
         health_timeout: the bound on ``health()`` calls, in seconds.
+        transport: ``"auto"`` (rlinf-http's fast HTTP/1.1 transport for sync calls
+            and on asyncio, httpx's under trio), ``"rlinf"`` or ``"httpx"``.
+        log_bodies: include request bodies in the ``rlinf_http`` debug log lines.
     """
-
-    def __init__(
-        self,
-        base_url: str,
-        connect_timeout: float | None = 10.0,
-        max_connections: int = 16384,
-        *,
-        max_retries: int = 2,
-        headers: Mapping[str, str] | None = None,
-        api_key: str | None = None,
-        http_client: httpx.Client | None = None,
-        async_http_client: httpx.AsyncClient | None = None,
-        retry_policy: RetryPolicy | None = None,
-        health_timeout: float = 5.0,
-    ) -> None:
-        self.base_url = normalize_base_url(base_url)
-        if connect_timeout is not None and (
-            not isinstance(connect_timeout, (int, float)) or connect_timeout <= 0
-        ):
-            raise InvalidRequestError(
-                f"connect_timeout must be a positive number or None, got {connect_timeout!r}"
-            )
-        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
-            raise InvalidRequestError(f"max_connections must be an int, got {max_connections!r}")
-        if max_connections < 1:
-            raise InvalidRequestError(f"max_connections must be >= 1, got {max_connections}")
-        if http_client is not None and not isinstance(http_client, httpx.Client):
-            raise InvalidRequestError("http_client must be an httpx.Client")
-        if async_http_client is not None and not isinstance(async_http_client, httpx.AsyncClient):
-            raise InvalidRequestError("async_http_client must be an httpx.AsyncClient")
-        self.connect_timeout = connect_timeout
-        self.max_connections = max_connections
-        self.health_timeout = float(health_timeout)
-        self.retry_policy = (retry_policy or RetryPolicy()).with_max_retries(max_retries)
-        self._headers = default_headers(api_key, headers)
-        self._timeout = httpx.Timeout(connect=connect_timeout, read=None, write=None, pool=None)
-        self._user_client = http_client
-        self._user_async_client = async_http_client
-        self._init_runtime_state()
-        _live_clients.add(self)
-
-    # -- session management --------------------------------------------------------
-
-    def _init_runtime_state(self) -> None:
-        self._sync_client: httpx.Client | None = None
-        self._async_client: httpx.AsyncClient | None = None
-        self._async_loop: object = None
-        self._lock = threading.Lock()
-        self._urls: dict[str, tuple[httpx.URL, str]] = {}
-        self._merged_headers: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
-
-    def _forget_sessions(self) -> None:
-        self._sync_client = None
-        self._async_client = None
-        self._async_loop = None
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, Any]:
-        if self._user_client is not None or self._user_async_client is not None:
-            raise TypeError(
-                "an InferenceHTTPClient built with http_client/async_http_client cannot be "
-                "pickled; pass connection settings instead"
-            )
-        state = self.__dict__.copy()
-        for key in ("_sync_client", "_async_client", "_async_loop", "_lock", "_urls"):
-            state.pop(key, None)
-        state.pop("_merged_headers", None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._init_runtime_state()
-        _live_clients.add(self)
-
-    def _limits(self) -> httpx.Limits:
-        return httpx.Limits(
-            max_connections=self.max_connections,
-            max_keepalive_connections=self.max_connections,
-            keepalive_expiry=60.0,
-        )
-
-    def _get_sync_client(self) -> httpx.Client:
-        if self._user_client is not None:
-            return self._user_client
-        client = self._sync_client
-        if client is None:
-            with self._lock:
-                client = self._sync_client
-                if client is None:
-                    client = httpx.Client(
-                        timeout=self._timeout,
-                        limits=self._limits(),
-                        trust_env=False,
-                        follow_redirects=False,
-                    )
-                    self._sync_client = client
-        return client
-
-    def _get_async_client(self) -> httpx.AsyncClient:
-        if self._user_async_client is not None:
-            return self._user_async_client
-        client = self._async_client
-        token = _loop_token()
-        if client is None or self._async_loop is not token:
-            # First use, or the session belongs to an event loop that is gone
-            # (e.g. a second asyncio.run): start a fresh one on this loop.
-            client = httpx.AsyncClient(
-                timeout=self._timeout,
-                limits=self._limits(),
-                trust_env=False,
-                follow_redirects=False,
-            )
-            self._async_client = client
-            self._async_loop = token
-        return client
-
-    def close(self) -> None:
-        """Close the sync session (a later sync call opens a new one)."""
-        client, self._sync_client = self._sync_client, None
-        if client is not None:
-            client.close()
-
-    async def aclose(self) -> None:
-        """Close the async and sync sessions (later calls open new ones)."""
-        client, self._async_client = self._async_client, None
-        loop, self._async_loop = self._async_loop, None
-        self.close()
-        if client is not None:
-            try:
-                same_loop = loop is _loop_token()
-            except RuntimeError:  # pragma: no cover - aclose is always awaited in a loop
-                same_loop = False
-            if same_loop:
-                with anyio.CancelScope(shield=True):
-                    await client.aclose()
 
     def __enter__(self) -> InferenceHTTPClient:
         return self
@@ -287,157 +219,6 @@ class InferenceHTTPClient:
     def __repr__(self) -> str:
         return f"InferenceHTTPClient({self.base_url!r})"
 
-    # -- the one request path: build, send, retry ------------------------------------
-
-    def _url(self, path: str) -> tuple[httpx.URL, str]:
-        cached = self._urls.get(path)
-        if cached is None:
-            text = self.base_url + path
-            cached = (httpx.URL(text), text)
-            self._urls[path] = cached
-        return cached
-
-    def _headers_for(self, op_headers: tuple[tuple[str, str], ...]) -> dict[str, str]:
-        merged = self._merged_headers.get(op_headers)
-        if merged is None:
-            merged = {**self._headers, **dict(op_headers)}
-            self._merged_headers[op_headers] = merged
-        return merged
-
-    def _timeout_for(self, timeout: TimeoutTypes | _Unset) -> httpx.Timeout:
-        if timeout is NOT_GIVEN:
-            return self._timeout
-        if timeout is None or isinstance(timeout, (int, float)):
-            return httpx.Timeout(timeout)
-        if isinstance(timeout, httpx.Timeout):
-            return timeout
-        raise InvalidRequestError(
-            f"timeout must be a number, an httpx.Timeout or None, got {timeout!r}"
-        )
-
-    def _build_request(
-        self,
-        client: httpx.Client | httpx.AsyncClient,
-        op: Operation[Any],
-        timeout: TimeoutTypes | _Unset,
-        user_client: bool,
-    ) -> tuple[httpx.Request, str]:
-        url, url_text = self._url(op.path)
-        headers = self._headers_for(op.headers)
-        if user_client:
-            # A client given by the user keeps its own headers, cookies and timeouts.
-            request = client.build_request(
-                op.method,
-                url,
-                content=op.content,
-                headers=headers,
-                timeout=httpx.USE_CLIENT_DEFAULT if timeout is NOT_GIVEN else timeout,  # type: ignore[arg-type]
-            )
-        else:
-            request = httpx.Request(
-                op.method,
-                url,
-                headers=headers,
-                content=op.content,
-                extensions={"timeout": self._timeout_for(timeout).as_dict()},
-            )
-        return request, url_text
-
-    @staticmethod
-    def _log(request: httpx.Request, status: int | str, started: float) -> None:
-        logger.debug(
-            "%s %s -> %s in %.1f ms",
-            request.method,
-            request.url,
-            status,
-            (time.perf_counter() - started) * 1000.0,
-        )
-
-    def _send(
-        self,
-        op: Operation[T],
-        *,
-        timeout: TimeoutTypes | _Unset = NOT_GIVEN,
-        retry: RetryPolicy | None = None,
-    ) -> T:
-        client = self._get_sync_client()
-        request, url = self._build_request(client, op, timeout, self._user_client is not None)
-        policy = retry or self.retry_policy
-        retries = 0
-        while True:
-            started = time.perf_counter()
-            try:
-                response = client.send(request, stream=True)
-            except httpx.TransportError as exc:
-                self._log(request, type(exc).__name__, started)
-                delay = (
-                    policy.delay_after_connection_error(retries)
-                    if is_retryable_transport_error(exc)
-                    else None
-                )
-                if delay is None:
-                    raise connection_error(exc, op.method, url) from exc
-            else:
-                try:
-                    content = response.read()
-                except httpx.TransportError as exc:
-                    raise connection_error(exc, op.method, url) from exc
-                finally:
-                    response.close()
-                self._log(request, response.status_code, started)
-                raw = RawResponse(op.method, url, response.status_code, response.headers, content)
-                if raw.is_success:
-                    return op.parse(raw)
-                delay = policy.delay_after_status(retries, raw.status_code, raw.headers)
-                if delay is None:
-                    raise status_error(raw)
-            retries += 1
-            logger.info("retrying %s %s in %.2f s (retry %d)", op.method, url, delay, retries)
-            time.sleep(delay)
-
-    async def _asend(
-        self,
-        op: Operation[T],
-        *,
-        timeout: TimeoutTypes | _Unset = NOT_GIVEN,
-        retry: RetryPolicy | None = None,
-    ) -> T:
-        client = self._get_async_client()
-        request, url = self._build_request(client, op, timeout, self._user_async_client is not None)
-        policy = retry or self.retry_policy
-        retries = 0
-        while True:
-            started = time.perf_counter()
-            try:
-                response = await client.send(request, stream=True)
-            except httpx.TransportError as exc:
-                self._log(request, type(exc).__name__, started)
-                delay = (
-                    policy.delay_after_connection_error(retries)
-                    if is_retryable_transport_error(exc)
-                    else None
-                )
-                if delay is None:
-                    raise connection_error(exc, op.method, url) from exc
-            else:
-                try:
-                    content = await response.aread()
-                except httpx.TransportError as exc:
-                    raise connection_error(exc, op.method, url) from exc
-                finally:
-                    with anyio.CancelScope(shield=True):
-                        await response.aclose()
-                self._log(request, response.status_code, started)
-                raw = RawResponse(op.method, url, response.status_code, response.headers, content)
-                if raw.is_success:
-                    return op.parse(raw)
-                delay = policy.delay_after_status(retries, raw.status_code, raw.headers)
-                if delay is None:
-                    raise status_error(raw)
-            retries += 1
-            logger.info("retrying %s %s in %.2f s (retry %d)", op.method, url, delay, retries)
-            await anyio.sleep(delay)
-
     def _policy(self, max_retries: int | None) -> RetryPolicy:
         return self.retry_policy.with_max_retries(max_retries)
 
@@ -448,10 +229,11 @@ class InferenceHTTPClient:
         self,
         prompt: str,
         input_ids: None = None,
-        sampling_params: Mapping[str, Any] | SamplingParams | None = None,
+        sampling_params: Sampling = None,
         return_logprob: bool = False,
         *,
-        timeout: TimeoutTypes | _Unset = NOT_GIVEN,
+        stream: Literal[False] = False,
+        timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         **extra: Any,
     ) -> GenerateOutput: ...
@@ -462,9 +244,10 @@ class InferenceHTTPClient:
         prompt: None = None,
         *,
         input_ids: Sequence[int],
-        sampling_params: Mapping[str, Any] | SamplingParams | None = None,
+        sampling_params: Sampling = None,
         return_logprob: bool = False,
-        timeout: TimeoutTypes | _Unset = NOT_GIVEN,
+        stream: Literal[False] = False,
+        timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         **extra: Any,
     ) -> GenerateOutput: ...
@@ -472,36 +255,68 @@ class InferenceHTTPClient:
     @overload
     def generate(
         self,
-        prompt: Sequence[str] | None = None,
-        input_ids: Sequence[Sequence[int]] | None = None,
-        sampling_params: Mapping[str, Any] | SamplingParams | None = None,
+        prompt: Prompt = None,
+        input_ids: InputIds = None,
+        sampling_params: Sampling = None,
         return_logprob: bool = False,
         *,
-        timeout: TimeoutTypes | _Unset = NOT_GIVEN,
+        stream: Literal[True],
+        stream_mode: StreamMode = "auto",
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        **extra: Any,
+    ) -> Stream[GenerateStreamChunk]: ...
+
+    @overload
+    def generate(
+        self,
+        prompt: Sequence[str] | None = None,
+        input_ids: Sequence[Sequence[int]] | None = None,
+        sampling_params: Sampling = None,
+        return_logprob: bool = False,
+        *,
+        stream: Literal[False] = False,
+        timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         **extra: Any,
     ) -> list[GenerateOutput]: ...
 
     def generate(
         self,
-        prompt: str | Sequence[str] | None = None,
-        input_ids: Sequence[int] | Sequence[Sequence[int]] | None = None,
-        sampling_params: Mapping[str, Any] | SamplingParams | None = None,
+        prompt: Prompt = None,
+        input_ids: InputIds = None,
+        sampling_params: Sampling = None,
         return_logprob: bool = False,
         *,
-        timeout: TimeoutTypes | _Unset = NOT_GIVEN,
+        stream: bool = False,
+        stream_mode: StreamMode = "auto",
+        timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         **extra: Any,
-    ) -> GenerateOutput | list[GenerateOutput]:
+    ) -> GenerateOutput | list[GenerateOutput] | Stream[GenerateStreamChunk]:
         """``POST /generate`` (sglang's native API).
 
         Give exactly one of ``prompt`` (a string, or a list of strings for a batch)
         or ``input_ids`` (a list of token ids, or a list of lists for a batch).
         Extra keyword arguments are sent as top-level fields (``rid``,
         ``top_logprobs_num``, ``lora_path``...). A batch, or ``n > 1`` samples,
-        returns a list in input order (prompt-major); the sglang router refuses
-        batches (HTTP 422), so send batches to a server or fan out single prompts.
+        returns a list in input order (prompt-major). The sglang router refuses
+        batches (HTTP 422): send batches to a server, or use
+        :meth:`generate_many` to fan single prompts out.
+
+        With ``stream=True`` it returns a :class:`Stream` of
+        :class:`GenerateStreamChunk` (``chunk.text`` so far, ``chunk.delta``
+        new), whether the server streams cumulatively (the default) or
+        incrementally; ``stream_mode`` fixes the mode instead of detecting it.
+        Retries happen only before the stream's first byte.
         """
+        if stream:
+            mode = _check_stream_mode(stream_mode)
+            op = build_generate(
+                prompt, input_ids, sampling_params, return_logprob, extra, stream=True
+            )
+            response, url = self._open(op, timeout, self._policy(max_retries))
+            return Stream(response, GenerateStreamParser(mode, url), op.method, url)
         op = build_generate(prompt, input_ids, sampling_params, return_logprob, extra)
         return self._send(op, timeout=timeout, retry=self._policy(max_retries))
 
@@ -510,10 +325,11 @@ class InferenceHTTPClient:
         self,
         prompt: str,
         input_ids: None = None,
-        sampling_params: Mapping[str, Any] | SamplingParams | None = None,
+        sampling_params: Sampling = None,
         return_logprob: bool = False,
         *,
-        timeout: TimeoutTypes | _Unset = NOT_GIVEN,
+        stream: Literal[False] = False,
+        timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         **extra: Any,
     ) -> GenerateOutput: ...
@@ -524,9 +340,10 @@ class InferenceHTTPClient:
         prompt: None = None,
         *,
         input_ids: Sequence[int],
-        sampling_params: Mapping[str, Any] | SamplingParams | None = None,
+        sampling_params: Sampling = None,
         return_logprob: bool = False,
-        timeout: TimeoutTypes | _Unset = NOT_GIVEN,
+        stream: Literal[False] = False,
+        timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         **extra: Any,
     ) -> GenerateOutput: ...
@@ -534,63 +351,349 @@ class InferenceHTTPClient:
     @overload
     async def async_generate(
         self,
-        prompt: Sequence[str] | None = None,
-        input_ids: Sequence[Sequence[int]] | None = None,
-        sampling_params: Mapping[str, Any] | SamplingParams | None = None,
+        prompt: Prompt = None,
+        input_ids: InputIds = None,
+        sampling_params: Sampling = None,
         return_logprob: bool = False,
         *,
-        timeout: TimeoutTypes | _Unset = NOT_GIVEN,
+        stream: Literal[True],
+        stream_mode: StreamMode = "auto",
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        **extra: Any,
+    ) -> AsyncStream[GenerateStreamChunk]: ...
+
+    @overload
+    async def async_generate(
+        self,
+        prompt: Sequence[str] | None = None,
+        input_ids: Sequence[Sequence[int]] | None = None,
+        sampling_params: Sampling = None,
+        return_logprob: bool = False,
+        *,
+        stream: Literal[False] = False,
+        timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         **extra: Any,
     ) -> list[GenerateOutput]: ...
 
     async def async_generate(
         self,
-        prompt: str | Sequence[str] | None = None,
-        input_ids: Sequence[int] | Sequence[Sequence[int]] | None = None,
-        sampling_params: Mapping[str, Any] | SamplingParams | None = None,
+        prompt: Prompt = None,
+        input_ids: InputIds = None,
+        sampling_params: Sampling = None,
         return_logprob: bool = False,
         *,
-        timeout: TimeoutTypes | _Unset = NOT_GIVEN,
+        stream: bool = False,
+        stream_mode: StreamMode = "auto",
+        timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         **extra: Any,
-    ) -> GenerateOutput | list[GenerateOutput]:
-        """Async :meth:`generate`."""
+    ) -> GenerateOutput | list[GenerateOutput] | AsyncStream[GenerateStreamChunk]:
+        """Async :meth:`generate` (``stream=True`` returns an :class:`AsyncStream`)."""
+        if stream:
+            mode = _check_stream_mode(stream_mode)
+            op = build_generate(
+                prompt, input_ids, sampling_params, return_logprob, extra, stream=True
+            )
+            response, url = await self._aopen(op, timeout, self._policy(max_retries))
+            return AsyncStream(response, GenerateStreamParser(mode, url), op.method, url)
         op = build_generate(prompt, input_ids, sampling_params, return_logprob, extra)
         return await self._asend(op, timeout=timeout, retry=self._policy(max_retries))
 
     # -- /v1/chat/completions -----------------------------------------------------------
 
+    @overload
     def chat_completion(
         self,
-        messages: Sequence[Mapping[str, Any] | ChatMessage],
+        messages: Messages,
         model: str = DEFAULT_CHAT_MODEL,
         *,
-        timeout: TimeoutTypes | _Unset = NOT_GIVEN,
+        stream: Literal[False] = False,
+        timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         **kwargs: Any,
-    ) -> ChatCompletion:
+    ) -> ChatCompletion: ...
+
+    @overload
+    def chat_completion(
+        self,
+        messages: Messages,
+        model: str = DEFAULT_CHAT_MODEL,
+        *,
+        stream: Literal[True],
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        **kwargs: Any,
+    ) -> Stream[ChatCompletionChunk]: ...
+
+    def chat_completion(
+        self,
+        messages: Messages,
+        model: str = DEFAULT_CHAT_MODEL,
+        *,
+        stream: bool = False,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        **kwargs: Any,
+    ) -> ChatCompletion | Stream[ChatCompletionChunk]:
         """``POST /v1/chat/completions``; ``kwargs`` are sent as JSON fields.
 
-        OpenAI fields (``temperature``, ``max_tokens``...) and sglang extras
-        (``top_k``, ``regex``, ``chat_template_kwargs``...) alike. The router
-        accepts any ``model`` string.
+        OpenAI fields (``temperature``, ``max_tokens``, ``stream_options``...) and
+        sglang extras (``top_k``, ``regex``, ``chat_template_kwargs``...) alike.
+        The router accepts any ``model`` string. ``stream=True`` returns a
+        :class:`Stream` of :class:`ChatCompletionChunk`.
         """
-        op = build_chat_completion(messages, model, kwargs)
+        op = build_chat_completion(messages, model, kwargs, stream=stream)
+        if stream:
+            response, url = self._open(op, timeout, self._policy(max_retries))
+            return Stream(response, ChatStreamParser(url), op.method, url)
         return self._send(op, timeout=timeout, retry=self._policy(max_retries))
+
+    @overload
+    async def async_chat_completion(
+        self,
+        messages: Messages,
+        model: str = DEFAULT_CHAT_MODEL,
+        *,
+        stream: Literal[False] = False,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        **kwargs: Any,
+    ) -> ChatCompletion: ...
+
+    @overload
+    async def async_chat_completion(
+        self,
+        messages: Messages,
+        model: str = DEFAULT_CHAT_MODEL,
+        *,
+        stream: Literal[True],
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        **kwargs: Any,
+    ) -> AsyncStream[ChatCompletionChunk]: ...
 
     async def async_chat_completion(
         self,
-        messages: Sequence[Mapping[str, Any] | ChatMessage],
+        messages: Messages,
         model: str = DEFAULT_CHAT_MODEL,
         *,
-        timeout: TimeoutTypes | _Unset = NOT_GIVEN,
+        stream: bool = False,
+        timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         **kwargs: Any,
-    ) -> ChatCompletion:
+    ) -> ChatCompletion | AsyncStream[ChatCompletionChunk]:
         """Async :meth:`chat_completion`."""
-        op = build_chat_completion(messages, model, kwargs)
+        op = build_chat_completion(messages, model, kwargs, stream=stream)
+        if stream:
+            response, url = await self._aopen(op, timeout, self._policy(max_retries))
+            return AsyncStream(response, ChatStreamParser(url), op.method, url)
         return await self._asend(op, timeout=timeout, retry=self._policy(max_retries))
+
+    # -- bounded fan-out --------------------------------------------------------------------
+
+    @staticmethod
+    def _generate_ops(
+        prompts: Sequence[str] | None,
+        input_ids: Sequence[Sequence[int]] | None,
+        sampling_params: Sampling,
+        return_logprob: bool,
+        extra: Mapping[str, Any],
+    ) -> list[Operation[Any]]:
+        if (prompts is None) == (input_ids is None):
+            raise InvalidRequestError("give exactly one of prompts or input_ids")
+        items: Sequence[Any] = prompts if prompts is not None else input_ids  # type: ignore[assignment]
+        if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
+            raise InvalidRequestError("prompts must be a list of str (input_ids a list of lists)")
+        ops: list[Operation[Any]] = []
+        for i, item in enumerate(items):
+            if prompts is not None and not isinstance(item, str):
+                raise InvalidRequestError(f"prompts[{i}] must be a str")
+            if input_ids is not None and (
+                isinstance(item, (str, bytes)) or not isinstance(item, Sequence)
+            ):
+                raise InvalidRequestError(f"input_ids[{i}] must be a list of ints")
+            ops.append(
+                build_generate(
+                    item if prompts is not None else None,
+                    item if input_ids is not None else None,
+                    sampling_params,
+                    return_logprob,
+                    extra,
+                )
+            )
+        return ops
+
+    @staticmethod
+    def _chat_ops(
+        messages_list: Sequence[Messages], model: str, kwargs: Mapping[str, Any]
+    ) -> list[Operation[Any]]:
+        if isinstance(messages_list, (str, bytes)) or not isinstance(messages_list, Sequence):
+            raise InvalidRequestError("messages_list must be a list of message lists")
+        return [build_chat_completion(m, model, kwargs) for m in messages_list]
+
+    async def async_generate_many(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        input_ids: Sequence[Sequence[int]] | None = None,
+        sampling_params: Sampling = None,
+        return_logprob: bool = False,
+        concurrency: int = 256,
+        return_exceptions: bool = False,
+        progress: Progress | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        **extra: Any,
+    ) -> list[Any]:
+        """Generate for many prompts, at most ``concurrency`` in flight (asyncio or trio).
+
+        Each prompt is its own ``/generate`` request (the router refuses
+        batches). Returns the outputs in input order. On the first error the
+        remaining requests are cancelled and the error is raised, unless
+        ``return_exceptions=True``, which puts each failure's exception in its
+        slot instead. ``progress(done, total)`` is called after each request.
+        Every argument is checked before the first request is sent.
+        """
+        ops = self._generate_ops(prompts, input_ids, sampling_params, return_logprob, extra)
+        return await self._amap(
+            ops,
+            concurrency=_check_concurrency(concurrency),
+            return_exceptions=return_exceptions,
+            progress=progress,
+            retry=self._policy(max_retries),
+            timeout=timeout,
+        )
+
+    async def async_chat_completion_many(
+        self,
+        messages_list: Sequence[Messages],
+        model: str = DEFAULT_CHAT_MODEL,
+        *,
+        concurrency: int = 256,
+        return_exceptions: bool = False,
+        progress: Progress | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        **kwargs: Any,
+    ) -> list[Any]:
+        """:meth:`async_generate_many` for chat completions (one conversation each)."""
+        ops = self._chat_ops(messages_list, model, kwargs)
+        return await self._amap(
+            ops,
+            concurrency=_check_concurrency(concurrency),
+            return_exceptions=return_exceptions,
+            progress=progress,
+            retry=self._policy(max_retries),
+            timeout=timeout,
+        )
+
+    def async_generate_as_completed(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        input_ids: Sequence[Sequence[int]] | None = None,
+        sampling_params: Sampling = None,
+        return_logprob: bool = False,
+        concurrency: int = 256,
+        return_exceptions: bool = False,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        **extra: Any,
+    ) -> AsCompleted:
+        """Like :meth:`async_generate_many`, yielding ``(index, output)`` as they finish.
+
+        ``async with client.async_generate_as_completed(prompts) as results:``
+        ``async for i, out in results: ...``
+        """
+        ops = self._generate_ops(prompts, input_ids, sampling_params, return_logprob, extra)
+        return AsCompleted(
+            self,
+            ops,
+            _check_concurrency(concurrency),
+            return_exceptions,
+            self._policy(max_retries),
+            timeout,
+        )
+
+    def async_chat_completion_as_completed(
+        self,
+        messages_list: Sequence[Messages],
+        model: str = DEFAULT_CHAT_MODEL,
+        *,
+        concurrency: int = 256,
+        return_exceptions: bool = False,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        **kwargs: Any,
+    ) -> AsCompleted:
+        """Chat twin of :meth:`async_generate_as_completed`."""
+        ops = self._chat_ops(messages_list, model, kwargs)
+        return AsCompleted(
+            self,
+            ops,
+            _check_concurrency(concurrency),
+            return_exceptions,
+            self._policy(max_retries),
+            timeout,
+        )
+
+    def generate_many(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        input_ids: Sequence[Sequence[int]] | None = None,
+        sampling_params: Sampling = None,
+        return_logprob: bool = False,
+        concurrency: int = 256,
+        return_exceptions: bool = False,
+        progress: Progress | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        **extra: Any,
+    ) -> list[Any]:
+        """Sync :meth:`async_generate_many`, from plain code or a worker thread."""
+        ops = self._generate_ops(prompts, input_ids, sampling_params, return_logprob, extra)
+        concurrency = _check_concurrency(concurrency)
+        policy = self._policy(max_retries)
+        return self._run_async(
+            lambda: self._amap(
+                ops,
+                concurrency=concurrency,
+                return_exceptions=return_exceptions,
+                progress=progress,
+                retry=policy,
+                timeout=timeout,
+            )
+        )
+
+    def chat_completion_many(
+        self,
+        messages_list: Sequence[Messages],
+        model: str = DEFAULT_CHAT_MODEL,
+        *,
+        concurrency: int = 256,
+        return_exceptions: bool = False,
+        progress: Progress | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        **kwargs: Any,
+    ) -> list[Any]:
+        """Sync :meth:`async_chat_completion_many`."""
+        ops = self._chat_ops(messages_list, model, kwargs)
+        concurrency = _check_concurrency(concurrency)
+        policy = self._policy(max_retries)
+        return self._run_async(
+            lambda: self._amap(
+                ops,
+                concurrency=concurrency,
+                return_exceptions=return_exceptions,
+                progress=progress,
+                retry=policy,
+                timeout=timeout,
+            )
+        )
 
     # -- /health -----------------------------------------------------------------------
 
@@ -598,19 +701,18 @@ class InferenceHTTPClient:
         """``GET /health`` -> ``True`` on 2xx. Never raises; bounded by ``health_timeout``."""
         try:
             return self._send(build_health(), timeout=self.health_timeout, retry=self._policy(0))
-        except Exception as exc:
-            logger.debug("health check of %s failed: %r", self.base_url, exc)
+        except Exception:
             return False
 
     async def async_health(self) -> bool:
-        """Async :meth:`health`. Never raises (except cancellation of the caller)."""
+        """Async :meth:`health`. Never raises (a cancelled caller still sees its cancel)."""
         with anyio.move_on_after(self.health_timeout):
             try:
                 return await self._asend(
                     build_health(), timeout=self.health_timeout, retry=self._policy(0)
                 )
-            except Exception as exc:
-                logger.debug("health check of %s failed: %r", self.base_url, exc)
+            except Exception:
+                pass
         return False
 
     # -- generic POST (the RLinf signature) ------------------------------------------------
@@ -623,21 +725,25 @@ class InferenceHTTPClient:
         timeout_s: float | None,
         max_retries: int,
         retry_backoff_s: float,
-    ) -> tuple[Operation[Any], TimeoutTypes | _Unset, RetryPolicy]:
+    ) -> tuple[Operation[Any], TimeoutTypes, RetryPolicy]:
         op = build_post(path, body, msgpack=msgpack)
-        timeout: TimeoutTypes | _Unset = NOT_GIVEN
+        timeout: TimeoutTypes = NOT_GIVEN
         if timeout_s is not None:
-            if not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
-                raise InvalidRequestError(f"timeout_s must be a positive number, got {timeout_s!r}")
+            if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)):
+                raise InvalidRequestError(f"timeout_s must be a number, got {timeout_s!r}")
+            if timeout_s <= 0:
+                raise InvalidRequestError(f"timeout_s must be > 0, got {timeout_s!r}")
             timeout = httpx.Timeout(timeout_s, connect=self.connect_timeout)
-        if not isinstance(retry_backoff_s, (int, float)) or retry_backoff_s < 0:
-            raise InvalidRequestError(f"retry_backoff_s must be >= 0, got {retry_backoff_s!r}")
+        if isinstance(retry_backoff_s, bool) or not isinstance(retry_backoff_s, (int, float)):
+            raise InvalidRequestError(f"retry_backoff_s must be a number, got {retry_backoff_s!r}")
         policy = RetryPolicy(
             max_retries=max_retries,
             retry_statuses=_SEED_POST_RETRY_STATUSES,
             backoff="linear",
             initial_delay=float(retry_backoff_s),
-            max_delay=float(retry_backoff_s) * (max_retries + 1) if max_retries > 0 else 0.0,
+            max_delay=float(retry_backoff_s) * (max_retries + 1)
+            if isinstance(max_retries, int) and max_retries > 0
+            else float(retry_backoff_s),
             jitter=0.0,
             max_retry_after=self.retry_policy.max_retry_after,
         )
@@ -653,7 +759,7 @@ class InferenceHTTPClient:
         max_retries: int = 0,
         retry_backoff_s: float = 0.0,
     ) -> Any:
-        """``POST <base_url><path>`` and return the decoded body.
+        """``POST <base_url><path>`` and return the decoded body (the RLinf signature).
 
         Args:
             path: the path below the base URL (``"/v1/actions/generations"``).
@@ -661,14 +767,15 @@ class InferenceHTTPClient:
                 sglang numpy codec packs (numpy arrays; torch tensors are converted).
             msgpack: send and expect ``application/msgpack`` (needs the
                 ``rlinf-http[msgpack]`` extra).
-            timeout_s: bound on reading the response (connect stays bounded by
-                ``connect_timeout``); ``None`` waits forever.
+            timeout_s: bound on each request's read, write and pool wait (connect
+                stays bounded by ``connect_timeout``); ``None`` waits forever.
             max_retries: retries on connection failures and 500/502/503/504.
             retry_backoff_s: linear backoff: waits ``retry_backoff_s * (n + 1)``
-                before retry ``n + 1``.
+                before retry ``n + 1`` (a ``Retry-After`` header wins).
 
-        Raises an :class:`APIStatusError` subclass (a ``RuntimeError``) on a non-2xx
-        answer, as ``RuntimeError("POST <url> failed: status=..., body=...")``.
+        A non-2xx answer raises an :class:`~rlinf_http.APIStatusError` subclass,
+        a ``RuntimeError`` whose message reads ``POST <url> failed: status=...,
+        body=...`` as the RLinf client's did. An empty 2xx body returns ``None``.
         """
         op, timeout, policy = self._post_op(
             path, body, msgpack, timeout_s, max_retries, retry_backoff_s
@@ -690,3 +797,143 @@ class InferenceHTTPClient:
             path, body, msgpack, timeout_s, max_retries, retry_backoff_s
         )
         return await self._asend(op, timeout=timeout, retry=policy)
+
+    # -- server administration ---------------------------------------------------------------
+
+    def server_info(self) -> ServerInfo:
+        """``GET /server_info`` (falls back to ``/get_server_info`` on older servers)."""
+        return self._run(plans.server_info_plan())
+
+    async def async_server_info(self) -> ServerInfo:
+        """Async :meth:`server_info`."""
+        return await self._arun(plans.server_info_plan())
+
+    def model_info(self) -> ModelInfo:
+        """``GET /model_info`` (falls back to ``/get_model_info``)."""
+        return self._run(plans.model_info_plan())
+
+    async def async_model_info(self) -> ModelInfo:
+        """Async :meth:`model_info`."""
+        return await self._arun(plans.model_info_plan())
+
+    def models(self) -> ModelList:
+        """``GET /v1/models``."""
+        return self._run(plans.models_plan())
+
+    async def async_models(self) -> ModelList:
+        """Async :meth:`models`."""
+        return await self._arun(plans.models_plan())
+
+    def flush_cache(self) -> FlushCacheResult:
+        """``POST /flush_cache`` (server or router); ``flushed=False`` if it was refused."""
+        return self._run(plans.flush_cache_plan())
+
+    async def async_flush_cache(self) -> FlushCacheResult:
+        """Async :meth:`flush_cache`."""
+        return await self._arun(plans.flush_cache_plan())
+
+    def abort_request(self, rid: str = "", *, abort_all: bool = False) -> None:
+        """``POST /abort_request``: abort generation ``rid`` (servers only, not the router)."""
+        self._run(plans.abort_request_plan(rid, abort_all))
+
+    async def async_abort_request(self, rid: str = "", *, abort_all: bool = False) -> None:
+        """Async :meth:`abort_request`."""
+        await self._arun(plans.abort_request_plan(rid, abort_all))
+
+    def health_generate(self, timeout: float = 30.0) -> bool:
+        """``GET /health_generate`` (runs a 1-token generation): ``True`` if it succeeds."""
+        return self._run(plans.health_generate_plan(timeout))
+
+    async def async_health_generate(self, timeout: float = 30.0) -> bool:
+        """Async :meth:`health_generate`."""
+        return await self._arun(plans.health_generate_plan(timeout))
+
+    # -- router administration ----------------------------------------------------------------
+
+    def list_workers(self) -> WorkerList:
+        """``GET /workers`` of the router."""
+        return self._run(plans.list_workers_plan())
+
+    async def async_list_workers(self) -> WorkerList:
+        """Async :meth:`list_workers`."""
+        return await self._arun(plans.list_workers_plan())
+
+    def add_worker(
+        self,
+        url: str,
+        worker_type: str = "regular",
+        *,
+        timeout: float = 300.0,
+        poll_interval: float = 0.5,
+        **fields: Any,
+    ) -> Worker:
+        """Register a worker with the router and wait until it is healthy.
+
+        Polls ``GET /workers/{id}`` (404 means "not yet"); raises
+        :class:`~rlinf_http.WorkerRegistrationError` if the router reports the
+        registration failed and :class:`~rlinf_http.APITimeoutError` after
+        ``timeout`` seconds. ``fields`` go into the request (``model_id``,
+        ``priority``, ``labels``...). A trailing slash on ``url`` is removed.
+        """
+        return self._run(plans.add_worker_plan(url, worker_type, fields, timeout, poll_interval))
+
+    async def async_add_worker(
+        self,
+        url: str,
+        worker_type: str = "regular",
+        *,
+        timeout: float = 300.0,
+        poll_interval: float = 0.5,
+        **fields: Any,
+    ) -> Worker:
+        """Async :meth:`add_worker`."""
+        return await self._arun(
+            plans.add_worker_plan(url, worker_type, fields, timeout, poll_interval)
+        )
+
+    def remove_worker(
+        self,
+        worker_id: str | None = None,
+        *,
+        url: str | None = None,
+        timeout: float = 60.0,
+        poll_interval: float = 0.2,
+    ) -> bool:
+        """Deregister a worker (by id, or by URL) and wait until it is gone.
+
+        Returns ``False`` if the router had no such worker.
+        """
+        return self._run(plans.remove_worker_plan(worker_id, url, timeout, poll_interval))
+
+    async def async_remove_worker(
+        self,
+        worker_id: str | None = None,
+        *,
+        url: str | None = None,
+        timeout: float = 60.0,
+        poll_interval: float = 0.2,
+    ) -> bool:
+        """Async :meth:`remove_worker`."""
+        return await self._arun(plans.remove_worker_plan(worker_id, url, timeout, poll_interval))
+
+    def readiness(self) -> Readiness:
+        """``GET /readiness`` of the router (a 503 is returned as not ready)."""
+        return self._run(plans.readiness_plan())
+
+    async def async_readiness(self) -> Readiness:
+        """Async :meth:`readiness`."""
+        return await self._arun(plans.readiness_plan())
+
+    def wait_until_ready(self, timeout: float = 300.0, poll_interval: float = 0.5) -> str:
+        """Wait until the target serves: ``/readiness`` on a router, ``/health`` on a server.
+
+        Returns ``"router"`` or ``"server"``; raises
+        :class:`~rlinf_http.APITimeoutError` after ``timeout`` seconds.
+        """
+        return self._run(plans.wait_until_ready_plan(timeout, poll_interval))
+
+    async def async_wait_until_ready(
+        self, timeout: float = 300.0, poll_interval: float = 0.5
+    ) -> str:
+        """Async :meth:`wait_until_ready`."""
+        return await self._arun(plans.wait_until_ready_plan(timeout, poll_interval))

@@ -19,9 +19,10 @@ Every error the client raises on purpose derives from :class:`RLinfHTTPError`::
     │   └── InternalServerError             >= 500
     │       └── ServiceUnavailableError     503
     ├── APIResponseValidationError          a 2xx body that is not JSON / not the expected shape
-    └── StreamError                         a streamed response failed after it started
-        ├── StreamErrorEvent                an ``{"error": ...}`` event inside an HTTP 200 stream
-        └── IncompleteStreamError           the stream ended without ``data: [DONE]``
+    ├── StreamError                         a streamed response failed after it started
+    │   ├── StreamErrorEvent                an ``{"error": ...}`` event inside an HTTP 200 stream
+    │   └── IncompleteStreamError           the stream ended without ``data: [DONE]``
+    └── WorkerRegistrationError             the router reported a failed worker registration
 
 The base class is a :class:`RuntimeError` so that code written against the RLinf
 client (which raised ``RuntimeError`` for failed ``post`` calls) keeps working.
@@ -53,6 +54,7 @@ __all__ = [
     "StreamErrorEvent",
     "UnprocessableEntityError",
     "UnsupportedMediaTypeError",
+    "WorkerRegistrationError",
 ]
 
 #: How many characters of a body an error message quotes.
@@ -208,6 +210,10 @@ class StreamErrorEvent(StreamError):
 
 class IncompleteStreamError(StreamError):
     """The stream ended (connection closed) before ``data: [DONE]``."""
+
+
+class WorkerRegistrationError(RLinfHTTPError):
+    """The router reported that adding a worker failed."""
 
 
 _STATUS_ERRORS: dict[int, type[APIStatusError]] = {

@@ -1,6 +1,17 @@
 """Typed models of the sglang wire formats."""
 
 from ._base import WireModel
+from .admin import (
+    FlushCacheResult,
+    JobStatus,
+    ModelCard,
+    ModelInfo,
+    ModelList,
+    Readiness,
+    ServerInfo,
+    Worker,
+    WorkerList,
+)
 from .chat import (
     ChatChoice,
     ChatChunkChoice,
@@ -25,6 +36,15 @@ from .generate import (
 )
 
 __all__ = [
+    "FlushCacheResult",
+    "JobStatus",
+    "ModelCard",
+    "ModelInfo",
+    "ModelList",
+    "Readiness",
+    "ServerInfo",
+    "Worker",
+    "WorkerList",
     "ChatChoice",
     "ChatChunkChoice",
     "ChatCompletion",

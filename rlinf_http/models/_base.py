@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 __all__ = ["WireModel"]
 
@@ -21,6 +21,13 @@ class WireModel(BaseModel):
     """
 
     model_config = ConfigDict(extra="allow", protected_namespaces=(), frozen=False)
+
+    _request_id: str | None = PrivateAttr(default=None)
+
+    @property
+    def request_id(self) -> str | None:
+        """The ``x-request-id`` of the HTTP response this object came from."""
+        return self._request_id
 
     def __getitem__(self, key: str) -> Any:
         value = self.get(key, _MISSING)

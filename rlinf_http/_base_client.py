@@ -1,0 +1,614 @@
+"""The I/O half of the client: sessions, sending with retries, plan drivers, fan-out.
+
+Every public method of :class:`~rlinf_http.InferenceHTTPClient` builds its
+request in :mod:`rlinf_http._core` and comes here only to do I/O. The sync and
+async drivers below are twins that differ only where I/O differs (``send`` vs
+``await send``, ``time.sleep`` vs ``anyio.sleep``); the decisions they make are
+the core's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import os
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Literal, TypeVar
+
+import anyio
+import httpx
+
+from ._core.plans import Call, Plan, Sleep
+from ._core.requests import Operation, default_headers, normalize_base_url
+from ._core.responses import (
+    RawResponse,
+    connection_error,
+    is_retryable_transport_error,
+    status_error,
+)
+from ._core.retry import RetryPolicy
+from ._errors import InvalidRequestError, RLinfHTTPError
+from .models import WireModel
+
+__all__ = ["NOT_GIVEN", "BaseClient", "TimeoutTypes", "TransportChoice"]
+
+T = TypeVar("T")
+
+logger = logging.getLogger("rlinf_http")
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+
+#: The default of per-call ``timeout=``: use the client's (connect-only) timeout.
+NOT_GIVEN: Any = _Unset()
+
+#: A per-call ``timeout=``: seconds for every phase, an ``httpx.Timeout``, or
+#: ``None`` for no timeout at all.
+TimeoutTypes = float | httpx.Timeout | None
+
+#: Which transport the client's own sessions use: ``"auto"`` (our fast transport
+#: on asyncio and for sync calls, httpx's under trio), ``"rlinf"`` or ``"httpx"``.
+TransportChoice = Literal["auto", "rlinf", "httpx"]
+
+# Whether "auto" picks rlinf-http's own transports (on asyncio and for sync calls).
+_FAST_DEFAULT = False
+
+# A session that overrides the client's for the current context (sync fan-out
+# runs its own event loop and must not touch the shared async session).
+_session_override: contextvars.ContextVar[httpx.AsyncClient | None] = contextvars.ContextVar(
+    "rlinf_http_session_override", default=None
+)
+
+_live_clients: weakref.WeakSet[BaseClient] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # A forked child must never reuse the parent's sockets: forget the sessions
+    # without closing them (closing would shut the parent's connections down).
+    for client in list(_live_clients):
+        client._forget_sessions()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _running_loop_token() -> tuple[str, object]:
+    """The async library and an identity for the running loop."""
+    try:
+        return "asyncio", asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    import sniffio
+
+    library = sniffio.current_async_library()
+    if library == "trio":
+        import trio
+
+        return "trio", trio.lowlevel.current_trio_token()
+    return library, None  # pragma: no cover - anyio supports asyncio and trio only
+
+
+def _in_event_loop_thread() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        return True
+    try:
+        import sniffio
+
+        sniffio.current_async_library()
+    except Exception:
+        return False
+    return True
+
+
+class BaseClient:
+    """Construction, sessions and the I/O drivers shared by every public method."""
+
+    def __init__(
+        self,
+        base_url: str,
+        connect_timeout: float | None = 10.0,
+        max_connections: int = 16384,
+        *,
+        max_retries: int = 2,
+        headers: Mapping[str, str] | None = None,
+        api_key: str | None = None,
+        http_client: httpx.Client | None = None,
+        async_http_client: httpx.AsyncClient | None = None,
+        retry_policy: RetryPolicy | None = None,
+        health_timeout: float = 5.0,
+        transport: TransportChoice = "auto",
+        log_bodies: bool = False,
+    ) -> None:
+        self.base_url = normalize_base_url(base_url)
+        if connect_timeout is not None and (
+            isinstance(connect_timeout, bool)
+            or not isinstance(connect_timeout, (int, float))
+            or connect_timeout <= 0
+        ):
+            raise InvalidRequestError(
+                f"connect_timeout must be a positive number or None, got {connect_timeout!r}"
+            )
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+            raise InvalidRequestError(f"max_connections must be an int, got {max_connections!r}")
+        if max_connections < 1:
+            raise InvalidRequestError(f"max_connections must be >= 1, got {max_connections}")
+        if http_client is not None and not isinstance(http_client, httpx.Client):
+            raise InvalidRequestError("http_client must be an httpx.Client")
+        if async_http_client is not None and not isinstance(async_http_client, httpx.AsyncClient):
+            raise InvalidRequestError("async_http_client must be an httpx.AsyncClient")
+        if transport not in ("auto", "rlinf", "httpx"):
+            raise InvalidRequestError(
+                f"transport must be 'auto', 'rlinf' or 'httpx', got {transport!r}"
+            )
+        if not isinstance(health_timeout, (int, float)) or health_timeout <= 0:
+            raise InvalidRequestError(f"health_timeout must be > 0, got {health_timeout!r}")
+        self.connect_timeout = connect_timeout
+        self.max_connections = max_connections
+        self.health_timeout = float(health_timeout)
+        self.transport = transport
+        self.log_bodies = log_bodies
+        self.retry_policy = (retry_policy or RetryPolicy()).with_max_retries(max_retries)
+        self._headers = default_headers(api_key, headers)
+        self._timeout = httpx.Timeout(connect=connect_timeout, read=None, write=None, pool=None)
+        self._user_client = http_client
+        self._user_async_client = async_http_client
+        self._init_runtime_state()
+        _live_clients.add(self)
+
+    # -- sessions --------------------------------------------------------------------
+
+    def _init_runtime_state(self) -> None:
+        self._sync_client: httpx.Client | None = None
+        self._async_client: httpx.AsyncClient | None = None
+        self._async_loop: object = None
+        self._lock = threading.Lock()
+        self._urls: dict[str, tuple[httpx.URL, str]] = {}
+        self._merged_headers: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+        self._pid = os.getpid()
+
+    def _forget_sessions(self) -> None:
+        self._sync_client = None
+        self._async_client = None
+        self._async_loop = None
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self._user_client is not None or self._user_async_client is not None:
+            raise TypeError(
+                "an InferenceHTTPClient built with http_client/async_http_client cannot be "
+                "pickled; build it from settings in the receiving process instead"
+            )
+        state = self.__dict__.copy()
+        for key in (
+            "_sync_client",
+            "_async_client",
+            "_async_loop",
+            "_lock",
+            "_urls",
+            "_merged_headers",
+            "_pid",
+        ):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_runtime_state()
+        _live_clients.add(self)
+
+    def _limits(self) -> httpx.Limits:
+        return httpx.Limits(
+            max_connections=self.max_connections,
+            max_keepalive_connections=self.max_connections,
+            keepalive_expiry=60.0,
+        )
+
+    def _new_sync_client(self) -> httpx.Client:
+        transport: httpx.BaseTransport | None = None
+        if self.transport == "rlinf" or (self.transport == "auto" and _FAST_DEFAULT):
+            from .transports import SyncTransport
+
+            transport = SyncTransport(
+                max_connections=self.max_connections, connect_timeout=self.connect_timeout
+            )
+        return httpx.Client(
+            timeout=self._timeout,
+            limits=self._limits(),
+            trust_env=False,
+            follow_redirects=False,
+            transport=transport,
+        )
+
+    def _new_async_client(self, library: str) -> httpx.AsyncClient:
+        transport: httpx.AsyncBaseTransport | None = None
+        use_ours = self.transport == "rlinf" or (
+            self.transport == "auto" and library == "asyncio" and _FAST_DEFAULT
+        )
+        if use_ours:
+            if library != "asyncio":
+                raise InvalidRequestError(
+                    "transport='rlinf' needs asyncio; use transport='httpx' (or 'auto') "
+                    f"under {library}"
+                )
+            from .transports import AsyncTransport
+
+            transport = AsyncTransport(
+                max_connections=self.max_connections, connect_timeout=self.connect_timeout
+            )
+        return httpx.AsyncClient(
+            timeout=self._timeout,
+            limits=self._limits(),
+            trust_env=False,
+            follow_redirects=False,
+            transport=transport,
+        )
+
+    def _check_fork(self) -> None:
+        if self._pid != os.getpid():  # pragma: no cover - register_at_fork covers POSIX
+            self._forget_sessions()
+
+    def _get_sync_client(self) -> httpx.Client:
+        if self._user_client is not None:
+            return self._user_client
+        client = self._sync_client
+        if client is None:
+            self._check_fork()
+            with self._lock:
+                client = self._sync_client
+                if client is None:
+                    client = self._sync_client = self._new_sync_client()
+        return client
+
+    def _get_async_client(self) -> httpx.AsyncClient:
+        override = _session_override.get()
+        if override is not None:
+            return override
+        if self._user_async_client is not None:
+            return self._user_async_client
+        client = self._async_client
+        library, token = _running_loop_token()
+        if client is None or self._async_loop is not token:
+            # First use, or the session belongs to an event loop that is gone
+            # (a second asyncio.run): start a fresh one bound to this loop.
+            self._check_fork()
+            client = self._async_client = self._new_async_client(library)
+            self._async_loop = token
+        return client
+
+    def close(self) -> None:
+        """Close the sync session (a later sync call opens a new one)."""
+        client, self._sync_client = self._sync_client, None
+        if client is not None:
+            client.close()
+
+    async def aclose(self) -> None:
+        """Close the async session, and the sync one (later calls open new ones)."""
+        client, self._async_client = self._async_client, None
+        loop, self._async_loop = self._async_loop, None
+        self.close()
+        if client is not None and loop is _running_loop_token()[1]:
+            with anyio.CancelScope(shield=True):
+                await client.aclose()
+
+    # -- requests ------------------------------------------------------------------------
+
+    def _url(self, path: str) -> tuple[httpx.URL, str]:
+        cached = self._urls.get(path)
+        if cached is None:
+            text = self.base_url + path
+            cached = (httpx.URL(text), text)
+            if len(self._urls) < 4096:  # admin paths embed ids; keep the cache bounded
+                self._urls[path] = cached
+        return cached
+
+    def _headers_for(self, op_headers: tuple[tuple[str, str], ...]) -> dict[str, str]:
+        merged = self._merged_headers.get(op_headers)
+        if merged is None:
+            merged = {**self._headers, **dict(op_headers)}
+            self._merged_headers[op_headers] = merged
+        return merged
+
+    def _timeout_for(self, timeout: TimeoutTypes | _Unset) -> httpx.Timeout:
+        if timeout is NOT_GIVEN:
+            return self._timeout
+        if timeout is None or (
+            isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0
+        ):
+            return httpx.Timeout(timeout)
+        if isinstance(timeout, httpx.Timeout):
+            return timeout
+        raise InvalidRequestError(
+            f"timeout must be a positive number, an httpx.Timeout or None, got {timeout!r}"
+        )
+
+    def _build_request(
+        self,
+        client: httpx.Client | httpx.AsyncClient,
+        op: Operation[Any],
+        timeout: TimeoutTypes | _Unset,
+        user_client: bool,
+    ) -> tuple[httpx.Request, str]:
+        url, url_text = self._url(op.path)
+        headers = {**self._headers_for(op.headers), "x-request-id": uuid.uuid4().hex}
+        if user_client:
+            # A client given by the user keeps its own headers, cookies and timeouts.
+            request = client.build_request(
+                op.method,
+                url,
+                content=op.content,
+                headers=headers,
+                timeout=httpx.USE_CLIENT_DEFAULT
+                if timeout is NOT_GIVEN
+                else self._timeout_for(timeout),
+            )
+        else:
+            request = httpx.Request(
+                op.method,
+                url,
+                headers=headers,
+                content=op.content,
+                extensions={"timeout": self._timeout_for(timeout).as_dict()},
+            )
+        return request, url_text
+
+    def _log(self, request: httpx.Request, outcome: int | str, started: float) -> None:
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s -> %s in %.1f ms (request id %s)%s",
+                request.method,
+                request.url,
+                outcome,
+                (time.perf_counter() - started) * 1000.0,
+                request.headers.get("x-request-id"),
+                f" body={request.content[:2000]!r}" if self.log_bodies else "",
+            )
+
+    @staticmethod
+    def _raw(response: httpx.Response, method: str, url: str, content: bytes) -> RawResponse:
+        return RawResponse(method, url, response.status_code, response.headers, content)
+
+    @staticmethod
+    def _attach_request_id(result: T, response: httpx.Response) -> T:
+        rid = response.headers.get("x-request-id") or response.request.headers.get("x-request-id")
+        if isinstance(result, WireModel):
+            result._request_id = rid
+        elif isinstance(result, list):
+            for item in result:
+                if isinstance(item, WireModel):
+                    item._request_id = rid
+        return result
+
+    # -- sync driver ----------------------------------------------------------------------
+
+    def _open(
+        self, op: Operation[Any], timeout: TimeoutTypes | _Unset, policy: RetryPolicy
+    ) -> tuple[httpx.Response, str]:
+        """Send ``op`` until a 2xx response's headers arrive (retrying per ``policy``).
+
+        The returned response is unread; the caller reads or streams and closes it.
+        Retries happen only before a success response starts.
+        """
+        client = self._get_sync_client()
+        request, url = self._build_request(client, op, timeout, self._user_client is not None)
+        retries = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                response = client.send(request, stream=True)
+            except httpx.TransportError as exc:
+                self._log(request, type(exc).__name__, started)
+                retryable = is_retryable_transport_error(exc)
+                delay = policy.delay_after_connection_error(retries) if retryable else None
+                if delay is None:
+                    raise connection_error(exc, op.method, url) from exc
+            else:
+                if response.is_success:
+                    self._log(request, response.status_code, started)
+                    return response, url
+                raw = self._read(response, op.method, url)
+                self._log(request, response.status_code, started)
+                delay = policy.delay_after_status(retries, raw.status_code, raw.headers)
+                if delay is None:
+                    raise status_error(raw)
+            retries += 1
+            logger.info("retrying %s %s in %.2f s (retry %d)", op.method, url, delay, retries)
+            time.sleep(delay)
+
+    def _read(self, response: httpx.Response, method: str, url: str) -> RawResponse:
+        try:
+            content = response.read()
+        except httpx.TransportError as exc:
+            raise connection_error(exc, method, url) from exc
+        finally:
+            response.close()
+        return self._raw(response, method, url, content)
+
+    def _send(
+        self,
+        op: Operation[T],
+        *,
+        timeout: TimeoutTypes | _Unset = NOT_GIVEN,
+        retry: RetryPolicy | None = None,
+    ) -> T:
+        response, url = self._open(op, timeout, retry or self.retry_policy)
+        raw = self._read(response, op.method, url)
+        return self._attach_request_id(op.parse(raw), response)
+
+    def _run(self, plan: Plan[T]) -> T:
+        """Drive a core plan with blocking I/O."""
+        value: Any = None
+        error: RLinfHTTPError | None = None
+        while True:
+            try:
+                step = plan.send(value) if error is None else plan.throw(error)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            value, error = None, None
+            if isinstance(step, Sleep):
+                time.sleep(step.seconds)
+                continue
+            try:
+                value = self._send(step.op, **self._call_options(step))
+            except RLinfHTTPError as exc:
+                error = exc
+
+    def _call_options(self, step: Call) -> dict[str, Any]:
+        return {
+            "timeout": NOT_GIVEN if step.timeout is None else step.timeout,
+            "retry": self.retry_policy.with_max_retries(step.max_retries),
+        }
+
+    # -- async driver ---------------------------------------------------------------------
+
+    async def _aopen(
+        self, op: Operation[Any], timeout: TimeoutTypes | _Unset, policy: RetryPolicy
+    ) -> tuple[httpx.Response, str]:
+        """Async :meth:`_open`."""
+        client = self._get_async_client()
+        user_client = self._user_async_client is not None and client is self._user_async_client
+        request, url = self._build_request(client, op, timeout, user_client)
+        retries = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                response = await client.send(request, stream=True)
+            except httpx.TransportError as exc:
+                self._log(request, type(exc).__name__, started)
+                retryable = is_retryable_transport_error(exc)
+                delay = policy.delay_after_connection_error(retries) if retryable else None
+                if delay is None:
+                    raise connection_error(exc, op.method, url) from exc
+            else:
+                if response.is_success:
+                    self._log(request, response.status_code, started)
+                    return response, url
+                raw = await self._aread(response, op.method, url)
+                self._log(request, response.status_code, started)
+                delay = policy.delay_after_status(retries, raw.status_code, raw.headers)
+                if delay is None:
+                    raise status_error(raw)
+            retries += 1
+            logger.info("retrying %s %s in %.2f s (retry %d)", op.method, url, delay, retries)
+            await anyio.sleep(delay)
+
+    async def _aread(self, response: httpx.Response, method: str, url: str) -> RawResponse:
+        try:
+            content = await response.aread()
+        except httpx.TransportError as exc:
+            raise connection_error(exc, method, url) from exc
+        finally:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+        return self._raw(response, method, url, content)
+
+    async def _asend(
+        self,
+        op: Operation[T],
+        *,
+        timeout: TimeoutTypes | _Unset = NOT_GIVEN,
+        retry: RetryPolicy | None = None,
+    ) -> T:
+        response, url = await self._aopen(op, timeout, retry or self.retry_policy)
+        raw = await self._aread(response, op.method, url)
+        return self._attach_request_id(op.parse(raw), response)
+
+    async def _arun(self, plan: Plan[T]) -> T:
+        """Drive a core plan with async I/O."""
+        value: Any = None
+        error: RLinfHTTPError | None = None
+        while True:
+            try:
+                step = plan.send(value) if error is None else plan.throw(error)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            value, error = None, None
+            if isinstance(step, Sleep):
+                await anyio.sleep(step.seconds)
+                continue
+            try:
+                value = await self._asend(step.op, **self._call_options(step))
+            except RLinfHTTPError as exc:
+                error = exc
+
+    # -- fan-out --------------------------------------------------------------------------
+
+    async def _amap(
+        self,
+        ops: Sequence[Operation[Any]],
+        *,
+        concurrency: int,
+        return_exceptions: bool,
+        progress: Callable[[int, int], object] | None,
+        retry: RetryPolicy,
+        timeout: TimeoutTypes | _Unset,
+    ) -> list[Any]:
+        """Send ``ops`` with at most ``concurrency`` in flight; results in input order.
+
+        On the first error (unless ``return_exceptions``) the other requests are
+        cancelled and that error is raised as it is.
+        """
+        total = len(ops)
+        results: list[Any] = [None] * total
+        indices = iter(range(total))
+        done = 0
+        first_error: list[BaseException] = []
+
+        async def worker(scope: anyio.CancelScope) -> None:
+            nonlocal done
+            for i in indices:
+                try:
+                    results[i] = await self._asend(ops[i], timeout=timeout, retry=retry)
+                except Exception as exc:
+                    if not return_exceptions:
+                        if not first_error:
+                            first_error.append(exc)
+                        scope.cancel()
+                        return
+                    results[i] = exc
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(min(concurrency, total)):
+                tg.start_soon(worker, tg.cancel_scope)
+        if first_error:
+            raise first_error[0]
+        return results
+
+    def _run_async(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run an async method from sync code (plain code or a worker thread).
+
+        It runs on a private event loop with a private session, so it never
+        touches the async session other code may be using.
+        """
+        if _in_event_loop_thread():
+            raise RuntimeError(
+                "this sync method cannot run inside an event loop; await its async_ variant"
+            )
+
+        async def main() -> T:
+            session = self._user_async_client or self._new_async_client("asyncio")
+            token = _session_override.set(session)
+            try:
+                return await fn()
+            finally:
+                _session_override.reset(token)
+                if session is not self._user_async_client:
+                    await session.aclose()
+
+        return anyio.run(main)

@@ -1,0 +1,165 @@
+"""Typed streams over an open httpx response: iterators that are context managers.
+
+The parsing is the core's (:mod:`rlinf_http._core.streams`); these classes only
+pull bytes from the response and close it. Leaving the ``with`` block, calling
+``close()``/``aclose()``, an exception or a cancellation closes the connection
+at once (sglang aborts the generation when the client disconnects). A stream
+read to its ``[DONE]`` returns its connection to the pool.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from types import TracebackType
+from typing import Generic, TypeVar
+
+import anyio
+import httpx
+
+from ._core.responses import connection_error
+from ._core.streams import EventStreamParser
+
+__all__ = ["AsyncStream", "Stream"]
+
+T = TypeVar("T")
+
+
+class _StreamBase(Generic[T]):
+    def __init__(
+        self, response: httpx.Response, parser: EventStreamParser[T], method: str, url: str
+    ) -> None:
+        self.response = response
+        self._parser = parser
+        self._method = method
+        self._url = url
+        self._pending: deque[T] = deque()
+        self._finished = False
+
+    @property
+    def request_id(self) -> str | None:
+        """The ``x-request-id`` of the response (or the one the client sent)."""
+        rid: str | None = self.response.headers.get("x-request-id")
+        return rid or self.response.request.headers.get("x-request-id")
+
+    @property
+    def headers(self) -> httpx.Headers:
+        """The response headers."""
+        return self.response.headers
+
+
+class Stream(_StreamBase[T], Iterator[T]):
+    """A sync iterator of typed chunks; use it in a ``with`` block."""
+
+    def __init__(
+        self, response: httpx.Response, parser: EventStreamParser[T], method: str, url: str
+    ) -> None:
+        super().__init__(response, parser, method, url)
+        self._chunks = response.iter_bytes()
+
+    def __iter__(self) -> Stream[T]:
+        return self
+
+    def __next__(self) -> T:
+        while not self._pending:
+            if self._finished:
+                raise StopIteration
+            self._pull()
+        return self._pending.popleft()
+
+    def _pull(self) -> None:
+        try:
+            try:
+                data = next(self._chunks)
+            except StopIteration:
+                self._finished = True
+                self._pending.extend(self._parser.finish())
+                self.close()
+                return
+            self._pending.extend(self._parser.feed(data))
+            if self._parser.done:
+                self._finished = True
+                for _ in self._chunks:  # drain the terminator so the connection is reusable
+                    pass
+                self.close()
+        except httpx.TransportError as exc:
+            self.close()
+            raise connection_error(exc, self._method, self._url) from exc
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Close the response (and its connection, unless it was read to the end)."""
+        self._finished = True
+        self.response.close()
+
+    def __enter__(self) -> Stream[T]:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncStream(_StreamBase[T], AsyncIterator[T]):
+    """An async iterator of typed chunks; use it in an ``async with`` block."""
+
+    def __init__(
+        self, response: httpx.Response, parser: EventStreamParser[T], method: str, url: str
+    ) -> None:
+        super().__init__(response, parser, method, url)
+        self._chunks = response.aiter_bytes()
+
+    def __aiter__(self) -> AsyncStream[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        while not self._pending:
+            if self._finished:
+                raise StopAsyncIteration
+            await self._pull()
+        return self._pending.popleft()
+
+    async def _pull(self) -> None:
+        try:
+            try:
+                data = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                self._finished = True
+                self._pending.extend(self._parser.finish())
+                await self.aclose()
+                return
+            self._pending.extend(self._parser.feed(data))
+            if self._parser.done:
+                self._finished = True
+                async for _ in self._chunks:  # drain so the connection is reusable
+                    pass
+                await self.aclose()
+        except httpx.TransportError as exc:
+            await self.aclose()
+            raise connection_error(exc, self._method, self._url) from exc
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        """Close the response (and its connection, unless it was read to the end)."""
+        self._finished = True
+        with anyio.CancelScope(shield=True):
+            await self.response.aclose()
+
+    async def __aenter__(self) -> AsyncStream[T]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,136 @@
+"""Models of server and router administration endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from ._base import WireModel
+
+__all__ = [
+    "FlushCacheResult",
+    "JobStatus",
+    "ModelCard",
+    "ModelInfo",
+    "ModelList",
+    "Readiness",
+    "ServerInfo",
+    "Worker",
+    "WorkerList",
+]
+
+
+class ServerInfo(WireModel):
+    """``GET /server_info`` of an sglang server (server args + scheduler state).
+
+    Through the router, ``/get_server_info`` is a router summary instead
+    (``router_manager``, ``workers_count``), kept as extra fields.
+    """
+
+    model_path: str | None = None
+    tokenizer_path: str | None = None
+    served_model_name: str | None = None
+    tp_size: int | None = None
+    dp_size: int | None = None
+    version: str | None = None
+    stream_interval: int | None = None
+    incremental_streaming_output: bool | None = None
+    stream_output: bool | None = None
+
+    @property
+    def incremental_streaming(self) -> bool | None:
+        """Whether ``/generate`` streams send deltas (``None``: not reported)."""
+        if self.incremental_streaming_output is not None:
+            return self.incremental_streaming_output
+        return self.stream_output
+
+
+class ModelInfo(WireModel):
+    """``GET /model_info`` (or ``/get_model_info`` on older servers)."""
+
+    model_path: str | None = None
+    tokenizer_path: str | None = None
+    is_generation: bool | None = None
+    model_type: str | None = None
+    architectures: list[str] | str | None = None
+    served_model_name: str | None = None
+    weight_version: str | None = None
+
+
+class ModelCard(WireModel):
+    """One entry of ``GET /v1/models``."""
+
+    id: str
+    object: str = "model"
+    created: int | None = None
+    owned_by: str | None = None
+    root: str | None = None
+    max_model_len: int | None = None
+
+
+class ModelList(WireModel):
+    """``GET /v1/models``."""
+
+    object: str = "list"
+    data: list[ModelCard] = Field(default_factory=list)
+
+
+class JobStatus(WireModel):
+    """The registration job of a worker the router has not finished adding."""
+
+    job_type: str | None = None
+    worker_url: str | None = None
+    status: str | None = None
+    message: str | None = None
+    timestamp: Any = None
+
+
+class Worker(WireModel):
+    """A worker registered with (or being added to) the sglang router."""
+
+    id: str
+    url: str | None = None
+    model_id: str | None = None
+    priority: int | None = None
+    cost: float | None = None
+    worker_type: str | None = None
+    is_healthy: bool = False
+    load: int | None = None
+    connection_mode: str | None = None
+    metadata: dict[str, Any] | None = None
+    job_status: JobStatus | None = None
+
+
+class WorkerList(WireModel):
+    """``GET /workers`` of the router (pending registrations are not listed)."""
+
+    workers: list[Worker] = Field(default_factory=list)
+    total: int | None = None
+    stats: dict[str, Any] | None = None
+
+
+class Readiness(WireModel):
+    """``GET /readiness`` of the router (200 ready, 503 not ready)."""
+
+    status: str | None = None
+    healthy_workers: int | None = None
+    total_workers: int | None = None
+    reason: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "ready"
+
+
+class FlushCacheResult(WireModel):
+    """The outcome of ``/flush_cache`` on a server (text) or the router (JSON).
+
+    A server answers 400 when it cannot flush because requests are running;
+    that is ``flushed=False`` here, not an error.
+    """
+
+    flushed: bool
+    status_code: int
+    message: str = ""
+    details: dict[str, Any] | None = None
