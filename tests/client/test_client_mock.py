@@ -873,3 +873,12 @@ def test_sleep_patch_guard(sleeps: list[float]) -> None:
     # Guard for the fixture above: the I/O module must sleep through these names.
     assert base_client_module.anyio.sleep is anyio.sleep
     assert base_client_module.time.sleep == sleeps.append
+
+
+def test_retry_policy_count_kept_when_max_retries_not_given() -> None:
+    # A user who passes a full RetryPolicy(max_retries=5) and no max_retries= expects
+    # 5 retries; the constructor's max_retries default must not silently replace it.
+    client = InferenceHTTPClient(BASE, retry_policy=RetryPolicy(max_retries=5))
+    assert client.retry_policy.max_retries == 5
+    assert InferenceHTTPClient(BASE, max_retries=1).retry_policy.max_retries == 1
+    assert InferenceHTTPClient(BASE).retry_policy.max_retries == 2
