@@ -10,7 +10,14 @@ from typing import Any
 
 import httpx
 
-from ._http11 import LAST_CHUNK, RequestHead, ResponseParser, encode_chunk, encode_request
+from ._http11 import (
+    LAST_CHUNK,
+    BufferedStream,
+    RequestHead,
+    ResponseParser,
+    encode_chunk,
+    encode_request,
+)
 from ._pool import SLOT, ConnectionPool, Origin, Slot
 
 __all__ = ["AsyncTransport", "SocketOption"]
@@ -326,7 +333,7 @@ class _Connection(asyncio.Protocol):
             return httpx.Response(
                 parser.status_code,
                 headers=parser.headers,
-                stream=httpx.ByteStream(body),
+                stream=BufferedStream(body),
                 extensions=extensions,
             )
         if read_timeout is not None and self._timer is None:

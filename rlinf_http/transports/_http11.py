@@ -5,12 +5,14 @@ Both transports use these pieces; they only differ in how bytes move.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httptools
 import httpx
 
 __all__ = [
+    "BufferedStream",
     "DEFAULT_PORTS",
     "RequestHead",
     "ResponseParser",
@@ -72,34 +74,30 @@ def encode_request(request: httpx.Request) -> RequestHead:
     """Serialise the request line and headers; decide how the body is framed."""
     url = request.url
     method = request.method.encode("ascii")
-    target = url.raw_path
-    parts = [method, b" ", target, b" HTTP/1.1\r\n"]
-    has_host = False
-    has_length = False
+    headers = request.headers
+    # httpx keeps (raw name, lower-cased name, value) triples; fall back to the public API.
+    items: list[tuple[bytes, bytes, bytes]] = getattr(headers, "_list", None) or [
+        (name, name.lower(), value) for name, value in headers.raw
+    ]
+    parts = [b"%b %b HTTP/1.1\r\n" % (method, url.raw_path)]
+    parts += [b"%b: %b\r\n" % (name, value) for name, _, value in items]
+    names = {lname for _, lname, _ in items}
+    has_length = b"content-length" in names
     chunked = False
     keep_alive = True
-    for name, value in request.headers.raw:
-        lname = name.lower()
-        if lname == b"host":
-            has_host = True
-        elif lname == b"content-length":
-            has_length = True
-        elif lname == b"transfer-encoding":
-            chunked = b"chunked" in value.lower()
-        elif lname == b"connection":
-            if b"close" in value.lower():
+    if b"transfer-encoding" in names or b"connection" in names:
+        for _, lname, value in items:
+            if lname == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+            elif lname == b"connection" and b"close" in value.lower():
                 keep_alive = False
-        parts.append(name)
-        parts.append(b": ")
-        parts.append(value)
-        parts.append(b"\r\n")
-    if not has_host:
+    if b"host" not in names:
         host = url.raw_host
         if b":" in host:
             host = b"[" + host + b"]"
         if url.port is not None:
             host += b":%d" % url.port
-        parts[4:4] = [b"Host: ", host, b"\r\n"]
+        parts.insert(1, b"Host: %b\r\n" % host)
 
     body: bytes | None
     try:
@@ -127,6 +125,44 @@ def encode_request(request: httpx.Request) -> RequestHead:
         chunked = True
     parts.append(b"\r\n")
     return RequestHead(b"".join(parts), request.stream, chunked, is_head, keep_alive, False)
+
+
+class BufferedStream(httpx.AsyncByteStream, httpx.SyncByteStream):
+    """A complete body delivered in one piece (no generator machinery)."""
+
+    __slots__ = ("_body",)
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter((self._body,) if self._body else ())
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return _OneShot(self._body)
+
+    async def aclose(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _OneShot:
+    __slots__ = ("_body",)
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def __aiter__(self) -> _OneShot:
+        return self
+
+    async def __anext__(self) -> bytes:
+        body = self._body
+        if not body:
+            raise StopAsyncIteration
+        self._body = b""
+        return body
 
 
 class ResponseParser:

@@ -11,7 +11,14 @@ from typing import Any
 
 import httpx
 
-from ._http11 import LAST_CHUNK, RequestHead, ResponseParser, encode_chunk, encode_request
+from ._http11 import (
+    LAST_CHUNK,
+    BufferedStream,
+    RequestHead,
+    ResponseParser,
+    encode_chunk,
+    encode_request,
+)
 from ._pool import SLOT, ConnectionPool, Origin, Slot
 
 __all__ = ["SocketOption", "SyncTransport"]
@@ -164,7 +171,7 @@ class _Connection:
         if parser.complete:
             body = parser.take_body()
             self._finish()
-            stream: httpx.SyncByteStream = httpx.ByteStream(body)
+            stream: httpx.SyncByteStream = BufferedStream(body)
         else:
             stream = _ResponseStream(self)
         return httpx.Response(
