@@ -527,3 +527,25 @@ async def test_fake_hang_cancelled_then_reuse(fake: Any) -> None:
         assert scope.cancelled_caught
         out = await client.async_generate(prompt="y", sampling_params={"max_new_tokens": 2})
         assert out.output_ids == fake.app.output_ids(2)
+
+
+def test_fake_server_sends_one_content_length(fake: Any) -> None:
+    # A response must carry a single Content-Length (RFC 9110 §8.6); strict HTTP
+    # parsers reject duplicates ("Duplicate Content-Length").
+    import socket
+
+    body = b'{"text": "hi", "sampling_params": {"max_new_tokens": 1}}'
+    with socket.create_connection(("127.0.0.1", fake.port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /generate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+        )
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head = data.partition(b"\r\n\r\n")[0].decode("latin-1").lower().split("\r\n")
+    assert head[0].startswith("http/1.1 200")
+    assert sum(1 for line in head if line.startswith("content-length:")) == 1
