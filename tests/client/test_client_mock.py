@@ -882,3 +882,18 @@ def test_retry_policy_count_kept_when_max_retries_not_given() -> None:
     assert client.retry_policy.max_retries == 5
     assert InferenceHTTPClient(BASE, max_retries=1).retry_policy.max_retries == 1
     assert InferenceHTTPClient(BASE).retry_policy.max_retries == 2
+
+
+def test_absurd_retry_after_date_does_not_escape_as_valueerror(
+    mock: respx.MockRouter, sleeps: list[float]
+) -> None:
+    # A server-controlled header must never crash the call with a non-library error.
+    route = mock.post("/generate").mock(
+        side_effect=[
+            httpx.Response(503, headers={"Retry-After": "Mon, 01 Jan 99999 00:00:00 GMT"}),
+            httpx.Response(200, json=gen_json()),
+        ]
+    )
+    assert InferenceHTTPClient(BASE).generate(prompt="x").text == " Paris"
+    assert route.call_count == 2
+    assert len(sleeps) == 1 and 0 <= sleeps[0] <= 60
