@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 import anyio
@@ -81,6 +81,26 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+async def _close_at_loop_exit(client: httpx.AsyncClient) -> AsyncGenerator[None, None]:
+    # Parked at its yield for the session's life. The event loop closes the async
+    # generators still alive when it shuts down (asyncio.run, trio.run), which
+    # runs the finally: a session left open is closed on its own loop, instead of
+    # leaving its sockets to the garbage collector.
+    try:
+        yield
+    finally:
+        await client.aclose()
+
+
+def _park(guard: AsyncGenerator[None, None]) -> None:
+    # Run the guard to its yield without awaiting (it awaits nothing before it);
+    # the first step registers it with the running loop's generator hooks.
+    try:
+        guard.__anext__().send(None)
+    except StopIteration:
+        pass
+
+
 def _running_loop_token() -> tuple[str, object]:
     """The async library and an identity for the running loop."""
     try:
@@ -122,7 +142,7 @@ class BaseClient:
         connect_timeout: float | None = 10.0,
         max_connections: int = 16384,
         *,
-        max_retries: int = 2,
+        max_retries: int | None = None,
         headers: Mapping[str, str] | None = None,
         api_key: str | None = None,
         http_client: httpx.Client | None = None,
@@ -174,6 +194,7 @@ class BaseClient:
         self._sync_client: httpx.Client | None = None
         self._async_client: httpx.AsyncClient | None = None
         self._async_loop: object = None
+        self._async_guard: AsyncGenerator[None, None] | None = None
         self._lock = threading.Lock()
         self._urls: dict[str, tuple[httpx.URL, str]] = {}
         self._merged_headers: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
@@ -183,6 +204,7 @@ class BaseClient:
         self._sync_client = None
         self._async_client = None
         self._async_loop = None
+        self._async_guard = None
         self._lock = threading.Lock()
         self._pid = os.getpid()
 
@@ -197,6 +219,7 @@ class BaseClient:
             "_sync_client",
             "_async_client",
             "_async_loop",
+            "_async_guard",
             "_lock",
             "_urls",
             "_merged_headers",
@@ -287,6 +310,9 @@ class BaseClient:
             self._check_fork()
             client = self._async_client = self._new_async_client(library)
             self._async_loop = token
+            guard = _close_at_loop_exit(client)
+            _park(guard)
+            self._async_guard = guard
         return client
 
     def close(self) -> None:
@@ -299,10 +325,14 @@ class BaseClient:
         """Close the async session, and the sync one (later calls open new ones)."""
         client, self._async_client = self._async_client, None
         loop, self._async_loop = self._async_loop, None
+        guard, self._async_guard = self._async_guard, None
         self.close()
         if client is not None and loop is _running_loop_token()[1]:
             with anyio.CancelScope(shield=True):
-                await client.aclose()
+                if guard is not None:
+                    await guard.aclose()  # its finally closes the session
+                else:
+                    await client.aclose()
 
     # -- requests ------------------------------------------------------------------------
 

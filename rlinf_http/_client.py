@@ -181,7 +181,8 @@ class InferenceHTTPClient(BaseClient):
         base_url: the router or server URL, e.g. ``http://127.0.0.1:30000``.
         connect_timeout: seconds allowed to open a TCP connection (``None``: no bound).
         max_connections: the cap on open (and keep-alive) connections.
-        max_retries: retries of the typed calls (``post`` keeps its own default 0).
+        max_retries: retries of the typed calls (default: ``retry_policy``'s, else 2;
+            ``post`` keeps its own default 0).
         headers: extra headers sent with every request.
         api_key: sent as ``Authorization: Bearer <api_key>``.
         http_client: an ``httpx.Client`` for sync calls, used as given (its

@@ -148,7 +148,12 @@ def _sampling_to_wire(
             f"{type(sampling_params).__name__}"
         )
     wire = dict(sampling_params)
-    known = {k: v for k, v in wire.items() if v is not None}
+    # Tuples and sets are sent as JSON arrays; check them as lists.
+    known = {
+        k: list(v) if isinstance(v, (tuple, set, frozenset)) else v
+        for k, v in wire.items()
+        if v is not None
+    }
     try:
         _SamplingCheck.model_validate(known)
     except pydantic.ValidationError as exc:

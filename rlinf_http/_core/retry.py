@@ -46,7 +46,10 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
         parsed = email.utils.parsedate_tz(raw)
         if parsed is None:
             return None
-        value = email.utils.mktime_tz(parsed) - (time.time() if now is None else now)
+        try:
+            value = email.utils.mktime_tz(parsed) - (time.time() if now is None else now)
+        except (ValueError, OverflowError, OSError):
+            return None
         value = max(value, 0.0)
     if not math.isfinite(value) or value < 0:
         return None
@@ -105,9 +108,9 @@ class RetryPolicy:
     def backoff_delay(self, retries_taken: int, rand: Callable[[], float] = random.random) -> float:
         """The computed (not server-directed) delay before retry ``retries_taken + 1``."""
         if self.backoff == "linear":
-            base = self.initial_delay * (retries_taken + 1)
+            base = self.initial_delay * (min(retries_taken, 2**40) + 1)
         else:
-            base = self.initial_delay * (2.0**retries_taken)
+            base = self.initial_delay * (2.0 ** min(retries_taken, 64))
         base = min(base, self.max_delay)
         return base * (1.0 - self.jitter * rand())
 

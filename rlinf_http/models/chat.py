@@ -76,7 +76,7 @@ class ChatCompletion(WireModel):
     object: str = "chat.completion"
     created: int = 0
     model: str = ""
-    choices: list[ChatChoice] = Field(default_factory=list)
+    choices: list[ChatChoice]
     usage: Usage | None = None
 
 

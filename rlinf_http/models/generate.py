@@ -121,13 +121,14 @@ class MetaInfo(WireModel):
 class GenerateOutput(WireModel):
     """One ``/generate`` result (one per prompt and sample in a batch).
 
+    ``meta_info`` is required (a 200 body without it is not a generation);
     ``text`` is absent on servers started with ``--skip-tokenizer-init`` and is
     then ``""``. In a stream, ``index`` is the position in the expanded batch.
     """
 
     text: str = ""
     output_ids: list[int] = Field(default_factory=list)
-    meta_info: MetaInfo = Field(default_factory=MetaInfo)
+    meta_info: MetaInfo
     index: int | None = None
 
     @property
