@@ -141,8 +141,9 @@ class _Cycle:
         for name, value in self.resp_headers:
             lname = name.lower()
             if lname == b"content-length":
-                has_length = True
-            elif lname == b"connection":
+                has_length = True  # written once, below
+                continue
+            if lname == b"connection":
                 if value.lower() == b"close":
                     self.keep_alive = False
                 continue
