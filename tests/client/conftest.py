@@ -46,13 +46,30 @@ def gen_response(text: str, rid: str = "r") -> dict[str, Any]:
 
 
 def echo_handler(req: SeenRequest) -> tuple[int, dict[str, str], bytes]:
-    """``/generate`` echoes ``text``; ``/health`` is 200; anything else echoes the JSON body."""
+    """``/generate`` and chat echo the prompt; ``/health`` is 200; else echo the JSON body."""
     if req.path == "/health":
         return 200, {}, b""
     payload = json.loads(req.body or b"null")
     if req.path == "/generate" and isinstance(payload, dict):
         out = gen_response("echo:" + str(payload.get("text")), str(payload.get("rid", "r")))
         return 200, {"content-type": "application/json"}, json.dumps(out).encode()
+    if req.path == "/v1/chat/completions" and isinstance(payload, dict):
+        content = "echo:" + str(payload["messages"][-1]["content"])
+        chat = {
+            "id": "c",
+            "object": "chat.completion",
+            "created": 0,
+            "model": payload.get("model", ""),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }
+        return 200, {"content-type": "application/json"}, json.dumps(chat).encode()
     return 200, {"content-type": "application/json"}, json.dumps({"echo": payload}).encode()
 
 

@@ -244,8 +244,9 @@ async def test_one_shared_async_session(raw_server: RawHTTPServer) -> None:
         await client.async_generate(prompt="a")
         session = client._async_client
         assert session is not None
-        await client.async_chat_completion([{"role": "user", "content": "x"}])
-        await client.async_health()
+        reply = await client.async_chat_completion([{"role": "user", "content": "x"}])
+        assert reply.choices[0].message.content == "echo:x"
+        assert await client.async_health() is True
         assert client._async_client is session
     assert session.is_closed
     # Used again later: a fresh session.
