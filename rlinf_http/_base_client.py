@@ -59,7 +59,7 @@ TimeoutTypes = float | httpx.Timeout | None
 TransportChoice = Literal["auto", "rlinf", "httpx"]
 
 # Whether "auto" picks rlinf-http's own transports (on asyncio and for sync calls).
-_FAST_DEFAULT = False
+_FAST_DEFAULT = True
 
 # A session that overrides the client's for the current context (sync fan-out
 # runs its own event loop and must not touch the shared async session).
@@ -433,12 +433,20 @@ class BaseClient:
         Retries happen only before a success response starts.
         """
         client = self._get_sync_client()
-        request, url = self._build_request(client, op, timeout, self._user_client is not None)
+        user_client = self._user_client is not None
+        request, url = self._build_request(client, op, timeout, user_client)
         retries = 0
         while True:
             started = time.perf_counter()
             try:
-                response = client.send(request, stream=True)
+                if user_client:
+                    response = client.send(request, stream=True)
+                else:
+                    # Our own session has no hooks, auth, cookies or redirects to run:
+                    # hand the request to its transport (respx's using="httpx" mock
+                    # patches _transport_for_url, so it still intercepts).
+                    response = client._transport_for_url(request.url).handle_request(request)
+                    response.request = request
             except httpx.TransportError as exc:
                 self._log(request, type(exc).__name__, started)
                 retryable = is_retryable_transport_error(exc)
@@ -460,7 +468,12 @@ class BaseClient:
 
     def _read(self, response: httpx.Response, method: str, url: str) -> RawResponse:
         try:
-            content = response.read()
+            if "content-encoding" in response.headers:
+                content = response.read()
+            else:  # no decoding to do: take the bytes straight from the stream
+                stream = response.stream
+                assert isinstance(stream, httpx.SyncByteStream)
+                content = b"".join(stream)
         except httpx.TransportError as exc:
             raise connection_error(exc, method, url) from exc
         finally:
@@ -515,7 +528,12 @@ class BaseClient:
         while True:
             started = time.perf_counter()
             try:
-                response = await client.send(request, stream=True)
+                if user_client:
+                    response = await client.send(request, stream=True)
+                else:  # see _open
+                    transport = client._transport_for_url(request.url)
+                    response = await transport.handle_async_request(request)
+                    response.request = request
             except httpx.TransportError as exc:
                 self._log(request, type(exc).__name__, started)
                 retryable = is_retryable_transport_error(exc)
@@ -537,7 +555,12 @@ class BaseClient:
 
     async def _aread(self, response: httpx.Response, method: str, url: str) -> RawResponse:
         try:
-            content = await response.aread()
+            if "content-encoding" in response.headers:
+                content = await response.aread()
+            else:  # no decoding to do: take the bytes straight from the stream
+                stream = response.stream
+                assert isinstance(stream, httpx.AsyncByteStream)
+                content = b"".join([chunk async for chunk in stream])
         except httpx.TransportError as exc:
             raise connection_error(exc, method, url) from exc
         finally:
