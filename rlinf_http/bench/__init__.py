@@ -1,0 +1,69 @@
+"""``rlinf-http bench``: a benchmark harness for sglang routers and servers.
+
+Library use::
+
+    from rlinf_http.bench import BenchConfig, run_benchmark
+
+    result = run_benchmark(BenchConfig(url="http://router:30000", num_prompts=200))
+    print(result.metrics.output_throughput, result.metrics.ttft_ms.p99)
+
+With ``url=None`` it benchmarks an embedded default: fake sglang workers behind
+the real ``sglang-router`` (when installed). See ``docs/bench.md``. Needs the
+``bench`` extra (numpy; rich/typer/matplotlib for the CLI, table and plots).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__all__ = [
+    "BenchConfig",
+    "BenchResult",
+    "Metrics",
+    "RequestRecord",
+    "SweepResult",
+    "async_run_benchmark",
+    "compute_metrics",
+    "run_benchmark",
+    "run_sweep",
+]
+
+if TYPE_CHECKING:
+    from .metrics import Metrics, RequestRecord, compute_metrics
+    from .runner import (
+        BenchConfig,
+        BenchResult,
+        SweepResult,
+        async_run_benchmark,
+        run_benchmark,
+        run_sweep,
+    )
+
+_LAZY = {
+    "Metrics": "metrics",
+    "RequestRecord": "metrics",
+    "compute_metrics": "metrics",
+    "BenchConfig": "runner",
+    "BenchResult": "runner",
+    "SweepResult": "runner",
+    "async_run_benchmark": "runner",
+    "run_benchmark": "runner",
+    "run_sweep": "runner",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rlinf_http.bench' has no attribute {name!r}")
+    import importlib
+
+    try:
+        mod = importlib.import_module(f"{__name__}.{module}")
+    except ImportError as exc:  # numpy is the bench extra's
+        from .._errors import MissingDependencyError
+
+        raise MissingDependencyError(
+            f"rlinf_http.bench needs the 'bench' extra: pip install 'rlinf-http[bench]' ({exc})"
+        ) from exc
+    return getattr(mod, name)
