@@ -44,12 +44,22 @@ PAYLOAD = json.dumps(
 ).encode()
 HEADERS = {"Content-Type": "application/json"}
 
-ASYNC_KINDS = ["ours_client", "ours_direct", "aiohttp", "httpx_default"]
-SYNC_KINDS = ["ours_sync", "requests", "httpx_sync"]
+ASYNC_KINDS = [
+    "rlinf_typed",
+    "rlinf_typed_httpx",
+    "ours_client",
+    "ours_direct",
+    "aiohttp",
+    "httpx_default",
+]
+SYNC_KINDS = ["rlinf_typed_sync", "ours_sync", "requests", "httpx_sync"]
 CONCURRENCY = [1, 16, 256, 1024, 4096]
 SYNC_THREADS = [1, 8]
 
 LABELS = {
+    "rlinf_typed": "rlinf-http InferenceHTTPClient.async_generate (default transport)",
+    "rlinf_typed_httpx": "rlinf-http InferenceHTTPClient.async_generate, transport='httpx'",
+    "rlinf_typed_sync": "rlinf-http InferenceHTTPClient.generate (default transport)",
     "ours_client": "rlinf AsyncTransport via httpx.AsyncClient.send",
     "ours_direct": "rlinf AsyncTransport.handle_async_request",
     "aiohttp": "aiohttp session (RLinf pattern)",
@@ -219,7 +229,24 @@ async def _async_worker(spec: dict[str, Any]) -> dict[str, Any]:
         spec["url"],
     )
     closers: list[Any] = []
-    if kind in ("ours_client", "ours_direct", "httpx_default"):
+    if kind in ("rlinf_typed", "rlinf_typed_httpx"):
+        from rlinf_http import InferenceHTTPClient
+
+        typed = InferenceHTTPClient(
+            url.rsplit("/generate", 1)[0],
+            transport="httpx" if kind == "rlinf_typed_httpx" else "auto",
+            max_retries=0,
+        )
+        closers.append(typed.aclose)
+        sampling = {"temperature": 0.0, "max_new_tokens": 16}
+
+        async def one() -> bytes:
+            out = await typed.async_generate(
+                prompt="Question: what is six times seven? Answer:", sampling_params=sampling
+            )
+            # Checked against the server's body below, like the raw clients.
+            return GENERATE_BODY if out.meta_info.completion_tokens == 6 else out.text.encode()
+    elif kind in ("ours_client", "ours_direct", "httpx_default"):
         import httpx
 
         if kind == "httpx_default":
@@ -313,6 +340,17 @@ def _sync_worker(spec: dict[str, Any]) -> dict[str, Any]:
                 timeout=(10, None),
             )
             return response.content
+    elif kind == "rlinf_typed_sync":
+        from rlinf_http import InferenceHTTPClient
+
+        typed = InferenceHTTPClient(url.rsplit("/generate", 1)[0], max_retries=0)
+        sampling = {"temperature": 0.0, "max_new_tokens": 16}
+
+        def one() -> bytes:
+            out = typed.generate(
+                prompt="Question: what is six times seven? Answer:", sampling_params=sampling
+            )
+            return GENERATE_BODY if out.meta_info.completion_tokens == 6 else out.text.encode()
     else:
         import httpx
 

@@ -15,7 +15,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
@@ -33,7 +32,7 @@ from ._core.responses import (
 )
 from ._core.retry import RetryPolicy
 from ._errors import InvalidRequestError, RLinfHTTPError
-from .models import WireModel
+from .models._base import ResponseModel
 
 __all__ = ["NOT_GIVEN", "BaseClient", "TimeoutTypes", "TransportChoice"]
 
@@ -196,8 +195,11 @@ class BaseClient:
         self._async_loop: object = None
         self._async_guard: AsyncGenerator[None, None] | None = None
         self._lock = threading.Lock()
-        self._urls: dict[str, tuple[httpx.URL, str]] = {}
-        self._merged_headers: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+        self._prefixes: dict[
+            tuple[str, tuple[tuple[str, str], ...]],
+            tuple[httpx.URL, str, list[tuple[bytes, bytes]]],
+        ] = {}
+        self._timeout_ext = self._timeout.as_dict()
         self._pid = os.getpid()
 
     def _forget_sessions(self) -> None:
@@ -221,8 +223,8 @@ class BaseClient:
             "_async_loop",
             "_async_guard",
             "_lock",
-            "_urls",
-            "_merged_headers",
+            "_prefixes",
+            "_timeout_ext",
             "_pid",
         ):
             state.pop(key, None)
@@ -336,21 +338,22 @@ class BaseClient:
 
     # -- requests ------------------------------------------------------------------------
 
-    def _url(self, path: str) -> tuple[httpx.URL, str]:
-        cached = self._urls.get(path)
+    def _prefix(
+        self, path: str, op_headers: tuple[tuple[str, str], ...]
+    ) -> tuple[httpx.URL, str, list[tuple[bytes, bytes]]]:
+        """URL, its text and the encoded headers every request of this kind starts with."""
+        key = (path, op_headers)
+        cached = self._prefixes.get(key)
         if cached is None:
             text = self.base_url + path
-            cached = (httpx.URL(text), text)
-            if len(self._urls) < 4096:  # admin paths embed ids; keep the cache bounded
-                self._urls[path] = cached
-        return cached
-
-    def _headers_for(self, op_headers: tuple[tuple[str, str], ...]) -> dict[str, str]:
-        merged = self._merged_headers.get(op_headers)
-        if merged is None:
+            url = httpx.URL(text)
             merged = {**self._headers, **dict(op_headers)}
-            self._merged_headers[op_headers] = merged
-        return merged
+            raw = [(b"host", url.netloc)]
+            raw.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in merged.items())
+            cached = (url, text, raw)
+            if len(self._prefixes) < 4096:  # admin paths embed ids; keep the cache bounded
+                self._prefixes[key] = cached
+        return cached
 
     def _timeout_for(self, timeout: TimeoutTypes | _Unset) -> httpx.Timeout:
         if timeout is NOT_GIVEN:
@@ -372,10 +375,12 @@ class BaseClient:
         timeout: TimeoutTypes | _Unset,
         user_client: bool,
     ) -> tuple[httpx.Request, str]:
-        url, url_text = self._url(op.path)
-        headers = {**self._headers_for(op.headers), "x-request-id": uuid.uuid4().hex}
+        url, url_text, prefix = self._prefix(op.path, op.headers)
+        request_id = os.urandom(16).hex()
         if user_client:
             # A client given by the user keeps its own headers, cookies and timeouts.
+            headers = [(k.decode(), v.decode()) for k, v in prefix[1:]]
+            headers.append(("x-request-id", request_id))
             request = client.build_request(
                 op.method,
                 url,
@@ -385,14 +390,27 @@ class BaseClient:
                 if timeout is NOT_GIVEN
                 else self._timeout_for(timeout),
             )
-        else:
-            request = httpx.Request(
-                op.method,
-                url,
-                headers=headers,
-                content=op.content,
-                extensions={"timeout": self._timeout_for(timeout).as_dict()},
-            )
+            return request, url_text
+        # Our own session: everything is known, so build the request directly
+        # (httpx would re-derive Host and Content-Length and copy headers twice).
+        raw = [*prefix, (b"x-request-id", request_id.encode())]
+        content = op.content
+        if content is not None:
+            raw.append((b"content-length", b"%d" % len(content)))
+        elif op.method in ("POST", "PUT", "PATCH"):
+            raw.append((b"content-length", b"0"))
+        request = httpx.Request(
+            op.method,
+            url,
+            headers=raw,
+            stream=httpx.ByteStream(content or b""),
+            extensions={
+                "timeout": self._timeout_ext
+                if timeout is NOT_GIVEN
+                else self._timeout_for(timeout).as_dict()
+            },
+        )
+        request.read()
         return request, url_text
 
     def _log(self, request: httpx.Request, outcome: int | str, started: float) -> None:
@@ -413,13 +431,14 @@ class BaseClient:
 
     @staticmethod
     def _attach_request_id(result: T, response: httpx.Response) -> T:
-        rid = response.headers.get("x-request-id") or response.request.headers.get("x-request-id")
-        if isinstance(result, WireModel):
-            result._request_id = rid
+        # Resolved lazily by ResponseModel.request_id: header lookups cost.
+        sources = (response.headers, response.request.headers)
+        if isinstance(result, ResponseModel):
+            result._id_sources = sources
         elif isinstance(result, list):
             for item in result:
-                if isinstance(item, WireModel):
-                    item._request_id = rid
+                if isinstance(item, ResponseModel):
+                    item._id_sources = sources
         return result
 
     # -- sync driver ----------------------------------------------------------------------
@@ -561,11 +580,13 @@ class BaseClient:
                 stream = response.stream
                 assert isinstance(stream, httpx.AsyncByteStream)
                 content = b"".join([chunk async for chunk in stream])
-        except httpx.TransportError as exc:
-            raise connection_error(exc, method, url) from exc
-        finally:
+        except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await response.aclose()
+            if isinstance(exc, httpx.TransportError):
+                raise connection_error(exc, method, url) from exc
+            raise
+        await response.aclose()
         return self._raw(response, method, url, content)
 
     async def _asend(

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 __all__ = ["SSEDecoder", "ServerSentEvent"]
 
+_BOM = b"\xef\xbb\xbf"
+
 
 @dataclass(frozen=True, slots=True)
 class ServerSentEvent:
@@ -31,7 +33,16 @@ class SSEDecoder:
     a stream that ends without a final blank line.
     """
 
-    __slots__ = ("_buf", "_data", "_event", "_has_data", "_id", "_pending_cr", "_retry")
+    __slots__ = (
+        "_buf",
+        "_data",
+        "_event",
+        "_has_data",
+        "_id",
+        "_pending_cr",
+        "_retry",
+        "_start",
+    )
 
     def __init__(self) -> None:
         self._buf = b""
@@ -41,11 +52,22 @@ class SSEDecoder:
         self._event: str | None = None
         self._id: str | None = None
         self._retry: int | None = None
+        self._start: bytes | None = b""  # bytes held back while a leading BOM is still possible
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Consume ``chunk`` and return the events it completes."""
         if not chunk:
             return []
+        if self._start is not None:
+            # A UTF-8 byte order mark at the very start of the stream is skipped.
+            head = self._start + chunk
+            if len(head) < 3 and _BOM.startswith(head):
+                self._start = head
+                return []
+            self._start = None
+            chunk = head[3:] if head.startswith(_BOM) else head
+            if not chunk:
+                return []
         if self._pending_cr:
             self._pending_cr = False
             if chunk[:1] == b"\n":

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
-__all__ = ["WireModel"]
+__all__ = ["ResponseModel", "WireModel"]
 
 _MISSING: Any = object()
 
@@ -21,13 +22,6 @@ class WireModel(BaseModel):
     """
 
     model_config = ConfigDict(extra="allow", protected_namespaces=(), frozen=False)
-
-    _request_id: str | None = PrivateAttr(default=None)
-
-    @property
-    def request_id(self) -> str | None:
-        """The ``x-request-id`` of the HTTP response this object came from."""
-        return self._request_id
 
     def __getitem__(self, key: str) -> Any:
         value = self.get(key, _MISSING)
@@ -57,3 +51,23 @@ class WireModel(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """The object as plain JSON-compatible data, as it came over the wire."""
         return self.model_dump(mode="json", exclude_unset=True)
+
+
+class ResponseModel(WireModel):
+    """A wire model that is a whole response body: it knows its request id.
+
+    (Only top-level models carry the private attribute: nested ones stay as
+    cheap to validate as possible.)
+    """
+
+    # (response headers, request headers) of the exchange this body came from.
+    _id_sources: tuple[Mapping[str, str], ...] = PrivateAttr(default=())
+
+    @property
+    def request_id(self) -> str | None:
+        """The ``x-request-id`` of the response (else the one the client sent)."""
+        for headers in self._id_sources:
+            value = headers.get("x-request-id")
+            if value:
+                return value
+        return None

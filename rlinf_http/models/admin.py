@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from ._base import WireModel
+from ._base import ResponseModel, WireModel
 
 __all__ = [
     "FlushCacheResult",
@@ -21,7 +21,7 @@ __all__ = [
 ]
 
 
-class ServerInfo(WireModel):
+class ServerInfo(ResponseModel):
     """``GET /server_info`` of an sglang server (server args + scheduler state).
 
     Through the router, ``/get_server_info`` is a router summary instead
@@ -46,7 +46,7 @@ class ServerInfo(WireModel):
         return self.stream_output
 
 
-class ModelInfo(WireModel):
+class ModelInfo(ResponseModel):
     """``GET /model_info`` (or ``/get_model_info`` on older servers)."""
 
     model_path: str | None = None
@@ -69,7 +69,7 @@ class ModelCard(WireModel):
     max_model_len: int | None = None
 
 
-class ModelList(WireModel):
+class ModelList(ResponseModel):
     """``GET /v1/models``."""
 
     object: str = "list"
@@ -86,7 +86,7 @@ class JobStatus(WireModel):
     timestamp: Any = None
 
 
-class Worker(WireModel):
+class Worker(ResponseModel):
     """A worker registered with (or being added to) the sglang router."""
 
     id: str
@@ -102,7 +102,7 @@ class Worker(WireModel):
     job_status: JobStatus | None = None
 
 
-class WorkerList(WireModel):
+class WorkerList(ResponseModel):
     """``GET /workers`` of the router (pending registrations are not listed)."""
 
     workers: list[Worker] = Field(default_factory=list)
@@ -110,7 +110,7 @@ class WorkerList(WireModel):
     stats: dict[str, Any] | None = None
 
 
-class Readiness(WireModel):
+class Readiness(ResponseModel):
     """``GET /readiness`` of the router (200 ready, 503 not ready)."""
 
     status: str | None = None
@@ -123,7 +123,7 @@ class Readiness(WireModel):
         return self.status == "ready"
 
 
-class FlushCacheResult(WireModel):
+class FlushCacheResult(ResponseModel):
     """The outcome of ``/flush_cache`` on a server (text) or the router (JSON).
 
     A server answers 400 when it cannot flush because requests are running;

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from ._base import WireModel
+from ._base import ResponseModel, WireModel
 
 __all__ = [
     "ChatChoice",
@@ -69,7 +69,7 @@ class ChatChoice(WireModel):
     matched_stop: int | str | None = None
 
 
-class ChatCompletion(WireModel):
+class ChatCompletion(ResponseModel):
     """A ``chat.completion`` object."""
 
     id: str = ""
@@ -99,7 +99,7 @@ class ChatChunkChoice(WireModel):
     matched_stop: int | str | None = None
 
 
-class ChatCompletionChunk(WireModel):
+class ChatCompletionChunk(ResponseModel):
     """A ``chat.completion.chunk`` event of a stream (``usage`` only on the last one)."""
 
     id: str = ""

@@ -6,7 +6,7 @@ from typing import Any, Literal, NamedTuple, Union
 
 from pydantic import ConfigDict, Field
 
-from ._base import WireModel
+from ._base import ResponseModel, WireModel
 
 __all__ = [
     "FinishAbort",
@@ -118,7 +118,7 @@ class MetaInfo(WireModel):
     output_top_logprobs: list[list[Logprob] | None] | None = None
 
 
-class GenerateOutput(WireModel):
+class GenerateOutput(ResponseModel):
     """One ``/generate`` result (one per prompt and sample in a batch).
 
     ``meta_info`` is required (a 200 body without it is not a generation);
