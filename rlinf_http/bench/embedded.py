@@ -1,0 +1,160 @@
+"""The embedded default target: fake sglang workers behind the real sglang-router.
+
+``rlinf-http bench`` without ``--url`` starts ``num_workers`` fake workers
+(:func:`rlinf_http.testing.start_fake_worker`: separate processes on loopback,
+with the fake server's latency model) and, when the ``sglang-router`` package is
+installed, the real router in front of them; otherwise it talks to the first
+worker directly (and says so). Everything is torn down on exit, on an exception,
+on Ctrl-C and on SIGTERM; the workers also exit by themselves when this process
+dies (they watch their stdin and parent pid).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import types
+from typing import Any
+
+from pydantic import BaseModel
+
+from ..testing import (
+    FakeConfig,
+    FakeWorkerProcess,
+    RouterProcess,
+    launch_router,
+    router_available,
+    start_fake_worker,
+)
+
+__all__ = ["EmbeddedInfo", "EmbeddedTarget"]
+
+
+class EmbeddedInfo(BaseModel):
+    """What the embedded default runs."""
+
+    url: str
+    router: bool
+    num_workers: int
+    worker_urls: list[str]
+    fake_ttft_ms: float
+    fake_itl_ms: float
+    note: str = ""
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that clean-up code runs."""
+
+
+class EmbeddedTarget:
+    """Start fake workers (+ router); a context manager that always cleans up."""
+
+    def __init__(
+        self,
+        num_workers: int = 2,
+        ttft_ms: float = 20.0,
+        itl_ms: float = 5.0,
+        *,
+        use_router: bool | None = None,
+        incremental: bool = False,
+        ready_timeout: float = 60.0,
+    ) -> None:
+        if num_workers < 1:
+            raise ValueError(f"--num-workers must be >= 1, got {num_workers}")
+        self.num_workers = num_workers
+        self.ttft_ms = ttft_ms
+        self.itl_ms = itl_ms
+        self.use_router = router_available() if use_router is None else use_router
+        self.incremental = incremental
+        self.ready_timeout = ready_timeout
+        self.workers: list[FakeWorkerProcess] = []
+        self.router: RouterProcess | None = None
+        self.info: EmbeddedInfo | None = None
+        self._old_sigterm: Any = None
+
+    @property
+    def url(self) -> str:
+        if self.info is None:
+            raise RuntimeError("the embedded target is not started")
+        return self.info.url
+
+    def start(self) -> EmbeddedInfo:
+        """Start the workers and the router; on any failure stop what was started."""
+        self._install_sigterm()
+        try:
+            config = FakeConfig(
+                ttft_s=self.ttft_ms / 1000.0,
+                itl_s=self.itl_ms / 1000.0,
+                incremental_streaming=self.incremental,
+            )
+            for _ in range(self.num_workers):
+                self.workers.append(
+                    start_fake_worker(config=config, ready_timeout=self.ready_timeout)
+                )
+            urls = [w.url for w in self.workers]
+            note = ""
+            if self.use_router:
+                self.router = launch_router(urls, ready_timeout=self.ready_timeout)
+                url = self.router.url
+            else:
+                url = urls[0]
+                note = (
+                    "sglang-router is not installed: benchmarking the first fake worker "
+                    "directly (pip install 'rlinf-http[router]' for the real router)"
+                )
+            self.info = EmbeddedInfo(
+                url=url,
+                router=self.router is not None,
+                num_workers=len(self.workers),
+                worker_urls=urls,
+                fake_ttft_ms=self.ttft_ms,
+                fake_itl_ms=self.itl_ms,
+                note=note,
+            )
+            return self.info
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop the router and every worker (idempotent)."""
+        with contextlib.suppress(Exception):
+            if self.router is not None:
+                self.router.cleanup()
+        self.router = None
+        while self.workers:
+            w = self.workers.pop()
+            with contextlib.suppress(Exception):
+                w.stop()
+        self._restore_sigterm()
+
+    def _install_sigterm(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def on_term(signum: int, frame: types.FrameType | None) -> None:
+            raise _Terminated("SIGTERM")
+
+        with contextlib.suppress(ValueError, OSError):
+            self._old_sigterm = signal.signal(signal.SIGTERM, on_term)
+
+    def _restore_sigterm(self) -> None:
+        if self._old_sigterm is None:
+            return
+        if threading.current_thread() is threading.main_thread():
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(signal.SIGTERM, self._old_sigterm)
+        self._old_sigterm = None
+
+    def __enter__(self) -> EmbeddedTarget:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        self.stop()
