@@ -1,0 +1,298 @@
+"""Reporting: the rich table, strict-JSON output files and sweep plots.
+
+JSON keys match sglang's ``bench_serving`` where they overlap
+(``request_throughput``, ``mean_ttft_ms``, ``p99_itl_ms``, ``concurrency``...);
+infinities are written as the string ``"inf"`` (as vLLM does) and NaN as
+``null``, so every file is strict JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .metrics import Distribution, Metrics
+from .runner import BenchResult, SweepResult
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
+__all__ = [
+    "plot_sweep",
+    "print_result",
+    "render_result",
+    "result_to_json",
+    "saturation_warning",
+    "strict_json",
+    "sweep_to_json",
+    "write_json",
+]
+
+_LATENCY = (
+    ("e2e_latency", "e2e_latency_ms"),
+    ("ttft", "ttft_ms"),
+    ("tpot", "tpot_ms"),
+    ("itl", "itl_ms"),
+    ("client_queue", "client_queue_ms"),
+)
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with ``inf`` -> ``"inf"`` and NaN -> ``None`` (recursively)."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return value
+    if isinstance(value, dict):
+        return {str(k): strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
+def _dist_keys(name: str, d: Distribution) -> dict[str, float]:
+    return {
+        f"mean_{name}_ms": d.mean,
+        f"median_{name}_ms": d.median,
+        f"std_{name}_ms": d.std,
+        f"p90_{name}_ms": d.p90,
+        f"p95_{name}_ms": d.p95,
+        f"p99_{name}_ms": d.p99,
+        f"max_{name}_ms": d.max,
+    }
+
+
+def result_to_json(result: BenchResult) -> dict[str, Any]:
+    """One run as a flat, bench_serving-compatible JSON object (strict)."""
+    c, m = result.config, result.metrics
+    out: dict[str, Any] = {
+        "date": result.date,
+        "rlinf_http_version": result.version,
+        "command_line": result.command_line,
+        "backend": "rlinf-http",
+        "endpoint": c.endpoint,
+        "stream": c.stream,
+        "dataset_name": c.dataset,
+        "num_prompts": c.num_prompts,
+        "seed": c.seed,
+        "request_rate": c.request_rate,
+        "burstiness": c.burstiness,
+        "max_concurrency": c.max_concurrency,
+        "random_input_len": c.random_input_len,
+        "random_output_len": c.random_output_len,
+        "random_range_ratio": c.random_range_ratio,
+        "processes": c.processes,
+        "target": result.target,
+        "target_kind": result.target_kind,
+        "embedded": result.embedded.model_dump() if result.embedded else None,
+        "server_info": result.server_info,
+        "duration": m.duration,
+        "completed": m.completed,
+        "failed": m.failed,
+        "error_breakdown": m.error_breakdown,
+        "total_input_tokens": m.total_input_tokens,
+        "total_output_tokens": m.total_output_tokens,
+        "request_throughput": m.request_throughput,
+        "input_throughput": m.input_throughput,
+        "output_throughput": m.output_throughput,
+        "total_throughput": m.total_throughput,
+        "max_output_tokens_per_s": m.max_output_tokens_per_s,
+        "max_concurrent_requests": m.max_concurrent_requests,
+        "concurrency": m.concurrency,
+        "achieved_request_rate": m.achieved_request_rate,
+    }
+    for name, attr in _LATENCY:
+        out.update(_dist_keys(name, getattr(m, attr)))
+    out.update(
+        {
+            "client_saturated": m.client_saturated,
+            "client_cpu_seconds": m.client_cpu_seconds,
+            "client_cpu_ms_per_request": m.client_cpu_ms_per_request,
+            "client_cpu_utilization": m.client_cpu_utilization,
+            "client_processes": [h.model_dump() for h in m.client],
+            "warnings": m.warnings,
+            "config": c.model_dump(),
+        }
+    )
+    return dict(strict_json(out))
+
+
+def sweep_to_json(sweep: SweepResult) -> dict[str, Any]:
+    """A sweep as one strict-JSON object with every point."""
+    first = sweep.points[0] if sweep.points else None
+    return dict(
+        strict_json(
+            {
+                "date": first.date if first else "",
+                "rlinf_http_version": first.version if first else "",
+                "command_line": first.command_line if first else "",
+                "sweep_parameter": sweep.parameter,
+                "sweep_values": sweep.values,
+                "points": [result_to_json(p) for p in sweep.points],
+            }
+        )
+    )
+
+
+def write_json(path: str | os.PathLike[str], data: Any) -> None:
+    """Write strict JSON (raises on any NaN/inf left)."""
+    text = json.dumps(strict_json(data), indent=2, allow_nan=False)
+    Path(path).write_text(text + "\n", encoding="utf-8")
+
+
+def saturation_warning(metrics: Metrics) -> str | None:
+    """The loud warning text for a saturated client, or None."""
+    if not metrics.client_saturated:
+        return None
+    lines = [
+        "WARNING: THE CLIENT WAS SATURATED - these numbers describe the benchmark client, "
+        "not the server.",
+        *(f"  - {w}" for w in metrics.warnings),
+        "  Use --processes N (several client processes), lower --max-concurrency / "
+        "--request-rate, or run the client on a machine with free cores.",
+    ]
+    return "\n".join(lines)
+
+
+def _fmt(x: float, digits: int = 2) -> str:
+    return f"{x:.{digits}f}"
+
+
+def render_result(result: BenchResult) -> RenderableType:
+    """The result table (sglang's labels and sections, plus failures and client health)."""
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
+    c, m = result.config, result.metrics
+    table = Table(title="Serving Benchmark Result", show_header=False, box=None, title_style="bold")
+    table.add_column("metric", style="cyan", no_wrap=True)
+    table.add_column("value", justify="right")
+
+    def row(label: str, value: object) -> None:
+        table.add_row(label, str(value))
+
+    def section(title: str) -> None:
+        table.add_row(Text(f"---- {title} ----", style="bold"), "")
+
+    target = result.target
+    if result.embedded is not None:
+        e = result.embedded
+        behind = "behind sglang-router" if e.router else "direct (no router)"
+        target = f"{target} (embedded: {e.num_workers} fake workers {behind})"
+    row("Backend:", f"rlinf-http /{c.endpoint} ({'stream' if c.stream else 'no stream'})")
+    row("Target:", target)
+    row("Traffic request rate:", "inf" if math.isinf(c.request_rate) else c.request_rate)
+    row("Max request concurrency:", c.max_concurrency or "not set")
+    row("Successful requests:", m.completed)
+    row("Failed requests:", m.failed)
+    row("Benchmark duration (s):", _fmt(m.duration))
+    row("Total input tokens:", m.total_input_tokens)
+    row("Total generated tokens:", m.total_output_tokens)
+    row("Request throughput (req/s):", _fmt(m.request_throughput))
+    row("Input token throughput (tok/s):", _fmt(m.input_throughput))
+    row("Output token throughput (tok/s):", _fmt(m.output_throughput))
+    row("Peak output token throughput (tok/s):", _fmt(m.max_output_tokens_per_s))
+    row("Peak concurrent requests:", m.max_concurrent_requests)
+    row("Total token throughput (tok/s):", _fmt(m.total_throughput))
+    row("Concurrency:", _fmt(m.concurrency))
+    row("Achieved request rate (req/s):", _fmt(m.achieved_request_rate))
+    if m.error_breakdown:
+        section("Errors")
+        for kind, n in m.error_breakdown.items():
+            row(f"{kind}:", n)
+    blocks: Sequence[tuple[str, str, Distribution, bool]] = (
+        ("End-to-End Latency", "E2E Latency", m.e2e_latency_ms, False),
+        ("Time to First Token", "TTFT", m.ttft_ms, False),
+        ("Time per Output Token (excl. 1st token)", "TPOT", m.tpot_ms, False),
+        ("Inter-Token Latency", "ITL", m.itl_ms, True),
+    )
+    for title, short, d, with_max in blocks:
+        section(title)
+        row(f"Mean {short} (ms):", _fmt(d.mean))
+        row(f"Median {short} (ms):", _fmt(d.median))
+        row(f"P90 {short} (ms):", _fmt(d.p90))
+        row(f"P95 {short} (ms):", _fmt(d.p95))
+        row(f"P99 {short} (ms):", _fmt(d.p99))
+        if with_max:
+            row(f"Max {short} (ms):", _fmt(d.max))
+    section("Client Queue (scheduled -> sent)")
+    row("Mean queue time (ms):", _fmt(m.client_queue_ms.mean))
+    row("Median queue time (ms):", _fmt(m.client_queue_ms.median))
+    row("P99 queue time (ms):", _fmt(m.client_queue_ms.p99))
+    section("Client CPU")
+    row("Client processes:", len(m.client))
+    row("CPU time (s):", _fmt(m.client_cpu_seconds))
+    row("CPU per request (ms):", _fmt(m.client_cpu_ms_per_request, 3))
+    row("Peak process CPU (% of one core):", _fmt(100 * m.client_cpu_utilization, 1))
+    lag = max((h.loop_lag_ms.p99 for h in m.client), default=0.0)
+    late = max((h.dispatch_lateness_ms.p99 for h in m.client), default=0.0)
+    row("Event-loop lag P99 (ms):", _fmt(lag))
+    row("Dispatch lateness P99 (ms):", _fmt(late))
+    row("Client saturated:", "YES" if m.client_saturated else "no")
+    parts: list[RenderableType] = [table]
+    if result.embedded is not None and result.embedded.note:
+        parts.append(Text(result.embedded.note, style="yellow"))
+    warning = saturation_warning(m)
+    if warning is not None:
+        parts.append(Panel(Text(warning, style="bold red"), border_style="red"))
+    return Group(*parts)
+
+
+def print_result(result: BenchResult, console: Console | None = None) -> None:
+    """Print :func:`render_result` (to stdout by default)."""
+    from rich.console import Console
+
+    (console or Console()).print(render_result(result))
+
+
+def plot_sweep(sweep: SweepResult, path: str | os.PathLike[str]) -> None:
+    """PNG: throughput and p50/p99 TTFT and E2E latency against the swept parameter."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = sweep.values
+    ms = [p.metrics for p in sweep.points]
+    label = "max concurrency" if sweep.parameter == "max_concurrency" else "request rate (req/s)"
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    try:
+        ax1.plot(xs, [m.output_throughput for m in ms], "o-", label="output tok/s")
+        ax1.plot(xs, [m.total_throughput for m in ms], "s--", label="total tok/s")
+        ax1.set_xlabel(label)
+        ax1.set_ylabel("tokens / s")
+        ax1.set_title("Throughput")
+        ax1.grid(True, alpha=0.3)
+        ax1.legend()
+        ax2.plot(xs, [m.ttft_ms.median for m in ms], "o-", label="TTFT p50")
+        ax2.plot(xs, [m.ttft_ms.p99 for m in ms], "o--", label="TTFT p99")
+        ax2.plot(xs, [m.e2e_latency_ms.median for m in ms], "s-", label="E2E p50")
+        ax2.plot(xs, [m.e2e_latency_ms.p99 for m in ms], "s--", label="E2E p99")
+        ax2.set_xlabel(label)
+        ax2.set_ylabel("ms")
+        ax2.set_title("Latency")
+        ax2.grid(True, alpha=0.3)
+        ax2.legend()
+        if len(xs) > 1 and min(xs) > 0 and max(xs) / min(xs) >= 10:
+            ax1.set_xscale("log")
+            ax2.set_xscale("log")
+        sat = [x for x, m in zip(xs, ms, strict=True) if m.client_saturated]
+        for ax in (ax1, ax2):
+            for x in sat:
+                ax.axvline(x, color="red", alpha=0.3)
+        title = "rlinf-http bench sweep"
+        if sat:
+            title += " (red lines: client saturated)"
+        fig.suptitle(title)
+        fig.tight_layout()
+        fig.savefig(os.fspath(path), dpi=100)
+    finally:
+        plt.close(fig)
