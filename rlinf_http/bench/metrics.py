@@ -192,21 +192,25 @@ def peak_output_rate(records: Iterable[RequestRecord], bucket_s: float = 1.0) ->
     return max(buckets.values()) / bucket_s
 
 
-def peak_concurrency(records: Iterable[RequestRecord], bucket_s: float = 1.0) -> int:
-    """The largest number of requests in flight during one bucket.
+def peak_concurrency(records: Iterable[RequestRecord]) -> int:
+    """The largest number of requests simultaneously in flight (exact, sweep line).
 
-    A request (successful or not) counts in every bucket its ``[start, end]``
-    interval overlaps.
+    A request (successful or not) is in flight on ``[start, end)``. vLLM instead
+    counts every request that overlaps a 1-s bucket, which can exceed the
+    concurrency cap; this is the true maximum.
     """
-    buckets: Counter[int] = Counter()
+    events: list[tuple[float, int]] = []
     for r in records:
         if r.end < r.start:
             continue
-        first = math.floor(r.start / bucket_s)
-        last = math.floor(r.end / bucket_s)
-        for k in range(first, last + 1):
-            buckets[k] += 1
-    return max(buckets.values()) if buckets else 0
+        events.append((r.start, 1))
+        events.append((r.end, -1))
+    events.sort(key=lambda e: (e[0], e[1]))  # an end before a start at the same instant
+    best = current = 0
+    for _, step in events:
+        current += step
+        best = max(best, current)
+    return best
 
 
 class ClientHealth(BaseModel):

@@ -84,7 +84,7 @@ def test_aggregate_metrics_known_answers() -> None:
     assert m.e2e_latency_ms.max == pytest.approx(170.0)
     assert m.concurrency == pytest.approx(0.32)
     assert m.max_output_tokens_per_s == pytest.approx(6.0)
-    assert m.max_concurrent_requests == 3
+    assert m.max_concurrent_requests == 1  # never overlapping
     # sends at 0, 0.2, 0.5 -> 2 intervals in 0.5 s
     assert m.achieved_request_rate == pytest.approx(4.0)
 
@@ -98,13 +98,17 @@ def test_tpot_skips_single_token_outputs() -> None:
     assert m.ttft_ms.mean == pytest.approx(50.0)
 
 
-def test_peaks_use_one_second_buckets() -> None:
+def test_peak_tokens_use_one_second_buckets_and_peak_concurrency_is_exact() -> None:
     r1 = _ok(0.0, [(0.5, 1), (1.5, 3)], 1.6, 1)
     r2 = _ok(1.2, [(1.3, 2), (2.1, 4)], 2.2, 1)
     # bucket 0: 1 token; bucket 1: 2 (r1) + 2 (r2) = 4; bucket 2: 2
     assert peak_output_rate([r1, r2]) == pytest.approx(4.0)
     assert peak_concurrency([r1, r2]) == 2
     assert peak_concurrency([]) == 0
+    # back to back: one ends exactly when the next starts -> never 2 at once
+    c1 = _ok(0.0, [(0.1, 1)], 0.5, 1)
+    c2 = _ok(0.5, [(0.6, 1)], 0.9, 1)
+    assert peak_concurrency([c1, c2]) == 1
 
 
 def test_queue_time_and_lateness() -> None:
