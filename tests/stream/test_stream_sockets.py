@@ -103,7 +103,7 @@ def sampling(n: int = N) -> dict[str, Any]:
     return {"max_new_tokens": n, "ignore_eos": True}
 
 
-# -- cumulative vs incremental servers ----------------------------------------------------------
+# -- cumulative vs incremental servers ---------------------------------------------------------
 
 
 def check_stream(chunks: list[Any], n: int = N) -> None:
@@ -168,7 +168,7 @@ async def test_generate_stream_logprobs_and_meta(
     assert incremental.app.stats["last_bodies"]["/generate"]["stream"] is True
 
 
-# -- chat ------------------------------------------------------------------------------------------
+# -- chat --------------------------------------------------------------------------------------
 
 
 def check_chat(chunks: list[Any], n: int = N) -> None:
@@ -296,7 +296,7 @@ async def test_truncated_stream_is_an_incomplete_stream_error_async(
                     pass
 
 
-# -- closing early -------------------------------------------------------------------------------
+# -- closing early -----------------------------------------------------------------------------
 
 
 def test_break_closes_at_once_sync(slow: FakeServer) -> None:
@@ -402,7 +402,7 @@ async def test_cancel_with_asyncio_wait_for_closes(anyio_backend: str, slow: Fak
         assert (await client.async_chat_completion(MSGS, max_tokens=2)).choices
 
 
-# -- retries before the first byte, pooling -----------------------------------------------
+# -- retries before the first byte, pooling ----------------------------------------------------
 
 
 def test_retry_before_first_byte_sync(cumulative: FakeServer) -> None:
