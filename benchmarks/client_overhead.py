@@ -555,11 +555,15 @@ def main() -> None:
         metavar="KIND",
         help="profile one async client (e.g. ours_client) at 256 concurrent under cProfile",
     )
+    parser.add_argument("--kinds", help="comma-separated client keys to run (default: all)")
+    parser.add_argument("--concurrency", help="comma-separated async concurrencies (default: all)")
     args = parser.parse_args()
     if args.worker:
         worker_main(json.loads(args.worker))
         return
 
+    kinds = set(args.kinds.split(",")) if args.kinds else None
+    levels = [int(c) for c in args.concurrency.split(",")] if args.concurrency else CONCURRENCY
     n_async, cap_async = (4000, 4.0) if args.quick else (20000, 20.0)
     n_sync, cap_sync = (1000, 4.0) if args.quick else (5000, 12.0)
     out = Path(args.out)
@@ -572,8 +576,10 @@ def main() -> None:
             profile(args.profile, url, n_async)
             return
         results: list[dict[str, Any]] = []
-        for conc in CONCURRENCY:
+        for conc in levels:
             for kind in ASYNC_KINDS:
+                if kinds is not None and kind not in kinds:
+                    continue
                 spec = {
                     "mode": "async",
                     "kind": kind,
@@ -592,6 +598,8 @@ def main() -> None:
                     )
         for threads in SYNC_THREADS:
             for kind in SYNC_KINDS:
+                if kinds is not None and kind not in kinds:
+                    continue
                 spec = {
                     "mode": "sync",
                     "kind": kind,
