@@ -11,10 +11,12 @@ dies (they watch their stdin and parent pid).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import signal
 import threading
 import types
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import BaseModel
@@ -28,7 +30,7 @@ from ..testing import (
     start_fake_worker,
 )
 
-__all__ = ["EmbeddedInfo", "EmbeddedTarget"]
+__all__ = ["EmbeddedInfo", "EmbeddedTarget", "sigterm_as_interrupt"]
 
 
 class EmbeddedInfo(BaseModel):
@@ -45,6 +47,31 @@ class EmbeddedInfo(BaseModel):
 
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, turned into an exception so that clean-up code runs."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While active, SIGTERM raises :class:`KeyboardInterrupt` so ``finally`` blocks run.
+
+    A no-op outside the main thread (signal handlers can only be set there).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: types.FrameType | None) -> None:
+        raise _Terminated("SIGTERM")
+
+    try:
+        old = signal.signal(signal.SIGTERM, on_term)
+    except (ValueError, OSError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(signal.SIGTERM, old)
 
 
 class EmbeddedTarget:
@@ -82,6 +109,7 @@ class EmbeddedTarget:
     def start(self) -> EmbeddedInfo:
         """Start the workers and the router; on any failure stop what was started."""
         self._install_sigterm()
+        atexit.register(self.stop)
         try:
             config = FakeConfig(
                 ttft_s=self.ttft_ms / 1000.0,
@@ -128,6 +156,7 @@ class EmbeddedTarget:
             with contextlib.suppress(Exception):
                 w.stop()
         self._restore_sigterm()
+        atexit.unregister(self.stop)
 
     def _install_sigterm(self) -> None:
         if threading.current_thread() is not threading.main_thread():

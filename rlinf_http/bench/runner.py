@@ -43,7 +43,7 @@ from .._errors import (
     StreamErrorEvent,
 )
 from .._version import __version__
-from .embedded import EmbeddedInfo, EmbeddedTarget
+from .embedded import EmbeddedInfo, EmbeddedTarget, sigterm_as_interrupt
 from .metrics import Metrics, RequestRecord, assess_client, compute_metrics
 from .workload import (
     WorkItem,
@@ -678,12 +678,17 @@ async def async_run_benchmark(config: BenchConfig, progress: Progress | None = N
 
 
 def run_benchmark(config: BenchConfig, progress: Progress | None = None) -> BenchResult:
-    """Sync :func:`async_run_benchmark` (runs its own event loop)."""
+    """Sync :func:`async_run_benchmark` (runs its own event loop).
+
+    In the main thread SIGTERM is handled like Ctrl-C, so an embedded target is
+    always torn down.
+    """
 
     async def main() -> BenchResult:
         return await async_run_benchmark(config, progress)
 
-    return anyio.run(main)
+    with sigterm_as_interrupt():
+        return anyio.run(main)
 
 
 def run_sweep(
@@ -728,4 +733,5 @@ def run_sweep(
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(target.stop)
 
-    return anyio.run(main)
+    with sigterm_as_interrupt():
+        return anyio.run(main)
