@@ -217,3 +217,17 @@ def test_leading_byte_order_mark_is_ignored() -> None:
     # WHATWG: one leading U+FEFF is stripped before parsing the stream
     payload = "\ufeffdata: x\n\n".encode()
     assert SSEDecoder().feed(payload) == [ServerSentEvent("x")]
+
+
+@pytest.mark.parametrize("cut", [1, 2, 3, 4])
+def test_leading_bom_split_across_feeds(cut: int) -> None:
+    payload = "\ufeffdata: x\n\n".encode()
+    decoder = SSEDecoder()
+    assert decoder.feed(payload[:cut]) + decoder.feed(payload[cut:]) == [ServerSentEvent("x")]
+
+
+def test_only_one_leading_bom_is_stripped() -> None:
+    # the second U+FEFF is part of the field name, which is then unknown
+    assert SSEDecoder().feed("\ufeff\ufeffdata: x\n\n".encode()) == []
+    # a BOM later in the stream is data, not framing
+    assert SSEDecoder().feed("data: x\n\n\ufeffdata: y\n\n".encode()) == [ServerSentEvent("x")]

@@ -178,7 +178,7 @@ async def test_results_in_input_order_with_mixed_latencies(
     assert all(isinstance(o, GenerateOutput) for o in out)
     assert [o.meta_info.prompt_tokens for o in out] == [tokens(i) for i in range(n)]
     assert app.requests == n
-    assert app.max_in_flight == n  # all in parallel
+    assert app.max_in_flight > n // 2  # run in parallel
     assert elapsed < 0.24 * n / 2
 
 
