@@ -11,18 +11,25 @@ from typing import Any
 import httpx
 
 from ._http11 import (
+    COALESCE_LIMIT,
     LAST_CHUNK,
     BufferedStream,
     RequestHead,
     ResponseParser,
     encode_chunk,
     encode_request,
+    parse_raw_head,
 )
 from ._pool import SLOT, ConnectionPool, Origin, Slot
 
 __all__ = ["AsyncTransport", "SocketOption"]
 
 SocketOption = tuple[int, int, "int | bytes"]
+
+#: ``(connect, read, write, pool)`` timeouts of :meth:`AsyncTransport.raw_request`.
+RawTimeouts = tuple["float | None", "float | None", "float | None", "float | None"]
+#: ``(status, [(name, value), ...], body)`` as returned by ``raw_request``.
+RawResponse = tuple[int, list[tuple[bytes, bytes]], bytes]
 
 #: Pause reading from the socket when this much response body is buffered.
 _HIGH_WATER = 256 * 1024
@@ -34,6 +41,8 @@ _TRIO_MESSAGE = (
     "httpx.AsyncHTTPTransport (the rlinf-http client picks it automatically)."
 )
 _CLOSED_MESSAGE = "Cannot send a request, as the transport has been closed."
+_RETRYABLE = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+_get_running_loop = asyncio.get_running_loop
 
 
 class _Retry(Exception):
@@ -74,9 +83,11 @@ class _Connection(asyncio.Protocol):
         "_loop",
         "_owner",
         "_parser",
+        "_raw",
         "_read_paused",
         "_read_timeout",
         "_slot_held",
+        "_spare",
         "_timer",
         "_transport",
         "_waiter",
@@ -96,7 +107,12 @@ class _Connection(asyncio.Protocol):
         self.origin = origin
         self.expires_at = _INF
         self._transport: asyncio.Transport | None = None
+        #: The parser of the response in progress; None while idle.
         self._parser: ResponseParser | None = None
+        #: The parser of the previous response, kept for the next one.
+        self._spare: ResponseParser | None = None
+        #: ``raw_request``: resolved with the complete response, or failed.
+        self._raw: asyncio.Future[RawResponse] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._want_headers = True
         self._error: BaseException | None = None
@@ -131,6 +147,12 @@ class _Connection(asyncio.Protocol):
             self._abort()
         if self._timer is not None:
             self._last_activity = self._loop.time()
+        raw = self._raw
+        if raw is not None:
+            # raw_request collects the whole body: no flow control needed.
+            if parser.complete or self._error is not None:
+                self._settle(raw)
+            return
         waiter = self._waiter
         if waiter is not None and (
             self._error is not None
@@ -215,15 +237,44 @@ class _Connection(asyncio.Protocol):
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
+        raw = self._raw
+        if raw is not None:
+            self._settle(raw)
+
+    def _settle(self, raw: asyncio.Future[RawResponse]) -> None:
+        """Resolve a raw request: complete response (connection released) or error."""
+        self._raw = None
+        if raw.done():
+            return  # cancelled: raw_request discards the connection
+        parser = self._parser
+        assert parser is not None
+        if parser.complete:
+            result = (parser.status_code, parser.headers, parser.take_body())
+            self._finish()
+            raw.set_result(result)
+        else:
+            raw.set_exception(self._error or httpx.ReadError("The connection was closed."))
+
+    def _arm_timer(self, timeout: float) -> None:
+        # One timer per connection, kept across requests: it re-arms itself from
+        # the last activity and stops once the connection is idle.
+        loop = self._loop
+        now = self._last_activity = loop.time()
+        timer = self._timer
+        if timer is None:
+            self._timer = loop.call_later(timeout, self._on_timer)
+        elif timer.when() > now + timeout:
+            timer.cancel()
+            self._timer = loop.call_later(timeout, self._on_timer)
 
     def _on_timer(self) -> None:
         timeout = self._read_timeout
-        if timeout is None:
+        if timeout is None or self._parser is None:
             self._timer = None
             return
         now = self._loop.time()
         remaining = self._last_activity + timeout - now
-        if remaining > 0 or self._waiter is None:
+        if remaining > 0 or self._writing or (self._waiter is None and self._raw is None):
             # Data arrived meanwhile, or nobody is reading right now: check later.
             self._timer = self._loop.call_later(max(remaining, timeout / 4), self._on_timer)
             return
@@ -277,6 +328,72 @@ class _Connection(asyncio.Protocol):
         if chunked and not self.closed:
             transport.write(LAST_CHUNK)
 
+    def _begin(self, is_head: bool, keep_alive: bool, read_timeout: float | None) -> ResponseParser:
+        """Set up for one request/response exchange (both request paths)."""
+        parser = self._spare
+        if parser is None:
+            parser = ResponseParser(is_head)
+        else:
+            self._spare = None
+            parser.restart(is_head)
+        self._parser = parser
+        self.keep_alive = keep_alive
+        self._error = None
+        self._read_timeout = read_timeout
+        if read_timeout is not None:
+            self._arm_timer(read_timeout)
+        return parser
+
+    def start_raw(
+        self,
+        head: bytes,
+        body: bytes,
+        is_head: bool,
+        keep_alive: bool,
+        read_timeout: float | None,
+    ) -> asyncio.Future[RawResponse]:
+        """Write a complete request; the future resolves with the complete response."""
+        self._begin(is_head, keep_alive, read_timeout)
+        raw = self._raw = self._loop.create_future()
+        transport = self._transport
+        assert transport is not None
+        if not body:
+            transport.write(head)
+        elif len(body) <= COALESCE_LIMIT:
+            transport.write(head + body)
+        else:
+            transport.write(head)
+            transport.write(body)
+        if self._write_paused:
+            self._writing = True
+        return raw
+
+    async def drain_raw(self, write_timeout: float | None) -> None:
+        """Wait until a raw request is fully handed to the kernel (write flow control)."""
+        await self._drain(write_timeout)
+        self._writing = False
+        self._last_activity = self._loop.time()
+
+    def raw_failed(
+        self, raw: asyncio.Future[RawResponse] | None, exc: BaseException, may_retry: bool
+    ) -> bool:
+        """Clean up after a raw request failed here; True means: resend on a fresh connection."""
+        if raw is not None and raw.done() and not raw.cancelled() and raw.exception() is None:
+            return False  # complete (cancelled afterwards): already released
+        self._raw = None
+        self._writing = False
+        parser = self._parser
+        if (
+            may_retry
+            and self.reused
+            and (parser is None or not parser.started)
+            and isinstance(exc, _RETRYABLE)
+        ):
+            self._discard_keep_slot()
+            return True
+        self._discard()
+        return False
+
     async def send(
         self, head: RequestHead, read_timeout: float | None, write_timeout: float | None
     ) -> httpx.Response:
@@ -288,11 +405,8 @@ class _Connection(asyncio.Protocol):
                 raise _Retry()
             self._discard()
             raise httpx.ConnectError("The connection was closed right after it was opened.")
-        parser = self._parser = ResponseParser(head.is_head)
-        self.keep_alive = head.keep_alive
-        self._error = None
+        parser = self._begin(head.is_head, head.keep_alive, read_timeout)
         self._want_headers = True
-        self._read_timeout = read_timeout
         transport = self._transport
         assert transport is not None
         try:
@@ -304,9 +418,6 @@ class _Connection(asyncio.Protocol):
                 await self._drain(write_timeout)
             self._writing = False
             if not parser.headers_complete:
-                if read_timeout is not None:
-                    self._last_activity = self._loop.time()
-                    self._timer = self._loop.call_later(read_timeout, self._on_timer)
                 while not parser.headers_complete:
                     if self._error is not None:
                         raise self._error
@@ -319,7 +430,7 @@ class _Connection(asyncio.Protocol):
                 self.reused
                 and head.replayable
                 and not parser.started
-                and isinstance(exc, (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError))
+                and isinstance(exc, _RETRYABLE)
             ):
                 self._discard_keep_slot()
                 raise _Retry() from exc
@@ -336,9 +447,6 @@ class _Connection(asyncio.Protocol):
                 stream=BufferedStream(body),
                 extensions=extensions,
             )
-        if read_timeout is not None and self._timer is None:
-            self._last_activity = self._loop.time()
-            self._timer = self._loop.call_later(read_timeout, self._on_timer)
         return httpx.Response(
             parser.status_code,
             headers=parser.headers,
@@ -369,9 +477,6 @@ class _Connection(asyncio.Protocol):
 
     def _finish(self) -> None:
         """The response is complete: back to the pool, or closed."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         parser = self._parser
         assert parser is not None
         if (
@@ -386,6 +491,7 @@ class _Connection(asyncio.Protocol):
                 assert self._transport is not None
                 self._transport.resume_reading()
             self._parser = None
+            self._spare = parser
             self.reused = True
             self._owner._release(self)
         else:
@@ -488,17 +594,82 @@ class AsyncTransport(httpx.AsyncBaseTransport):
             pool_timeout = timeouts.get("pool")
         url = request.url
         port = url.port
+        scheme = url.scheme
         if port is None:
-            port = 443 if url.raw_scheme == b"https" else 80
-        origin = (url.raw_scheme, url.raw_host, port)
+            port = 443 if scheme == "https" else 80
+        origin = (scheme, url.raw_host.decode("ascii"), port)
 
-        conn = await self._acquire(origin, loop, pool_timeout, connect_timeout)
+        item = self._pool.acquire(origin, loop.time())
+        if isinstance(item, _Connection):
+            conn = item
+        else:
+            conn = await self._acquire(item, origin, loop, pool_timeout, connect_timeout)
         try:
             return await conn.send(head, read_timeout, write_timeout)
         except _Retry:
             pass
         conn = await self._connect(origin, loop, connect_timeout)
         return await conn.send(head, read_timeout, write_timeout)
+
+    async def raw_request(
+        self,
+        origin: Origin,
+        head: bytes,
+        body: bytes,
+        timeouts: RawTimeouts,
+    ) -> RawResponse:
+        """Send a complete request and return the complete response, without httpx objects.
+
+        ``origin`` is ``(scheme, host, port)`` as the pool keys it: ``"http"`` or
+        ``"https"``, the ASCII (IDNA) host without brackets, the port.  ``head`` is
+        the serialised request head (request line, ``Host``, ``Content-Length``
+        when there is a body, ending with ``b"\\r\\n\\r\\n"``), ``body`` the whole
+        body (may be empty).  ``timeouts`` are ``(connect, read, write, pool)``
+        seconds, None for unbounded.  Returns ``(status, headers, body)`` with the
+        header pairs as received.  Pooling, keep-alive, retries, cancellation,
+        timeouts and exceptions are those of :meth:`handle_async_request`.
+        """
+        try:
+            loop = _get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(_TRIO_MESSAGE) from None
+        if self._closed:
+            raise RuntimeError(_CLOSED_MESSAGE)
+        if loop is not self._loop:
+            self._bind_loop(loop)
+        connect_timeout, read_timeout, write_timeout, pool_timeout = timeouts
+        is_head, keep_alive = parse_raw_head(head)
+        item = self._pool.acquire(origin, loop.time())
+        if isinstance(item, _Connection):
+            conn = item
+        else:
+            conn = await self._acquire(item, origin, loop, pool_timeout, connect_timeout)
+        raw = None
+        try:
+            if conn.closed:
+                raise (httpx.ReadError if conn.reused else httpx.ConnectError)(
+                    "The connection was closed."
+                )
+            raw = conn.start_raw(head, body, is_head, keep_alive, read_timeout)
+            if conn._writing:
+                await conn.drain_raw(write_timeout)
+            return await raw
+        except BaseException as exc:
+            if not conn.raw_failed(raw, exc, True):
+                raise
+        # A reused connection died before answering: once more on a fresh one.
+        conn = await self._connect(origin, loop, connect_timeout)
+        raw = None
+        try:
+            if conn.closed:
+                raise httpx.ConnectError("The connection was closed right after it was opened.")
+            raw = conn.start_raw(head, body, is_head, keep_alive, read_timeout)
+            if conn._writing:
+                await conn.drain_raw(write_timeout)
+            return await raw
+        except BaseException as exc:
+            conn.raw_failed(raw, exc, False)
+            raise
 
     async def aclose(self) -> None:
         """Close every connection; later requests raise :class:`RuntimeError`."""
@@ -526,14 +697,16 @@ class AsyncTransport(httpx.AsyncBaseTransport):
 
     async def _acquire(
         self,
+        item: Slot | None,
         origin: Origin,
         loop: asyncio.AbstractEventLoop,
         pool_timeout: float | None,
         connect_timeout: float | None,
     ) -> _Connection:
+        """The slow path of acquiring: open a connection on ``SLOT``, or wait on None."""
         pool = self._pool
-        item = pool.acquire(origin, loop.time())
-        if item is None:
+        got: _Connection | Slot | None = item
+        if got is None:
             future: asyncio.Future[_Connection | Slot] = loop.create_future()
             pool.wait(_Waiter(origin, future))
             handle = (
@@ -542,24 +715,24 @@ class AsyncTransport(httpx.AsyncBaseTransport):
                 else loop.call_later(pool_timeout, _expire_waiter, future)
             )
             try:
-                item = await future
+                got = await future
             except BaseException:
                 if future.done() and not future.cancelled() and future.exception() is None:
                     # Served and cancelled in the same iteration: give it back.
-                    got = future.result()
-                    if got is SLOT:
+                    served = future.result()
+                    if served is SLOT:
                         pool.discard()
                     else:
-                        assert isinstance(got, _Connection)
-                        pool.release(got)
+                        assert isinstance(served, _Connection)
+                        pool.release(served)
                 raise
             finally:
                 if handle is not None:
                     handle.cancel()
-        if item is SLOT:
+        if got is SLOT:
             return await self._connect(origin, loop, connect_timeout)
-        assert isinstance(item, _Connection)
-        return item
+        assert isinstance(got, _Connection)
+        return got
 
     def _ssl(self) -> ssl.SSLContext:
         if self._ssl_context is None:
@@ -570,10 +743,9 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         self, origin: Origin, loop: asyncio.AbstractEventLoop, timeout: float | None
     ) -> _Connection:
         """Open a connection using a slot the caller already holds."""
-        scheme, raw_host, port = origin
-        host = raw_host.decode("ascii")
+        scheme, host, port = origin
         conn = _Connection(self, origin, loop)
-        tls = self._ssl() if scheme == b"https" else None
+        tls = self._ssl() if scheme == "https" else None
         try:
             coro = loop.create_connection(
                 lambda: conn, host, port, ssl=tls, server_hostname=host if tls else None

@@ -12,6 +12,7 @@ import httptools
 import httpx
 
 __all__ = [
+    "COALESCE_LIMIT",
     "BufferedStream",
     "DEFAULT_PORTS",
     "RequestHead",
@@ -19,24 +20,40 @@ __all__ = [
     "encode_chunk",
     "encode_request",
     "origin_of",
+    "parse_raw_head",
 ]
 
-DEFAULT_PORTS = {b"http": 80, b"https": 443}
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 #: Terminating chunk of a chunked request body.
 LAST_CHUNK = b"0\r\n\r\n"
 
 #: Bodies up to this size are sent in the same write as the head.
-_COALESCE_LIMIT = 64 * 1024
+COALESCE_LIMIT = 64 * 1024
 
 
-def origin_of(url: httpx.URL) -> tuple[bytes, bytes, int]:
-    """``(scheme, host, port)`` for pooling."""
-    scheme = url.raw_scheme
+def origin_of(url: httpx.URL) -> tuple[str, str, int]:
+    """``(scheme, host, port)`` for pooling: ASCII (IDNA) host without brackets."""
+    scheme = url.scheme
     port = url.port
     if port is None:
         port = DEFAULT_PORTS.get(scheme, 80)
-    return (scheme, url.raw_host, port)
+    return (scheme, url.raw_host.decode("ascii"), port)
+
+
+def parse_raw_head(head: bytes) -> tuple[bool, bool]:
+    """``(is_head, keep_alive)`` of a serialised request head (for ``raw_request``)."""
+    is_head = head.startswith(b"HEAD ")
+    lowered = head.lower()
+    keep_alive = True
+    start = lowered.find(b"\r\nconnection:")
+    while start != -1:
+        end = lowered.find(b"\r\n", start + 2)
+        if b"close" in lowered[start:end]:
+            keep_alive = False
+            break
+        start = lowered.find(b"\r\nconnection:", end)
+    return is_head, keep_alive
 
 
 class RequestHead:
@@ -114,7 +131,7 @@ def encode_request(request: httpx.Request) -> RequestHead:
             return RequestHead(b"".join(parts), None, False, is_head, keep_alive, True)
         if chunked:
             return RequestHead(b"".join(parts), body, True, is_head, keep_alive, True)
-        if len(body) <= _COALESCE_LIMIT:
+        if len(body) <= COALESCE_LIMIT:
             parts.append(body)
             return RequestHead(b"".join(parts), None, False, is_head, keep_alive, True)
         return RequestHead(b"".join(parts), body, False, is_head, keep_alive, True)
@@ -202,8 +219,27 @@ class ResponseParser:
         self.headers: list[tuple[bytes, bytes]] = []
         self.chunks: list[bytes] = []
         self.body_size = 0
-        self._reason: list[bytes] = []
+        self._reason = b""
         self._interim = False
+
+    def restart(self, is_head: bool) -> None:
+        """Get ready for the next response on the same keep-alive connection.
+
+        httptools carries on with the next message after a complete one, so its
+        parser is kept, except around HEAD responses: it expects the body their
+        headers announce and must be replaced.
+        """
+        if is_head or self.is_head:
+            self._parser = httptools.HttpResponseParser(self)
+        self.is_head = is_head
+        self.started = False
+        self.headers_complete = False
+        self.complete = False
+        self.keep_alive = False
+        self.status_code = 0
+        self.http_version = b"HTTP/1.1"
+        self.headers = []
+        self._reason = b""
 
     # -- input --------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -246,7 +282,7 @@ class ResponseParser:
     # -- output -------------------------------------------------------------------------
     @property
     def reason_phrase(self) -> bytes:
-        return b"".join(self._reason).strip()
+        return self._reason.strip()
 
     def take_body(self) -> bytes:
         """Everything received so far, in one piece."""
@@ -264,7 +300,7 @@ class ResponseParser:
             self.trailing_data = True
 
     def on_status(self, status: bytes) -> None:
-        self._reason.append(status)
+        self._reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
@@ -276,7 +312,7 @@ class ResponseParser:
             # Interim response (100 Continue, 103 Early Hints...): skip it.
             self._interim = True
             self.headers.clear()
-            self._reason.clear()
+            self._reason = b""
             return
         self.status_code = status
         if parser.get_http_version() == "1.0":

@@ -18,8 +18,8 @@ from typing import Generic, Protocol, TypeVar
 
 __all__ = ["SLOT", "ConnectionPool", "Origin", "PoolConnection", "Slot", "Waiter"]
 
-#: ``(scheme, host, port)`` as bytes, bytes, int.
-Origin = tuple[bytes, bytes, int]
+#: ``(scheme, host, port)``: ``("http" | "https", ASCII host without brackets, port)``.
+Origin = tuple[str, str, int]
 
 
 class Slot:

@@ -12,12 +12,14 @@ from typing import Any
 import httpx
 
 from ._http11 import (
+    COALESCE_LIMIT,
     LAST_CHUNK,
     BufferedStream,
     RequestHead,
     ResponseParser,
     encode_chunk,
     encode_request,
+    parse_raw_head,
 )
 from ._pool import SLOT, ConnectionPool, Origin, Slot
 
@@ -25,10 +27,16 @@ __all__ = ["SocketOption", "SyncTransport"]
 
 SocketOption = tuple[int, int, "int | bytes"]
 
+#: ``(connect, read, write, pool)`` timeouts of :meth:`SyncTransport.raw_request`.
+RawTimeouts = tuple["float | None", "float | None", "float | None", "float | None"]
+#: ``(status, [(name, value), ...], body)`` as returned by ``raw_request``.
+RawResponse = tuple[int, list[tuple[bytes, bytes]], bytes]
+
 _RECV_SIZE = 65536
 _INF = float("inf")
 _CLOSED_MESSAGE = "Cannot send a request, as the transport has been closed."
 _monotonic = time.monotonic
+_RETRYABLE = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
 
 
 class _Retry(Exception):
@@ -68,6 +76,7 @@ class _Connection:
     __slots__ = (
         "_owner",
         "_parser",
+        "_spare",
         "_timeout",
         "closed",
         "expires_at",
@@ -83,6 +92,8 @@ class _Connection:
         self.sock = sock
         self._timeout: float | None = sock.gettimeout()
         self._parser: ResponseParser | None = None
+        #: The parser of the previous response, kept for the next one.
+        self._spare: ResponseParser | None = None
         self.expires_at = _INF
         self.closed = False
         self.reused = False
@@ -143,11 +154,55 @@ class _Connection:
         if chunked:
             self._write(LAST_CHUNK)
 
+    def _begin(self, is_head: bool, keep_alive: bool) -> ResponseParser:
+        parser = self._spare
+        if parser is None:
+            parser = ResponseParser(is_head)
+        else:
+            self._spare = None
+            parser.restart(is_head)
+        self._parser = parser
+        self.keep_alive = keep_alive
+        return parser
+
+    def send_raw(
+        self,
+        head: bytes,
+        body: bytes,
+        is_head: bool,
+        keep_alive: bool,
+        read_timeout: float | None,
+        write_timeout: float | None,
+        may_retry: bool,
+    ) -> RawResponse:
+        """Send a complete request, read the complete response."""
+        parser = self._begin(is_head, keep_alive)
+        try:
+            self._settimeout(write_timeout)
+            if not body:
+                self._write(head)
+            elif len(body) <= COALESCE_LIMIT:
+                self._write(head + body)
+            else:
+                self._write(head)
+                self._write(body)
+            self._settimeout(read_timeout)
+            while not parser.complete:
+                self._read_more(parser)
+        except BaseException as exc:
+            if may_retry and self.reused and not parser.started and isinstance(exc, _RETRYABLE):
+                self.close()  # the slot is kept for the retry
+                raise _Retry() from exc
+            self._discard()
+            raise
+        result = (parser.status_code, parser.headers, parser.take_body())
+        self._finish()
+        return result
+
     def send(
         self, head: RequestHead, read_timeout: float | None, write_timeout: float | None
     ) -> httpx.Response:
-        parser = self._parser = ResponseParser(head.is_head)
-        self.keep_alive = head.keep_alive
+        parser = self._begin(head.is_head, head.keep_alive)
         try:
             self._settimeout(write_timeout)
             self._write(head.data)
@@ -161,7 +216,7 @@ class _Connection:
                 self.reused
                 and head.replayable
                 and not parser.started
-                and isinstance(exc, (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError))
+                and isinstance(exc, _RETRYABLE)
             ):
                 self.close()  # the slot is kept for the retry
                 raise _Retry() from exc
@@ -194,6 +249,7 @@ class _Connection:
         assert parser is not None
         self._parser = None
         if parser.keep_alive and self.keep_alive and not parser.trailing_data:
+            self._spare = parser
             self.reused = True
             self._owner._release(self)
         else:
@@ -284,9 +340,10 @@ class SyncTransport(httpx.BaseTransport):
             pool_timeout = timeouts.get("pool")
         url = request.url
         port = url.port
+        scheme = url.scheme
         if port is None:
-            port = 443 if url.raw_scheme == b"https" else 80
-        origin = (url.raw_scheme, url.raw_host, port)
+            port = 443 if scheme == "https" else 80
+        origin = (scheme, url.raw_host.decode("ascii"), port)
 
         conn = self._acquire(origin, pool_timeout, connect_timeout)
         try:
@@ -295,6 +352,36 @@ class SyncTransport(httpx.BaseTransport):
             pass
         conn = self._connect(origin, connect_timeout)
         return conn.send(head, read_timeout, write_timeout)
+
+    def raw_request(
+        self,
+        origin: Origin,
+        head: bytes,
+        body: bytes,
+        timeouts: RawTimeouts,
+    ) -> RawResponse:
+        """Send a complete request and return the complete response, without httpx objects.
+
+        ``origin`` is ``(scheme, host, port)`` as the pool keys it: ``"http"`` or
+        ``"https"``, the ASCII (IDNA) host without brackets, the port.  ``head`` is
+        the serialised request head (request line, ``Host``, ``Content-Length``
+        when there is a body, ending with ``b"\\r\\n\\r\\n"``), ``body`` the whole
+        body (may be empty).  ``timeouts`` are ``(connect, read, write, pool)``
+        seconds, None for unbounded.  Returns ``(status, headers, body)`` with the
+        header pairs as received.  Pooling, keep-alive, retries, timeouts and
+        exceptions are those of :meth:`handle_request`.
+        """
+        if self._closed:
+            raise RuntimeError(_CLOSED_MESSAGE)
+        connect_timeout, read_timeout, write_timeout, pool_timeout = timeouts
+        is_head, keep_alive = parse_raw_head(head)
+        conn = self._acquire(origin, pool_timeout, connect_timeout)
+        try:
+            return conn.send_raw(head, body, is_head, keep_alive, read_timeout, write_timeout, True)
+        except _Retry:
+            pass
+        conn = self._connect(origin, connect_timeout)
+        return conn.send_raw(head, body, is_head, keep_alive, read_timeout, write_timeout, False)
 
     def close(self) -> None:
         """Close every connection; later requests raise :class:`RuntimeError`."""
@@ -346,15 +433,14 @@ class SyncTransport(httpx.BaseTransport):
 
     def _connect(self, origin: Origin, timeout: float | None) -> _Connection:
         """Open a connection using a slot the caller already holds."""
-        scheme, raw_host, port = origin
-        host = raw_host.decode("ascii")
+        scheme, host, port = origin
         sock: socket.socket | None = None
         try:
             sock = socket.create_connection((host, port), timeout=timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             for option in self._socket_options:
                 sock.setsockopt(*option)
-            if scheme == b"https":
+            if scheme == "https":
                 sock = self._ssl().wrap_socket(sock, server_hostname=host)
         except BaseException as exc:
             if sock is not None:

@@ -58,8 +58,8 @@ def test_encode_request_connection_close_and_head() -> None:
 
 
 def test_origin_of() -> None:
-    assert origin_of(httpx.URL("https://a.b/x")) == (b"https", b"a.b", 443)
-    assert origin_of(httpx.URL("http://[::1]:9/")) == (b"http", b"::1", 9)
+    assert origin_of(httpx.URL("https://a.b/x")) == ("https", "a.b", 443)
+    assert origin_of(httpx.URL("http://[::1]:9/")) == ("http", "::1", 9)
 
 
 # -- responses -----------------------------------------------------------------------------

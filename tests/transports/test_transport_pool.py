@@ -6,8 +6,8 @@ import pytest
 
 from rlinf_http.transports._pool import SLOT, ConnectionPool, Origin, Slot
 
-A: Origin = (b"http", b"a", 80)
-B: Origin = (b"http", b"b", 80)
+A: Origin = ("http", "a", 80)
+B: Origin = ("http", "b", 80)
 
 
 class FakeConn:
