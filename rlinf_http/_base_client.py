@@ -181,6 +181,7 @@ class BaseClient:
         self.log_bodies = log_bodies
         self.retry_policy = (retry_policy or RetryPolicy()).with_max_retries(max_retries)
         self._headers = default_headers(api_key, headers)
+        self._fixed_request_id = self._headers.get("x-request-id")
         self._timeout = httpx.Timeout(connect=connect_timeout, read=None, write=None, pool=None)
         self._user_client = http_client
         self._user_async_client = async_http_client
@@ -376,11 +377,13 @@ class BaseClient:
         user_client: bool,
     ) -> tuple[httpx.Request, str]:
         url, url_text, prefix = self._prefix(op.path, op.headers)
-        request_id = os.urandom(16).hex()
+        # One id per logical call (kept across retries); a caller's own header wins.
+        request_id = self._fixed_request_id or os.urandom(16).hex()
         if user_client:
             # A client given by the user keeps its own headers, cookies and timeouts.
             headers = [(k.decode(), v.decode()) for k, v in prefix[1:]]
-            headers.append(("x-request-id", request_id))
+            if self._fixed_request_id is None:
+                headers.append(("x-request-id", request_id))
             request = client.build_request(
                 op.method,
                 url,
@@ -393,7 +396,9 @@ class BaseClient:
             return request, url_text
         # Our own session: everything is known, so build the request directly
         # (httpx would re-derive Host and Content-Length and copy headers twice).
-        raw = [*prefix, (b"x-request-id", request_id.encode())]
+        raw = [*prefix]
+        if self._fixed_request_id is None:
+            raw.append((b"x-request-id", request_id.encode()))
         content = op.content
         if content is not None:
             raw.append((b"content-length", b"%d" % len(content)))

@@ -149,9 +149,13 @@ class AsCompleted:
         tb: TracebackType | None,
     ) -> bool | None:
         assert self._tg is not None and self._receive is not None
+        # Cancel the requests still running and wait for them; whatever ended the
+        # block (an error from the iteration, the caller's own exception, a
+        # cancellation) then propagates as it is, not wrapped in an ExceptionGroup.
         self._tg.cancel_scope.cancel()
         self._receive.close()
-        return await self._tg.__aexit__(exc_type, exc, tb)
+        await self._tg.__aexit__(None, None, None)
+        return None
 
 
 class InferenceHTTPClient(BaseClient):

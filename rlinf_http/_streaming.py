@@ -10,15 +10,15 @@ read to its ``[DONE]`` returns its connection to the pool.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from types import TracebackType
 from typing import Generic, TypeVar
 
 import anyio
 import httpx
 
-from ._core.responses import connection_error
 from ._core.streams import EventStreamParser
+from ._errors import IncompleteStreamError
 
 __all__ = ["AsyncStream", "Stream"]
 
@@ -41,6 +41,13 @@ class _StreamBase(Generic[T]):
         """The ``x-request-id`` of the response (or the one the client sent)."""
         rid: str | None = self.response.headers.get("x-request-id")
         return rid or self.response.request.headers.get("x-request-id")
+
+    def _broken(self, exc: httpx.TransportError) -> IncompleteStreamError:
+        # The response had started: this is a stream cut short, not a failed request.
+        return IncompleteStreamError(
+            f"{self._method} {self._url}: the stream broke before 'data: [DONE]': "
+            f"{type(exc).__name__}: {exc or 'connection closed'}"
+        )
 
     @property
     def headers(self) -> httpx.Headers:
@@ -84,7 +91,7 @@ class Stream(_StreamBase[T], Iterator[T]):
                 self.close()
         except httpx.TransportError as exc:
             self.close()
-            raise connection_error(exc, self._method, self._url) from exc
+            raise self._broken(exc) from exc
         except BaseException:
             self.close()
             raise
@@ -92,6 +99,9 @@ class Stream(_StreamBase[T], Iterator[T]):
     def close(self) -> None:
         """Close the response (and its connection, unless it was read to the end)."""
         self._finished = True
+        chunks = self._chunks
+        if isinstance(chunks, Generator):
+            chunks.close()
         self.response.close()
 
     def __enter__(self) -> Stream[T]:
@@ -142,7 +152,7 @@ class AsyncStream(_StreamBase[T], AsyncIterator[T]):
                 await self.aclose()
         except httpx.TransportError as exc:
             await self.aclose()
-            raise connection_error(exc, self._method, self._url) from exc
+            raise self._broken(exc) from exc
         except BaseException:
             await self.aclose()
             raise
@@ -152,6 +162,19 @@ class AsyncStream(_StreamBase[T], AsyncIterator[T]):
         self._finished = True
         with anyio.CancelScope(shield=True):
             await self.response.aclose()
+            chunks = self._chunks
+            if isinstance(chunks, AsyncGenerator) and chunks.ag_frame is not None:
+                # Closed mid-body: run the body iterator out. With the connection
+                # closed it ends (after what was already buffered) with an error,
+                # which unwinds the whole chain of async generators beneath it
+                # (httpcore's included) now, instead of leaving them to the garbage
+                # collector (trio warns about those).
+                try:
+                    async for _ in chunks:
+                        pass
+                except Exception:
+                    pass
+                await chunks.aclose()
 
     async def __aenter__(self) -> AsyncStream[T]:
         return self
