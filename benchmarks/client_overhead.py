@@ -49,6 +49,7 @@ ASYNC_KINDS = [
     "rlinf_typed_httpx",
     "ours_client",
     "ours_direct",
+    "ours_raw",
     "aiohttp",
     "httpx_default",
 ]
@@ -62,6 +63,7 @@ LABELS = {
     "rlinf_typed_sync": "rlinf-http InferenceHTTPClient.generate (default transport)",
     "ours_client": "rlinf AsyncTransport via httpx.AsyncClient.send",
     "ours_direct": "rlinf AsyncTransport.handle_async_request",
+    "ours_raw": "rlinf AsyncTransport.raw_request (prebuilt head)",
     "aiohttp": "aiohttp session (RLinf pattern)",
     "httpx_default": "httpx.AsyncClient default transport",
     "ours_sync": "rlinf SyncTransport via httpx.Client.post",
@@ -270,6 +272,25 @@ async def _async_worker(spec: dict[str, Any]) -> dict[str, Any]:
             async def one() -> bytes:
                 response = await client.send(request)
                 return response.content
+    elif kind == "ours_raw":
+        from urllib.parse import urlsplit
+
+        from rlinf_http.transports import AsyncTransport
+
+        raw_transport = AsyncTransport()
+        closers.append(raw_transport.aclose)
+        parts = urlsplit(url)
+        assert parts.hostname is not None and parts.port is not None
+        origin = (parts.scheme, parts.hostname, parts.port)
+        head = (
+            b"POST %b HTTP/1.1\r\nHost: %b:%d\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n"
+            % (parts.path.encode(), parts.hostname.encode(), parts.port, len(PAYLOAD))
+        )
+        timeouts = (10.0, None, None, None)
+
+        async def one() -> bytes:
+            return (await raw_transport.raw_request(origin, head, PAYLOAD, timeouts))[2]
     elif kind == "aiohttp":
         import aiohttp
 
