@@ -485,7 +485,7 @@ class BaseClient:
                 self._log(request, response.status_code, started)
                 delay = policy.delay_after_status(retries, raw.status_code, raw.headers)
                 if delay is None:
-                    raise status_error(raw)
+                    raise status_error(raw, request.headers.get("x-request-id"))
             retries += 1
             logger.info("retrying %s %s in %.2f s (retry %d)", op.method, url, delay, retries)
             time.sleep(delay)
@@ -572,7 +572,7 @@ class BaseClient:
                 self._log(request, response.status_code, started)
                 delay = policy.delay_after_status(retries, raw.status_code, raw.headers)
                 if delay is None:
-                    raise status_error(raw)
+                    raise status_error(raw, request.headers.get("x-request-id"))
             retries += 1
             logger.info("retrying %s %s in %.2f s (retry %d)", op.method, url, delay, retries)
             await anyio.sleep(delay)

@@ -306,8 +306,9 @@ class InferenceHTTPClient(BaseClient):
         Extra keyword arguments are sent as top-level fields (``rid``,
         ``top_logprobs_num``, ``lora_path``...). A batch, or ``n > 1`` samples,
         returns a list in input order (prompt-major). The sglang router refuses
-        batches (HTTP 422): send batches to a server, or use
-        :meth:`generate_many` to fan single prompts out.
+        text batches (HTTP 422; 0.3.2 passes 2-D ``input_ids`` and ``n > 1``):
+        send batches to a server, or use :meth:`generate_many` to fan single
+        prompts out.
 
         With ``stream=True`` it returns a :class:`Stream` of
         :class:`GenerateStreamChunk` (``chunk.text`` so far, ``chunk.delta``
@@ -846,7 +847,11 @@ class InferenceHTTPClient(BaseClient):
         await self._arun(plans.abort_request_plan(rid, abort_all))
 
     def health_generate(self, timeout: float = 30.0) -> bool:
-        """``GET /health_generate`` (runs a 1-token generation): ``True`` if it succeeds."""
+        """``GET /health_generate``: ``True`` on 2xx, ``False`` on any failure.
+
+        A server runs a 1-token generation; the router answers from its worker
+        registry (is any worker healthy).
+        """
         return self._run(plans.health_generate_plan(timeout))
 
     async def async_health_generate(self, timeout: float = 30.0) -> bool:

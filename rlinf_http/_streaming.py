@@ -70,6 +70,8 @@ class Stream(_StreamBase[T], Iterator[T]):
     def __next__(self) -> T:
         while not self._pending:
             if self._finished:
+                if self._parser.pending_error:
+                    self._parser.finish()  # raises the error event, after the chunks before it
                 raise StopIteration
             self._pull()
         return self._pending.popleft()
@@ -86,8 +88,9 @@ class Stream(_StreamBase[T], Iterator[T]):
             self._pending.extend(self._parser.feed(data))
             if self._parser.done:
                 self._finished = True
-                for _ in self._chunks:  # drain the terminator so the connection is reusable
-                    pass
+                if not self._parser.pending_error:
+                    for _ in self._chunks:  # drain the terminator: the connection is reusable
+                        pass
                 self.close()
         except httpx.TransportError as exc:
             self.close()
@@ -131,6 +134,8 @@ class AsyncStream(_StreamBase[T], AsyncIterator[T]):
     async def __anext__(self) -> T:
         while not self._pending:
             if self._finished:
+                if self._parser.pending_error:
+                    self._parser.finish()  # raises the error event, after the chunks before it
                 raise StopAsyncIteration
             await self._pull()
         return self._pending.popleft()
@@ -147,8 +152,9 @@ class AsyncStream(_StreamBase[T], AsyncIterator[T]):
             self._pending.extend(self._parser.feed(data))
             if self._parser.done:
                 self._finished = True
-                async for _ in self._chunks:  # drain so the connection is reusable
-                    pass
+                if not self._parser.pending_error:
+                    async for _ in self._chunks:  # drain: the connection is reusable
+                        pass
                 await self.aclose()
         except httpx.TransportError as exc:
             await self.aclose()
@@ -163,7 +169,7 @@ class AsyncStream(_StreamBase[T], AsyncIterator[T]):
         with anyio.CancelScope(shield=True):
             await self.response.aclose()
             chunks = self._chunks
-            if isinstance(chunks, AsyncGenerator) and chunks.ag_frame is not None:
+            if isinstance(chunks, AsyncGenerator) and getattr(chunks, "ag_frame", None) is not None:
                 # Closed mid-body: run the body iterator out. With the connection
                 # closed it ends (after what was already buffered) with an error,
                 # which unwinds the whole chain of async generators beneath it

@@ -148,8 +148,11 @@ def _as_text(value: Any) -> str | None:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def status_error(raw: RawResponse) -> APIStatusError:
-    """The typed error for a non-success response."""
+def status_error(raw: RawResponse, sent_request_id: str | None = None) -> APIStatusError:
+    """The typed error for a non-success response.
+
+    ``request_id`` is the response's ``x-request-id``, else ``sent_request_id``.
+    """
     body, message, code = error_details(raw.content, raw.headers)
     cls = status_error_class(raw.status_code)
     text = f"{raw.method} {raw.url} failed: status={raw.status_code}, body={preview(raw.content)}"
@@ -163,17 +166,19 @@ def status_error(raw: RawResponse) -> APIStatusError:
         headers=dict(raw.headers.items()),
         error_message=message,
         code=code,
-        request_id=raw.headers.get("x-request-id"),
+        request_id=raw.headers.get("x-request-id") or sent_request_id,
     )
 
 
 def is_retryable_transport_error(exc: BaseException) -> bool:
-    """Whether a failure raised while waiting for response headers may be retried.
+    """Whether a failure raised before any response arrived may be retried.
 
-    Network errors, timeouts and protocol errors (e.g. the server closed the
-    connection without answering) are; a bad URL scheme or a proxy error is not.
+    Connection failures are: refused or timed-out connects, a connection reset
+    or closed before the response (``RemoteProtocolError``). A read or write
+    timeout is not (the server may still be working on the request, and the
+    timeout is the caller's deadline), nor a pool timeout or a bad URL scheme.
     """
-    return isinstance(exc, (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError))
+    return isinstance(exc, (httpx.NetworkError, httpx.ConnectTimeout, httpx.RemoteProtocolError))
 
 
 def connection_error(exc: BaseException, method: str, url: str) -> APIConnectionError:

@@ -63,8 +63,9 @@ class RetryPolicy:
     Attributes:
         max_retries: retries after the first attempt (``0`` = never retry).
         retry_statuses: response statuses that are retried.
-        retry_connection_errors: retry failures that happen before any response
-            arrives (refused, reset, dropped or timed-out connects).
+        retry_connection_errors: retry connection failures that happen before any
+            response arrives (refused or timed-out connects, connections reset or
+            closed before the response); read timeouts are never retried.
         backoff: ``"exponential"`` (``initial_delay * 2**n``) or ``"linear"``
             (``initial_delay * (n + 1)``, the RLinf ``post`` semantics).
         initial_delay: the first delay in seconds.

@@ -70,14 +70,27 @@ class EventStreamParser(Generic[T]):
         self._decoder = SSEDecoder()
         self._convert = convert
         self._url = url
+        self._error: Exception | None = None
         self.done = False
 
     def feed(self, chunk: bytes) -> list[T]:
+        """The items completed by ``chunk``.
+
+        Items that came before an error event in the same chunk are returned
+        first; the error is raised by the next call (``feed`` or ``finish``).
+        """
+        self._raise_pending()
         if self.done:
             return []
         out: list[T] = []
         for event in self._decoder.feed(chunk):
-            item = self._event(event.data)
+            try:
+                item = self._event(event.data)
+            except Exception as exc:
+                if not out:
+                    raise
+                self._error, self.done = exc, True
+                break
             if self.done:
                 break
             if item is not None:
@@ -86,6 +99,7 @@ class EventStreamParser(Generic[T]):
 
     def finish(self) -> list[T]:
         """The end of the body: flush, then insist on ``[DONE]``."""
+        self._raise_pending()
         out: list[T] = []
         if not self.done:
             for event in self._decoder.flush():
@@ -97,6 +111,16 @@ class EventStreamParser(Generic[T]):
                 f"the stream from {self._url or 'the server'} ended without 'data: [DONE]'"
             )
         return out
+
+    @property
+    def pending_error(self) -> bool:
+        """An error is waiting to be raised by the next ``feed``/``finish``."""
+        return self._error is not None
+
+    def _raise_pending(self) -> None:
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
 
     def _event(self, data: str) -> T | None:
         if data.strip() == DONE:

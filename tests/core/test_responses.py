@@ -388,7 +388,12 @@ def test_connection_error_types() -> None:
         (httpx.ConnectError("x"), True),
         (httpx.ConnectTimeout("x"), True),
         (httpx.ReadError("x"), True),
-        (httpx.ReadTimeout("x"), True),
+        # A read/write/pool timeout is the caller's deadline (and the server may be
+        # working on the request): never retried.
+        (httpx.ReadTimeout("x"), False),
+        (httpx.WriteTimeout("x"), False),
+        (httpx.PoolTimeout("x"), False),
+        (httpx.WriteError("x"), True),
         (httpx.RemoteProtocolError("x"), True),
         (httpx.UnsupportedProtocol("x"), False),
         (httpx.ProxyError("x"), False),
