@@ -34,6 +34,11 @@ RawResponse = tuple[int, list[tuple[bytes, bytes]], bytes]
 #: Pause reading from the socket when this much response body is buffered.
 _HIGH_WATER = 256 * 1024
 
+#: Size of the read buffer shared by a transport's connections.  Reading into a
+#: preallocated buffer (``asyncio.BufferedProtocol``) avoids allocating asyncio's
+#: default 256 KiB ``recv`` result per read, which glibc may serve with mmap/munmap.
+_READ_BUFFER = 64 * 1024
+
 _INF = float("inf")
 
 _TRIO_MESSAGE = (
@@ -73,7 +78,7 @@ def _expire_waiter(future: asyncio.Future[Any]) -> None:
         future.set_exception(httpx.PoolTimeout("Timed out waiting for a free connection."))
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(asyncio.BufferedProtocol):
     """One keep-alive HTTP/1.1 connection; also the asyncio Protocol of its socket."""
 
     __slots__ = (
@@ -128,12 +133,20 @@ class _Connection(asyncio.Protocol):
         self.reused = False
         self.keep_alive = True
 
-    # -- asyncio.Protocol ---------------------------------------------------------------
+    # -- asyncio.BufferedProtocol -------------------------------------------------------
+    def get_buffer(self, sizehint: int) -> memoryview:
+        # Shared by every connection of the transport: callbacks run one at a time on
+        # the loop and the parser copies what it keeps before buffer_updated returns.
+        return self._owner._read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self._owner._read_buffer[:nbytes])
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes | memoryview) -> None:
         parser = self._parser
         if parser is None:
             # Unsolicited bytes on an idle connection: it can't be reused.
@@ -563,6 +576,7 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connections: set[_Connection] = set()
         self._closed = False
+        self._read_buffer = memoryview(bytearray(_READ_BUFFER))
 
     @property
     def pool(self) -> ConnectionPool[Any]:

@@ -242,7 +242,7 @@ class ResponseParser:
         self._reason = b""
 
     # -- input --------------------------------------------------------------------------
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
         self.started = True
         if self.complete:
             self.trailing_data = True
