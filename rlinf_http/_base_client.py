@@ -473,7 +473,7 @@ class BaseClient:
                     response.request = request
             except httpx.TransportError as exc:
                 self._log(request, type(exc).__name__, started)
-                retryable = is_retryable_transport_error(exc)
+                retryable = is_retryable_transport_error(exc, timeouts=policy.retry_timeouts)
                 delay = policy.delay_after_connection_error(retries) if retryable else None
                 if delay is None:
                     raise connection_error(exc, op.method, url) from exc
@@ -560,7 +560,7 @@ class BaseClient:
                     response.request = request
             except httpx.TransportError as exc:
                 self._log(request, type(exc).__name__, started)
-                retryable = is_retryable_transport_error(exc)
+                retryable = is_retryable_transport_error(exc, timeouts=policy.retry_timeouts)
                 delay = policy.delay_after_connection_error(retries) if retryable else None
                 if delay is None:
                     raise connection_error(exc, op.method, url) from exc

@@ -745,6 +745,7 @@ class InferenceHTTPClient(BaseClient):
         policy = RetryPolicy(
             max_retries=max_retries,
             retry_statuses=_SEED_POST_RETRY_STATUSES,
+            retry_timeouts=True,  # the RLinf client retried every failure, timeouts too
             backoff="linear",
             initial_delay=float(retry_backoff_s),
             max_delay=float(retry_backoff_s) * (max_retries + 1)
@@ -775,7 +776,7 @@ class InferenceHTTPClient(BaseClient):
                 ``rlinf-http[msgpack]`` extra).
             timeout_s: bound on each request's read, write and pool wait (connect
                 stays bounded by ``connect_timeout``); ``None`` waits forever.
-            max_retries: retries on connection failures and 500/502/503/504.
+            max_retries: retries on connection failures, timeouts and 500/502/503/504.
             retry_backoff_s: linear backoff: waits ``retry_backoff_s * (n + 1)``
                 before retry ``n + 1`` (a ``Retry-After`` header wins).
 

@@ -103,7 +103,7 @@ class APIStatusError(RLinfHTTPError):
         raw_body: the body bytes as received.
         message: the most specific message found in the body.
         code: the error code found in the body or the ``x-smg-error-code`` header.
-        request_id: the ``x-request-id`` header of the response, if any.
+        request_id: the ``x-request-id`` of the response, else the one the client sent.
         headers: the response headers (lower-cased names).
     """
 
@@ -158,7 +158,7 @@ class UnsupportedMediaTypeError(APIStatusError):
 
 
 class UnprocessableEntityError(APIStatusError):
-    """HTTP 422 (the router could not deserialize the body, e.g. a batch ``/generate``)."""
+    """HTTP 422 (the router could not deserialize the body, e.g. a text batch ``/generate``)."""
 
 
 class RateLimitError(APIStatusError):

@@ -170,14 +170,17 @@ def status_error(raw: RawResponse, sent_request_id: str | None = None) -> APISta
     )
 
 
-def is_retryable_transport_error(exc: BaseException) -> bool:
+def is_retryable_transport_error(exc: BaseException, *, timeouts: bool = False) -> bool:
     """Whether a failure raised before any response arrived may be retried.
 
     Connection failures are: refused or timed-out connects, a connection reset
     or closed before the response (``RemoteProtocolError``). A read or write
     timeout is not (the server may still be working on the request, and the
-    timeout is the caller's deadline), nor a pool timeout or a bad URL scheme.
+    timeout is the caller's deadline), nor a pool timeout or a bad URL scheme —
+    unless ``timeouts`` is set (``post``'s RLinf semantics retry every failure).
     """
+    if timeouts and isinstance(exc, httpx.TimeoutException):
+        return True
     return isinstance(exc, (httpx.NetworkError, httpx.ConnectTimeout, httpx.RemoteProtocolError))
 
 

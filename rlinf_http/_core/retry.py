@@ -65,7 +65,10 @@ class RetryPolicy:
         retry_statuses: response statuses that are retried.
         retry_connection_errors: retry connection failures that happen before any
             response arrives (refused or timed-out connects, connections reset or
-            closed before the response); read timeouts are never retried.
+            closed before the response).
+        retry_timeouts: also retry read, write and pool timeouts (off by default:
+            the server may still be working on the request; ``post`` turns it on,
+            as the RLinf client retried every failure).
         backoff: ``"exponential"`` (``initial_delay * 2**n``) or ``"linear"``
             (``initial_delay * (n + 1)``, the RLinf ``post`` semantics).
         initial_delay: the first delay in seconds.
@@ -78,6 +81,7 @@ class RetryPolicy:
     max_retries: int = 2
     retry_statuses: frozenset[int] = DEFAULT_RETRY_STATUSES
     retry_connection_errors: bool = True
+    retry_timeouts: bool = False
     backoff: Literal["exponential", "linear"] = "exponential"
     initial_delay: float = 0.5
     max_delay: float = 8.0

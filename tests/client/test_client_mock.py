@@ -897,3 +897,21 @@ def test_absurd_retry_after_date_does_not_escape_as_valueerror(
     assert InferenceHTTPClient(BASE).generate(prompt="x").text == " Paris"
     assert route.call_count == 2
     assert len(sleeps) == 1 and 0 <= sleeps[0] <= 60
+
+
+def test_post_retries_timeouts_as_the_seed_did(
+    mock: respx.MockRouter, sleeps: list[float]
+) -> None:
+    # RLinf's post retried every failure, read timeouts included; typed calls do not
+    # (the server may still be generating), so the same timeout is raised at once there.
+    route = mock.post(f"{BASE}/v1/actions/generations").mock(
+        side_effect=[httpx.ReadTimeout("slow"), httpx.Response(200, json={"ok": 1})]
+    )
+    client = InferenceHTTPClient(BASE)
+    assert client.post("/v1/actions/generations", {"a": 1}, max_retries=1) == {"ok": 1}
+    assert route.call_count == 2
+
+    gen = mock.post(f"{BASE}/generate").mock(side_effect=httpx.ReadTimeout("slow"))
+    with pytest.raises(APITimeoutError):
+        client.generate(prompt="x", max_retries=3)
+    assert gen.call_count == 1
