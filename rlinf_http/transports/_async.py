@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -48,6 +49,8 @@ _TRIO_MESSAGE = (
 _CLOSED_MESSAGE = "Cannot send a request, as the transport has been closed."
 _RETRYABLE = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
 _get_running_loop = asyncio.get_running_loop
+#: Keep-alive expiry clock (the pool only compares its own readings).
+_monotonic = time.monotonic
 
 
 class _Retry(Exception):
@@ -140,13 +143,6 @@ class _Connection(asyncio.BufferedProtocol):
         return self._owner._read_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(self._owner._read_buffer[:nbytes])
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-
-    def data_received(self, data: bytes | memoryview) -> None:
         parser = self._parser
         if parser is None:
             # Unsolicited bytes on an idle connection: it can't be reused.
@@ -154,7 +150,7 @@ class _Connection(asyncio.BufferedProtocol):
             self._abort()
             return
         try:
-            parser.feed(data)
+            parser.feed(self._owner._read_buffer[:nbytes])
         except httpx.RemoteProtocolError as exc:
             self._error = exc
             self._abort()
@@ -178,6 +174,10 @@ class _Connection(asyncio.BufferedProtocol):
             self._read_paused = True
             assert self._transport is not None
             self._transport.pause_reading()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
 
     def eof_received(self) -> bool | None:
         return None  # let the transport close; connection_lost does the work
@@ -613,7 +613,7 @@ class AsyncTransport(httpx.AsyncBaseTransport):
             port = 443 if scheme == "https" else 80
         origin = (scheme, url.raw_host.decode("ascii"), port)
 
-        item = self._pool.acquire(origin, loop.time())
+        item = self._pool.acquire(origin, _monotonic())
         if isinstance(item, _Connection):
             conn = item
         else:
@@ -653,7 +653,7 @@ class AsyncTransport(httpx.AsyncBaseTransport):
             self._bind_loop(loop)
         connect_timeout, read_timeout, write_timeout, pool_timeout = timeouts
         is_head, keep_alive = parse_raw_head(head)
-        item = self._pool.acquire(origin, loop.time())
+        item = self._pool.acquire(origin, _monotonic())
         if isinstance(item, _Connection):
             conn = item
         else:
@@ -787,7 +787,7 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         expiry = self._keepalive_expiry
         if expiry is not None:
             assert self._loop is not None
-            conn.expires_at = self._loop.time() + expiry
+            conn.expires_at = _monotonic() + expiry
         if self._closed:
             conn._discard()
         else:
