@@ -494,7 +494,7 @@ def summarise(results: list[dict[str, Any]], wrk: dict[str, Any] | None) -> dict
     for conc in CONCURRENCY:
         aio = _find(results, "aiohttp", conc)
         hx = _find(results, "httpx_default", conc)
-        for kind in ("ours_client", "ours_direct"):
+        for kind in ("ours_client", "ours_direct", "ours_raw"):
             ours = _find(results, kind, conc)
             if ours and aio:
                 ratios[f"{kind}/aiohttp rps c={conc}"] = ours["rps"] / aio["rps"]
