@@ -25,14 +25,16 @@ import httpx
 from ._core.plans import Call, Plan, Sleep
 from ._core.requests import Operation, default_headers, normalize_base_url
 from ._core.responses import (
+    RawHeaders,
     RawResponse,
     connection_error,
-    is_retryable_transport_error,
-    status_error,
+    retry_delay_after_error,
+    retry_delay_after_status,
 )
 from ._core.retry import RetryPolicy
 from ._errors import InvalidRequestError, RLinfHTTPError
 from .models._base import ResponseModel
+from .transports import AsyncTransport, SyncTransport
 
 __all__ = ["NOT_GIVEN", "BaseClient", "TimeoutTypes", "TransportChoice"]
 
@@ -56,6 +58,8 @@ TimeoutTypes = float | httpx.Timeout | None
 #: Which transport the client's own sessions use: ``"auto"`` (our fast transport
 #: on asyncio and for sync calls, httpx's under trio), ``"rlinf"`` or ``"httpx"``.
 TransportChoice = Literal["auto", "rlinf", "httpx"]
+
+TimeoutTuple = tuple[float | None, float | None, float | None, float | None]
 
 # Whether "auto" picks rlinf-http's own transports (on asyncio and for sync calls).
 _FAST_DEFAULT = True
@@ -201,6 +205,15 @@ class BaseClient:
             tuple[httpx.URL, str, list[tuple[bytes, bytes]]],
         ] = {}
         self._timeout_ext = self._timeout.as_dict()
+        self._raw_timeouts: TimeoutTuple = (
+            self._timeout.connect,
+            self._timeout.read,
+            self._timeout.write,
+            self._timeout.pool,
+        )
+        self._raw_prefixes: dict[
+            tuple[str, str, tuple[tuple[str, str], ...]], tuple[tuple[str, str, int], bytes, str]
+        ] = {}
         self._pid = os.getpid()
 
     def _forget_sessions(self) -> None:
@@ -226,6 +239,8 @@ class BaseClient:
             "_lock",
             "_prefixes",
             "_timeout_ext",
+            "_raw_timeouts",
+            "_raw_prefixes",
             "_pid",
         ):
             state.pop(key, None)
@@ -246,8 +261,6 @@ class BaseClient:
     def _new_sync_client(self) -> httpx.Client:
         transport: httpx.BaseTransport | None = None
         if self.transport == "rlinf" or (self.transport == "auto" and _FAST_DEFAULT):
-            from .transports import SyncTransport
-
             transport = SyncTransport(
                 max_connections=self.max_connections, connect_timeout=self.connect_timeout
             )
@@ -270,8 +283,6 @@ class BaseClient:
                     "transport='rlinf' needs asyncio; use transport='httpx' (or 'auto') "
                     f"under {library}"
                 )
-            from .transports import AsyncTransport
-
             transport = AsyncTransport(
                 max_connections=self.max_connections, connect_timeout=self.connect_timeout
             )
@@ -418,26 +429,29 @@ class BaseClient:
         request.read()
         return request, url_text
 
-    def _log(self, request: httpx.Request, outcome: int | str, started: float) -> None:
+    def _log(
+        self,
+        method: str,
+        url: str,
+        rid: str | None,
+        outcome: int | str,
+        started: float,
+        body: bytes | None,
+    ) -> None:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s %s -> %s in %.1f ms (request id %s)%s",
-                request.method,
-                request.url,
+                method,
+                url,
                 outcome,
                 (time.perf_counter() - started) * 1000.0,
-                request.headers.get("x-request-id"),
-                f" body={request.content[:2000]!r}" if self.log_bodies else "",
+                rid,
+                f" body={(body or b'')[:2000]!r}" if self.log_bodies else "",
             )
 
     @staticmethod
-    def _raw(response: httpx.Response, method: str, url: str, content: bytes) -> RawResponse:
-        return RawResponse(method, url, response.status_code, response.headers, content)
-
-    @staticmethod
-    def _attach_request_id(result: T, response: httpx.Response) -> T:
+    def _attach_request_id(result: T, sources: tuple[Mapping[str, str], ...]) -> T:
         # Resolved lazily by ResponseModel.request_id: header lookups cost.
-        sources = (response.headers, response.request.headers)
         if isinstance(result, ResponseModel):
             result._id_sources = sources
         elif isinstance(result, list):
@@ -446,49 +460,129 @@ class BaseClient:
                     item._id_sources = sources
         return result
 
+    # -- the raw fast path: our transport, our session, a complete response ----------------
+
+    def _raw_call(
+        self, op: Operation[Any], timeout: TimeoutTypes | _Unset
+    ) -> tuple[tuple[str, str, int], bytes, bytes, TimeoutTuple, str, str]:
+        """``(origin, head, body, timeouts, url, request id)`` for ``raw_request``."""
+        key = (op.method, op.path, op.headers)
+        cached = self._raw_prefixes.get(key)
+        if cached is None:
+            url, text, prefix = self._prefix(op.path, op.headers)
+            target = url.raw_path
+            lines = [b"%s %s HTTP/1.1\r\n" % (op.method.encode("ascii"), target)]
+            lines.extend(b"%s: %s\r\n" % (name, value) for name, value in prefix)
+            port = url.port or (443 if url.scheme == "https" else 80)
+            origin = (url.scheme, url.raw_host.decode("ascii"), port)
+            cached = (origin, b"".join(lines), text)
+            if len(self._raw_prefixes) < 4096:
+                self._raw_prefixes[key] = cached
+        origin, head_prefix, url_text = cached
+        rid = self._fixed_request_id or os.urandom(16).hex()
+        body = op.content or b""
+        tail = b"content-length: %d\r\n\r\n" % len(body)
+        if body or op.method in ("POST", "PUT", "PATCH"):
+            head = head_prefix + (
+                tail if self._fixed_request_id else b"x-request-id: %s\r\n%s" % (rid.encode(), tail)
+            )
+        else:
+            head = head_prefix + (
+                b"\r\n" if self._fixed_request_id else b"x-request-id: %s\r\n\r\n" % rid.encode()
+            )
+        if timeout is NOT_GIVEN:
+            timeouts = self._raw_timeouts
+        else:
+            t = self._timeout_for(timeout)
+            timeouts = (t.connect, t.read, t.write, t.pool)
+        return origin, head, body, timeouts, url_text, rid
+
+    @staticmethod
+    def _raw_response(
+        method: str, url: str, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> RawResponse:
+        raw_headers = RawHeaders(headers)
+        for name, value in headers:
+            if len(name) == 16 and name.lower() == b"content-encoding":
+                if value.strip().lower() not in (b"", b"identity"):
+                    # Rare (we never ask for compression): let httpx decode it.
+                    body = httpx.Response(status, headers=headers, content=body).read()
+                break
+        return RawResponse(method, url, status, raw_headers, body)
+
+    def _own_transport(self, client: httpx.Client | httpx.AsyncClient, path: str) -> object:
+        """The transport of our own session for ``path`` (``None`` for a user's client).
+
+        respx's ``using="httpx"`` mock patches ``_transport_for_url``, so what
+        comes back may be a mock; only our own transports take the raw path.
+        """
+        url = self._prefix(path, ())[0]
+        return client._transport_for_url(url)
+
     # -- sync driver ----------------------------------------------------------------------
+
+    def _retry_loop(
+        self,
+        op: Operation[Any],
+        url: str,
+        rid: str | None,
+        policy: RetryPolicy,
+        attempt: Callable[[], RawResponse | httpx.Response],
+    ) -> RawResponse | httpx.Response:
+        """Run ``attempt`` until it gives a success (a read response, or an open
+        2xx stream), retrying what ``policy`` allows; raise our error otherwise."""
+        retries = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                out = attempt()
+            except httpx.TransportError as exc:
+                self._log(op.method, url, rid, type(exc).__name__, started, op.content)
+                delay = retry_delay_after_error(policy, retries, exc, op.method, url)
+            else:
+                status = out.status_code
+                self._log(op.method, url, rid, status, started, op.content)
+                if isinstance(out, httpx.Response) or 200 <= status < 300:
+                    return out
+                delay = retry_delay_after_status(policy, retries, out, rid)
+            retries += 1
+            logger.info("retrying %s %s in %.2f s (retry %d)", op.method, url, delay, retries)
+            time.sleep(delay)
+
+    def _send_httpx(
+        self, client: httpx.Client, request: httpx.Request, user_client: bool
+    ) -> httpx.Response:
+        if user_client:
+            return client.send(request, stream=True)
+        # Our own session has no hooks, auth, cookies or redirects to run: hand the
+        # request to its transport (respx's using="httpx" mock patches
+        # _transport_for_url, so it still intercepts).
+        response = client._transport_for_url(request.url).handle_request(request)
+        response.request = request
+        return response
 
     def _open(
         self, op: Operation[Any], timeout: TimeoutTypes | _Unset, policy: RetryPolicy
     ) -> tuple[httpx.Response, str]:
-        """Send ``op`` until a 2xx response's headers arrive (retrying per ``policy``).
+        """Send ``op`` until a 2xx response's headers arrive (for streams).
 
-        The returned response is unread; the caller reads or streams and closes it.
+        The returned response is unread; the caller streams and closes it.
         Retries happen only before a success response starts.
         """
         client = self._get_sync_client()
         user_client = self._user_client is not None
         request, url = self._build_request(client, op, timeout, user_client)
-        retries = 0
-        while True:
-            started = time.perf_counter()
-            try:
-                if user_client:
-                    response = client.send(request, stream=True)
-                else:
-                    # Our own session has no hooks, auth, cookies or redirects to run:
-                    # hand the request to its transport (respx's using="httpx" mock
-                    # patches _transport_for_url, so it still intercepts).
-                    response = client._transport_for_url(request.url).handle_request(request)
-                    response.request = request
-            except httpx.TransportError as exc:
-                self._log(request, type(exc).__name__, started)
-                retryable = is_retryable_transport_error(exc, timeouts=policy.retry_timeouts)
-                delay = policy.delay_after_connection_error(retries) if retryable else None
-                if delay is None:
-                    raise connection_error(exc, op.method, url) from exc
-            else:
-                if response.is_success:
-                    self._log(request, response.status_code, started)
-                    return response, url
-                raw = self._read(response, op.method, url)
-                self._log(request, response.status_code, started)
-                delay = policy.delay_after_status(retries, raw.status_code, raw.headers)
-                if delay is None:
-                    raise status_error(raw, request.headers.get("x-request-id"))
-            retries += 1
-            logger.info("retrying %s %s in %.2f s (retry %d)", op.method, url, delay, retries)
-            time.sleep(delay)
+
+        def attempt() -> RawResponse | httpx.Response:
+            response = self._send_httpx(client, request, user_client)
+            if response.is_success:
+                return response
+            return self._read(response, op.method, url)
+
+        rid = request.headers.get("x-request-id")
+        out = self._retry_loop(op, url, rid, policy, attempt)
+        assert isinstance(out, httpx.Response)
+        return out, url
 
     def _read(self, response: httpx.Response, method: str, url: str) -> RawResponse:
         try:
@@ -502,7 +596,7 @@ class BaseClient:
             raise connection_error(exc, method, url) from exc
         finally:
             response.close()
-        return self._raw(response, method, url, content)
+        return RawResponse(method, url, response.status_code, response.headers, content)
 
     def _send(
         self,
@@ -511,9 +605,34 @@ class BaseClient:
         timeout: TimeoutTypes | _Unset = NOT_GIVEN,
         retry: RetryPolicy | None = None,
     ) -> T:
-        response, url = self._open(op, timeout, retry or self.retry_policy)
-        raw = self._read(response, op.method, url)
-        return self._attach_request_id(op.parse(raw), response)
+        """Send ``op`` (with retries), read the whole answer and parse it."""
+        policy = retry or self.retry_policy
+        client = self._get_sync_client()
+        user_client = self._user_client is not None
+        transport = None if user_client else self._own_transport(client, op.path)
+        if isinstance(transport, SyncTransport):
+            origin, head, body, timeouts, url, rid = self._raw_call(op, timeout)
+
+            def attempt() -> RawResponse | httpx.Response:
+                status, headers, content = transport.raw_request(origin, head, body, timeouts)
+                return self._raw_response(op.method, url, status, headers, content)
+
+            sources: tuple[Mapping[str, str], ...]
+            raw = self._retry_loop(op, url, rid, policy, attempt)
+            assert isinstance(raw, RawResponse)
+            sources = (raw.headers, {"x-request-id": rid})
+        else:
+            request, url = self._build_request(client, op, timeout, user_client)
+
+            def attempt() -> RawResponse | httpx.Response:
+                response = self._send_httpx(client, request, user_client)
+                return self._read(response, op.method, url)
+
+            rid = request.headers.get("x-request-id")
+            raw = self._retry_loop(op, url, rid, policy, attempt)
+            assert isinstance(raw, RawResponse)
+            sources = (raw.headers, request.headers)
+        return self._attach_request_id(op.parse(raw), sources)
 
     def _run(self, plan: Plan[T]) -> T:
         """Drive a core plan with blocking I/O."""
@@ -541,6 +660,43 @@ class BaseClient:
 
     # -- async driver ---------------------------------------------------------------------
 
+    async def _aretry_loop(
+        self,
+        op: Operation[Any],
+        url: str,
+        rid: str | None,
+        policy: RetryPolicy,
+        attempt: Callable[[], Awaitable[RawResponse | httpx.Response]],
+    ) -> RawResponse | httpx.Response:
+        """Async :meth:`_retry_loop`."""
+        retries = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                out = await attempt()
+            except httpx.TransportError as exc:
+                self._log(op.method, url, rid, type(exc).__name__, started, op.content)
+                delay = retry_delay_after_error(policy, retries, exc, op.method, url)
+            else:
+                status = out.status_code
+                self._log(op.method, url, rid, status, started, op.content)
+                if isinstance(out, httpx.Response) or 200 <= status < 300:
+                    return out
+                delay = retry_delay_after_status(policy, retries, out, rid)
+            retries += 1
+            logger.info("retrying %s %s in %.2f s (retry %d)", op.method, url, delay, retries)
+            await anyio.sleep(delay)
+
+    async def _asend_httpx(
+        self, client: httpx.AsyncClient, request: httpx.Request, user_client: bool
+    ) -> httpx.Response:
+        if user_client:
+            return await client.send(request, stream=True)
+        transport = client._transport_for_url(request.url)  # see _send_httpx
+        response = await transport.handle_async_request(request)
+        response.request = request
+        return response
+
     async def _aopen(
         self, op: Operation[Any], timeout: TimeoutTypes | _Unset, policy: RetryPolicy
     ) -> tuple[httpx.Response, str]:
@@ -548,34 +704,17 @@ class BaseClient:
         client = self._get_async_client()
         user_client = self._user_async_client is not None and client is self._user_async_client
         request, url = self._build_request(client, op, timeout, user_client)
-        retries = 0
-        while True:
-            started = time.perf_counter()
-            try:
-                if user_client:
-                    response = await client.send(request, stream=True)
-                else:  # see _open
-                    transport = client._transport_for_url(request.url)
-                    response = await transport.handle_async_request(request)
-                    response.request = request
-            except httpx.TransportError as exc:
-                self._log(request, type(exc).__name__, started)
-                retryable = is_retryable_transport_error(exc, timeouts=policy.retry_timeouts)
-                delay = policy.delay_after_connection_error(retries) if retryable else None
-                if delay is None:
-                    raise connection_error(exc, op.method, url) from exc
-            else:
-                if response.is_success:
-                    self._log(request, response.status_code, started)
-                    return response, url
-                raw = await self._aread(response, op.method, url)
-                self._log(request, response.status_code, started)
-                delay = policy.delay_after_status(retries, raw.status_code, raw.headers)
-                if delay is None:
-                    raise status_error(raw, request.headers.get("x-request-id"))
-            retries += 1
-            logger.info("retrying %s %s in %.2f s (retry %d)", op.method, url, delay, retries)
-            await anyio.sleep(delay)
+
+        async def attempt() -> RawResponse | httpx.Response:
+            response = await self._asend_httpx(client, request, user_client)
+            if response.is_success:
+                return response
+            return await self._aread(response, op.method, url)
+
+        rid = request.headers.get("x-request-id")
+        out = await self._aretry_loop(op, url, rid, policy, attempt)
+        assert isinstance(out, httpx.Response)
+        return out, url
 
     async def _aread(self, response: httpx.Response, method: str, url: str) -> RawResponse:
         try:
@@ -592,7 +731,7 @@ class BaseClient:
                 raise connection_error(exc, method, url) from exc
             raise
         await response.aclose()
-        return self._raw(response, method, url, content)
+        return RawResponse(method, url, response.status_code, response.headers, content)
 
     async def _asend(
         self,
@@ -601,9 +740,34 @@ class BaseClient:
         timeout: TimeoutTypes | _Unset = NOT_GIVEN,
         retry: RetryPolicy | None = None,
     ) -> T:
-        response, url = await self._aopen(op, timeout, retry or self.retry_policy)
-        raw = await self._aread(response, op.method, url)
-        return self._attach_request_id(op.parse(raw), response)
+        """Async :meth:`_send`."""
+        policy = retry or self.retry_policy
+        client = self._get_async_client()
+        user_client = self._user_async_client is not None and client is self._user_async_client
+        transport = None if user_client else self._own_transport(client, op.path)
+        sources: tuple[Mapping[str, str], ...]
+        if isinstance(transport, AsyncTransport):
+            origin, head, body, timeouts, url, rid = self._raw_call(op, timeout)
+
+            async def attempt() -> RawResponse | httpx.Response:
+                status, headers, content = await transport.raw_request(origin, head, body, timeouts)
+                return self._raw_response(op.method, url, status, headers, content)
+
+            raw = await self._aretry_loop(op, url, rid, policy, attempt)
+            assert isinstance(raw, RawResponse)
+            sources = (raw.headers, {"x-request-id": rid})
+        else:
+            request, url = self._build_request(client, op, timeout, user_client)
+
+            async def attempt() -> RawResponse | httpx.Response:
+                response = await self._asend_httpx(client, request, user_client)
+                return await self._aread(response, op.method, url)
+
+            rid = request.headers.get("x-request-id")
+            raw = await self._aretry_loop(op, url, rid, policy, attempt)
+            assert isinstance(raw, RawResponse)
+            sources = (raw.headers, request.headers)
+        return self._attach_request_id(op.parse(raw), sources)
 
     async def _arun(self, plan: Plan[T]) -> T:
         """Drive a core plan with async I/O."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -19,12 +19,16 @@ from .._errors import (
     preview,
     status_error_class,
 )
+from .retry import RetryPolicy
 
 __all__ = [
     "RawResponse",
     "connection_error",
     "finish",
+    "RawHeaders",
     "is_retryable_transport_error",
+    "retry_delay_after_error",
+    "retry_delay_after_status",
     "decode_json",
     "error_details",
     "parse_model",
@@ -194,6 +198,71 @@ def connection_error(exc: BaseException, method: str, url: str) -> APIConnection
     return APIConnectionError(
         f"{method} {url} failed: {type(exc).__name__}: {detail}", method=method, url=url
     )
+
+
+class RawHeaders(Mapping[str, str]):
+    """Response headers as the transport received them (``(name, value)`` byte pairs).
+
+    Construction is free; the case-insensitive lookup table is built on first
+    use (most successful responses are never asked for a header). Repeated names
+    are joined with ``", "``.
+    """
+
+    __slots__ = ("_map", "raw")
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self.raw = raw
+        self._map: dict[str, str] | None = None
+
+    def _table(self) -> dict[str, str]:
+        table = self._map
+        if table is None:
+            table = {}
+            for name, value in self.raw:
+                key = name.decode("latin-1").lower()
+                text = value.decode("latin-1")
+                table[key] = f"{table[key]}, {text}" if key in table else text
+            self._map = table
+        return table
+
+    def __getitem__(self, key: str) -> str:
+        return self._table()[key.lower()]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._table().get(key.lower(), default)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key.lower() in self._table()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+
+def retry_delay_after_error(
+    policy: RetryPolicy, retries: int, exc: BaseException, method: str, url: str
+) -> float:
+    """The wait before retrying a transport failure; raises our error if no retry."""
+    delay = (
+        policy.delay_after_connection_error(retries)
+        if is_retryable_transport_error(exc, timeouts=policy.retry_timeouts)
+        else None
+    )
+    if delay is None:
+        raise connection_error(exc, method, url) from exc
+    return delay
+
+
+def retry_delay_after_status(
+    policy: RetryPolicy, retries: int, raw: RawResponse, sent_request_id: str | None
+) -> float:
+    """The wait before retrying a non-success response; raises its error if no retry."""
+    delay = policy.delay_after_status(retries, raw.status_code, raw.headers)
+    if delay is None:
+        raise status_error(raw, sent_request_id)
+    return delay
 
 
 def finish(raw: RawResponse, parse: Callable[[RawResponse], T]) -> T:
