@@ -453,11 +453,11 @@ class BaseClient:
     def _attach_request_id(result: T, sources: tuple[Mapping[str, str], ...]) -> T:
         # Resolved lazily by ResponseModel.request_id: header lookups cost.
         if isinstance(result, ResponseModel):
-            result._id_sources = sources
+            result._set_id_sources(sources)
         elif isinstance(result, list):
             for item in result:
                 if isinstance(item, ResponseModel):
-                    item._id_sources = sources
+                    item._set_id_sources(sources)
         return result
 
     # -- the raw fast path: our transport, our session, a complete response ----------------
