@@ -42,6 +42,9 @@ _READ_BUFFER = 64 * 1024
 
 _INF = float("inf")
 
+#: Linux's TCP_QUICKACK (None elsewhere).
+_TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
+
 _TRIO_MESSAGE = (
     "rlinf_http.transports.AsyncTransport runs on asyncio only; under trio use "
     "httpx.AsyncHTTPTransport (the rlinf-http client picks it automatically)."
@@ -91,6 +94,7 @@ class _Connection(asyncio.BufferedProtocol):
         "_loop",
         "_owner",
         "_parser",
+        "_quickack",
         "_raw",
         "_read_paused",
         "_read_timeout",
@@ -125,6 +129,7 @@ class _Connection(asyncio.BufferedProtocol):
         self._want_headers = True
         self._error: BaseException | None = None
         self._read_paused = False
+        self._quickack: Any = None
         self._write_paused = False
         self._writing = False
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -170,6 +175,15 @@ class _Connection(asyncio.BufferedProtocol):
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
+        quickack = self._quickack
+        if quickack is not None and not parser.complete:
+            # A streamed body arrives in small writes; a peer with Nagle's algorithm
+            # on (the sglang router) holds each one until our ACK, which Linux
+            # delays up to 40 ms. Quick ACKs keep stream chunks (TTFT) on time.
+            try:
+                quickack.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+            except OSError:
+                self._quickack = None
         if parser.body_size > _HIGH_WATER and not self._read_paused and not parser.complete:
             self._read_paused = True
             assert self._transport is not None
@@ -178,6 +192,10 @@ class _Connection(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        if _TCP_QUICKACK is not None:
+            sock = transport.get_extra_info("socket")
+            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+                self._quickack = sock
 
     def eof_received(self) -> bool | None:
         return None  # let the transport close; connection_lost does the work

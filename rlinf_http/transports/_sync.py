@@ -33,6 +33,9 @@ RawTimeouts = tuple["float | None", "float | None", "float | None", "float | Non
 RawResponse = tuple[int, list[tuple[bytes, bytes]], bytes]
 
 _RECV_SIZE = 65536
+
+#: Linux's TCP_QUICKACK (None elsewhere).
+_TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 _INF = float("inf")
 _CLOSED_MESSAGE = "Cannot send a request, as the transport has been closed."
 _monotonic = time.monotonic
@@ -139,6 +142,13 @@ class _Connection:
             raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
         if data:
             parser.feed(data)
+            if _TCP_QUICKACK is not None and not parser.complete:
+                # See the async transport: quick ACKs keep streamed chunks from a
+                # peer with Nagle's algorithm on (the sglang router) on time.
+                try:
+                    self.sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+                except OSError:
+                    pass
         else:
             parser.feed_eof()
 
