@@ -23,7 +23,7 @@ import anyio
 import httpx
 
 from ._core.plans import Call, Plan, Sleep
-from ._core.requests import Operation, default_headers, normalize_base_url
+from ._core.requests import Operation, check_timeout, default_headers, normalize_base_url
 from ._core.responses import (
     RawHeaders,
     RawResponse,
@@ -32,7 +32,7 @@ from ._core.responses import (
     retry_delay_after_status,
 )
 from ._core.retry import RetryPolicy
-from ._errors import InvalidRequestError, RLinfHTTPError
+from ._errors import APIResponseValidationError, InvalidRequestError, RLinfHTTPError
 from .models._base import ResponseModel
 from .transports import AsyncTransport, SyncTransport
 
@@ -104,6 +104,18 @@ def _park(guard: AsyncGenerator[None, None]) -> None:
         pass
 
 
+def _undecodable(
+    method: str, url: str, status: int, body: bytes, exc: Exception
+) -> APIResponseValidationError:
+    return APIResponseValidationError(
+        f"{method} {url}: the body does not decode as its Content-Encoding says: {exc}",
+        method=method,
+        url=url,
+        status_code=status,
+        raw_body=body,
+    )
+
+
 def _running_loop_token() -> tuple[str, object]:
     """The async library and an identity for the running loop."""
     try:
@@ -156,14 +168,7 @@ class BaseClient:
         log_bodies: bool = False,
     ) -> None:
         self.base_url = normalize_base_url(base_url)
-        if connect_timeout is not None and (
-            isinstance(connect_timeout, bool)
-            or not isinstance(connect_timeout, (int, float))
-            or connect_timeout <= 0
-        ):
-            raise InvalidRequestError(
-                f"connect_timeout must be a positive number or None, got {connect_timeout!r}"
-            )
+        connect_timeout = check_timeout(connect_timeout, "connect_timeout")
         if isinstance(max_connections, bool) or not isinstance(max_connections, int):
             raise InvalidRequestError(f"max_connections must be an int, got {max_connections!r}")
         if max_connections < 1:
@@ -176,11 +181,11 @@ class BaseClient:
             raise InvalidRequestError(
                 f"transport must be 'auto', 'rlinf' or 'httpx', got {transport!r}"
             )
-        if not isinstance(health_timeout, (int, float)) or health_timeout <= 0:
-            raise InvalidRequestError(f"health_timeout must be > 0, got {health_timeout!r}")
+        health_bound = check_timeout(health_timeout, "health_timeout", allow_none=False)
+        assert health_bound is not None
         self.connect_timeout = connect_timeout
         self.max_connections = max_connections
-        self.health_timeout = float(health_timeout)
+        self.health_timeout: float = health_bound
         self.transport = transport
         self.log_bodies = log_bodies
         self.retry_policy = (retry_policy or RetryPolicy()).with_max_retries(max_retries)
@@ -196,9 +201,9 @@ class BaseClient:
 
     def _init_runtime_state(self) -> None:
         self._sync_client: httpx.Client | None = None
-        self._async_client: httpx.AsyncClient | None = None
-        self._async_loop: object = None
-        self._async_guard: AsyncGenerator[None, None] | None = None
+        self._async_session: tuple[object, httpx.AsyncClient, AsyncGenerator[None, None]] | None = (
+            None
+        )
         self._lock = threading.Lock()
         self._prefixes: dict[
             tuple[str, tuple[tuple[str, str], ...]],
@@ -218,9 +223,7 @@ class BaseClient:
 
     def _forget_sessions(self) -> None:
         self._sync_client = None
-        self._async_client = None
-        self._async_loop = None
-        self._async_guard = None
+        self._async_session = None
         self._lock = threading.Lock()
         self._pid = os.getpid()
 
@@ -233,9 +236,7 @@ class BaseClient:
         state = self.__dict__.copy()
         for key in (
             "_sync_client",
-            "_async_client",
-            "_async_loop",
-            "_async_guard",
+            "_async_session",
             "_lock",
             "_prefixes",
             "_timeout_ext",
@@ -310,23 +311,31 @@ class BaseClient:
                     client = self._sync_client = self._new_sync_client()
         return client
 
+    @property
+    def _async_client(self) -> httpx.AsyncClient | None:
+        """The current shared async session, if one is open (for introspection)."""
+        session = self._async_session
+        return None if session is None else session[1]
+
     def _get_async_client(self) -> httpx.AsyncClient:
         override = _session_override.get()
         if override is not None:
             return override
         if self._user_async_client is not None:
             return self._user_async_client
-        client = self._async_client
         library, token = _running_loop_token()
-        if client is None or self._async_loop is not token:
-            # First use, or the session belongs to an event loop that is gone
-            # (a second asyncio.run): start a fresh one bound to this loop.
-            self._check_fork()
-            client = self._async_client = self._new_async_client(library)
-            self._async_loop = token
-            guard = _close_at_loop_exit(client)
-            _park(guard)
-            self._async_guard = guard
+        session = self._async_session
+        if session is not None and session[0] is token:
+            return session[1]
+        # First use, or the session belongs to another event loop (one that is
+        # gone, like a finished asyncio.run, or one in another thread): start a
+        # fresh one bound to this loop. One tuple, so a racing thread never pairs
+        # a loop with another loop's session.
+        self._check_fork()
+        client = self._new_async_client(library)
+        guard = _close_at_loop_exit(client)
+        _park(guard)
+        self._async_session = (token, client, guard)
         return client
 
     def close(self) -> None:
@@ -337,16 +346,11 @@ class BaseClient:
 
     async def aclose(self) -> None:
         """Close the async session, and the sync one (later calls open new ones)."""
-        client, self._async_client = self._async_client, None
-        loop, self._async_loop = self._async_loop, None
-        guard, self._async_guard = self._async_guard, None
+        session, self._async_session = self._async_session, None
         self.close()
-        if client is not None and loop is _running_loop_token()[1]:
+        if session is not None and session[0] is _running_loop_token()[1]:
             with anyio.CancelScope(shield=True):
-                if guard is not None:
-                    await guard.aclose()  # its finally closes the session
-                else:
-                    await client.aclose()
+                await session[2].aclose()  # the guard's finally closes the session
 
     # -- requests ------------------------------------------------------------------------
 
@@ -370,14 +374,14 @@ class BaseClient:
     def _timeout_for(self, timeout: TimeoutTypes | _Unset) -> httpx.Timeout:
         if timeout is NOT_GIVEN:
             return self._timeout
-        if timeout is None or (
-            isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0
-        ):
-            return httpx.Timeout(timeout)
         if isinstance(timeout, httpx.Timeout):
+            for phase in ("connect", "read", "write", "pool"):
+                check_timeout(getattr(timeout, phase), f"timeout.{phase}")
             return timeout
+        if timeout is None or isinstance(timeout, (int, float)):
+            return httpx.Timeout(check_timeout(timeout, "timeout"))
         raise InvalidRequestError(
-            f"timeout must be a positive number, an httpx.Timeout or None, got {timeout!r}"
+            f"timeout must be a finite number > 0, an httpx.Timeout or None, got {timeout!r}"
         )
 
     def _build_request(
@@ -506,7 +510,10 @@ class BaseClient:
             if len(name) == 16 and name.lower() == b"content-encoding":
                 if value.strip().lower() not in (b"", b"identity"):
                     # Rare (we never ask for compression): let httpx decode it.
-                    body = httpx.Response(status, headers=headers, content=body).read()
+                    try:
+                        body = httpx.Response(status, headers=headers, content=body).read()
+                    except httpx.DecodingError as exc:
+                        raise _undecodable(method, url, status, body, exc) from exc
                 break
         return RawResponse(method, url, status, raw_headers, body)
 
@@ -539,6 +546,8 @@ class BaseClient:
             except httpx.TransportError as exc:
                 self._log(op.method, url, rid, type(exc).__name__, started, op.content)
                 delay = retry_delay_after_error(policy, retries, exc, op.method, url)
+            except httpx.DecodingError as exc:  # e.g. httpx.MockTransport decodes eagerly
+                raise _undecodable(op.method, url, 200, b"", exc) from exc
             else:
                 status = out.status_code
                 self._log(op.method, url, rid, status, started, op.content)
@@ -587,7 +596,10 @@ class BaseClient:
     def _read(self, response: httpx.Response, method: str, url: str) -> RawResponse:
         try:
             if "content-encoding" in response.headers:
-                content = response.read()
+                try:
+                    content = response.read()
+                except httpx.DecodingError as exc:
+                    raise _undecodable(method, url, response.status_code, b"", exc) from exc
             else:  # no decoding to do: take the bytes straight from the stream
                 stream = response.stream
                 assert isinstance(stream, httpx.SyncByteStream)
@@ -677,6 +689,8 @@ class BaseClient:
             except httpx.TransportError as exc:
                 self._log(op.method, url, rid, type(exc).__name__, started, op.content)
                 delay = retry_delay_after_error(policy, retries, exc, op.method, url)
+            except httpx.DecodingError as exc:  # e.g. httpx.MockTransport decodes eagerly
+                raise _undecodable(op.method, url, 200, b"", exc) from exc
             else:
                 status = out.status_code
                 self._log(op.method, url, rid, status, started, op.content)
@@ -719,7 +733,10 @@ class BaseClient:
     async def _aread(self, response: httpx.Response, method: str, url: str) -> RawResponse:
         try:
             if "content-encoding" in response.headers:
-                content = await response.aread()
+                try:
+                    content = await response.aread()
+                except httpx.DecodingError as exc:
+                    raise _undecodable(method, url, response.status_code, b"", exc) from exc
             else:  # no decoding to do: take the bytes straight from the stream
                 stream = response.stream
                 assert isinstance(stream, httpx.AsyncByteStream)

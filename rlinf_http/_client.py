@@ -24,6 +24,7 @@ from ._core.requests import (
     build_generate,
     build_health,
     build_post,
+    check_timeout,
 )
 from ._core.retry import RetryPolicy
 from ._core.streams import ChatStreamParser, GenerateStreamChunk, GenerateStreamParser, StreamMode
@@ -735,11 +736,9 @@ class InferenceHTTPClient(BaseClient):
         op = build_post(path, body, msgpack=msgpack)
         timeout: TimeoutTypes = NOT_GIVEN
         if timeout_s is not None:
-            if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)):
-                raise InvalidRequestError(f"timeout_s must be a number, got {timeout_s!r}")
-            if timeout_s <= 0:
-                raise InvalidRequestError(f"timeout_s must be > 0, got {timeout_s!r}")
-            timeout = httpx.Timeout(timeout_s, connect=self.connect_timeout)
+            timeout = httpx.Timeout(
+                check_timeout(timeout_s, "timeout_s"), connect=self.connect_timeout
+            )
         if isinstance(retry_backoff_s, bool) or not isinstance(retry_backoff_s, (int, float)):
             raise InvalidRequestError(f"retry_backoff_s must be a number, got {retry_backoff_s!r}")
         policy = RetryPolicy(

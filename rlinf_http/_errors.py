@@ -70,7 +70,12 @@ def preview(body: bytes | str, limit: int = BODY_PREVIEW_CHARS) -> str:
 
 
 class RLinfHTTPError(RuntimeError):
-    """Base class of every error raised by rlinf-http."""
+    """Base class of every error raised by rlinf-http.
+
+    Every constructor takes the message alone (all else has defaults), so errors
+    pickle with their attributes: Ray and multiprocessing send them between
+    processes.
+    """
 
 
 class InvalidRequestError(RLinfHTTPError, ValueError):
@@ -111,12 +116,12 @@ class APIStatusError(RLinfHTTPError):
         self,
         message: str,
         *,
-        method: str,
-        url: str,
-        status_code: int,
-        body: Any,
-        raw_body: bytes,
-        headers: dict[str, str],
+        method: str = "",
+        url: str = "",
+        status_code: int = 0,
+        body: Any = None,
+        raw_body: bytes = b"",
+        headers: dict[str, str] | None = None,
         error_message: str | None = None,
         code: str | int | None = None,
         request_id: str | None = None,
@@ -127,7 +132,7 @@ class APIStatusError(RLinfHTTPError):
         self.status_code = status_code
         self.body = body
         self.raw_body = raw_body
-        self.headers = headers
+        self.headers = headers if headers is not None else {}
         self.message = error_message
         self.code = code
         self.request_id = request_id
@@ -200,7 +205,7 @@ class StreamErrorEvent(StreamError):
     """The server sent an ``{"error": ...}`` event inside an HTTP 200 stream."""
 
     def __init__(
-        self, message: str, *, error: Any, code: str | int | None = None, url: str = ""
+        self, message: str, *, error: Any = None, code: str | int | None = None, url: str = ""
     ) -> None:
         super().__init__(message)
         self.error = error

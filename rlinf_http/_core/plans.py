@@ -37,7 +37,7 @@ from ..models import (
     Worker,
     WorkerList,
 )
-from .requests import JSON_CONTENT_TYPE, Operation, encode_json
+from .requests import JSON_CONTENT_TYPE, Operation, check_timeout, encode_json
 from .responses import RawResponse, decode_json, parse_model
 
 __all__ = [
@@ -172,6 +172,7 @@ def abort_request_plan(rid: str, abort_all: bool = False) -> Plan[None]:
 
 def health_generate_plan(timeout: float) -> Plan[bool]:
     """``GET /health_generate``: ``True`` on 2xx, ``False`` on any failure."""
+    check_timeout(timeout, "health_generate timeout", allow_none=False)
     try:
         result: bool = yield Call(_get("/health_generate", _ok), max_retries=0, timeout=timeout)
     except RLinfHTTPError:
@@ -204,10 +205,16 @@ def _worker_url(url: object) -> str:
     return url.strip().rstrip("/")
 
 
-def _deadline(timeout: float, what: str) -> float:
-    if not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise InvalidRequestError(f"{what} timeout must be a positive number, got {timeout!r}")
+def _deadline(timeout: float, poll_interval: float, what: str) -> float:
+    """The monotonic deadline; checks both numbers before anything is sent."""
+    check_timeout(timeout, f"{what} timeout", allow_none=False)
+    check_timeout(poll_interval, f"{what} poll_interval", allow_none=False)
     return time.monotonic() + float(timeout)
+
+
+def _bounded(deadline: float) -> float:
+    """A per-request timeout that keeps one polling step within the deadline."""
+    return max(deadline - time.monotonic(), 0.05)
 
 
 def add_worker_plan(
@@ -224,15 +231,21 @@ def add_worker_plan(
     :class:`APITimeoutError` (a dead URL stays "processing" for many minutes).
     """
     body = encode_json({"url": _worker_url(url), "worker_type": worker_type, **extra})
-    deadline = _deadline(timeout, "add_worker")
-    accepted = yield Call(Operation("POST", "/workers", body, _JSON, decode_json), max_retries=0)
+    deadline = _deadline(timeout, poll_interval, "add_worker")
+    accepted = yield Call(
+        Operation("POST", "/workers", body, _JSON, decode_json),
+        max_retries=0,
+        timeout=_bounded(deadline),
+    )
     worker_id = accepted.get("worker_id") if isinstance(accepted, dict) else None
     if not isinstance(worker_id, str) or not worker_id:
         raise WorkerRegistrationError(f"the router did not return a worker_id: {accepted!r}")
     last: Worker | None = None
     while True:
         try:
-            last = yield Call(_get(f"/workers/{worker_id}", _worker), max_retries=0)
+            last = yield Call(
+                _get(f"/workers/{worker_id}", _worker), max_retries=0, timeout=_bounded(deadline)
+            )
         except NotFoundError:
             last = None
         if last is not None:
@@ -265,21 +278,27 @@ def remove_worker_plan(
     """
     if (worker_id is None) == (url is None):
         raise InvalidRequestError("give exactly one of worker_id or url")
-    deadline = _deadline(timeout, "remove_worker")
+    deadline = _deadline(timeout, poll_interval, "remove_worker")
     if worker_id is None:
         wanted = _worker_url(url)
-        workers: WorkerList = yield Call(_get("/workers", _worker_list))
+        workers: WorkerList = yield Call(_get("/workers", _worker_list), timeout=_bounded(deadline))
         matches = [w.id for w in workers.workers if (w.url or "").rstrip("/") == wanted]
         if not matches:
             return False
         worker_id = matches[0]
     try:
-        yield Call(Operation("DELETE", f"/workers/{worker_id}", None, (), _ok), max_retries=0)
+        yield Call(
+            Operation("DELETE", f"/workers/{worker_id}", None, (), _ok),
+            max_retries=0,
+            timeout=_bounded(deadline),
+        )
     except NotFoundError:
         return False
     while True:
         try:
-            yield Call(_get(f"/workers/{worker_id}", _ok), max_retries=0)
+            yield Call(
+                _get(f"/workers/{worker_id}", _ok), max_retries=0, timeout=_bounded(deadline)
+            )
         except NotFoundError:
             return True
         remaining = deadline - time.monotonic()
@@ -298,20 +317,26 @@ def wait_until_ready_plan(timeout: float, poll_interval: float) -> Plan[str]:
     Returns ``"router"`` or ``"server"``. Connection errors and 5xx answers mean
     "not yet"; the deadline raises :class:`APITimeoutError`.
     """
-    deadline = _deadline(timeout, "wait_until_ready")
+    deadline = _deadline(timeout, poll_interval, "wait_until_ready")
     kind = "router"
     last: str = "no answer"
     while True:
         try:
             if kind == "router":
                 readiness: Readiness = yield Call(
-                    _get("/readiness", _readiness), max_retries=0, timeout=poll_interval * 4 + 1
+                    _get("/readiness", _readiness),
+                    max_retries=0,
+                    timeout=min(poll_interval * 4 + 1, _bounded(deadline)),
                 )
                 if readiness.ready:
                     return kind
                 last = f"router not ready: {readiness.reason or readiness.status}"
             else:
-                yield Call(_get("/health", _ok), max_retries=0, timeout=poll_interval * 4 + 1)
+                yield Call(
+                    _get("/health", _ok),
+                    max_retries=0,
+                    timeout=min(poll_interval * 4 + 1, _bounded(deadline)),
+                )
                 return kind
         except NotFoundError:
             if kind == "router":

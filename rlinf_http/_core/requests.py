@@ -7,6 +7,8 @@ response. The facades only send the bytes and hand the answer back.
 
 from __future__ import annotations
 
+import math
+import re
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ __all__ = [
     "build_generate",
     "build_health",
     "build_post",
+    "check_timeout",
     "default_headers",
     "encode_json",
     "normalize_base_url",
@@ -37,6 +40,9 @@ __all__ = [
 T = TypeVar("T")
 
 JSON_CONTENT_TYPE = "application/json"
+
+# RFC 9110 token characters (header names).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 USER_AGENT = f"rlinf-http/{__version__}"
 
 _JSON_HEADERS: tuple[tuple[str, str], ...] = (("content-type", JSON_CONTENT_TYPE),)
@@ -96,6 +102,10 @@ def normalize_path(path: object) -> str:
         raise InvalidRequestError(f"path must be a non-empty string, got {path!r}")
     if "://" in path:
         raise InvalidRequestError(f"path must be relative to the base URL, got {path!r}")
+    if "#" in path or any(ord(c) < 0x21 or ord(c) == 0x7F for c in path.strip()):
+        raise InvalidRequestError(
+            f"path must not contain '#', spaces or control characters, got {path!r}"
+        )
     return "/" + path.strip().lstrip("/")
 
 
@@ -110,8 +120,31 @@ def default_headers(api_key: str | None, headers: Mapping[str, str] | None) -> d
         for name, value in headers.items():
             if not isinstance(name, str) or not isinstance(value, str):
                 raise InvalidRequestError(f"header {name!r}: names and values must be str")
+            if not _TOKEN.fullmatch(name):
+                raise InvalidRequestError(f"invalid header name {name!r}")
             out[name.lower()] = value
+    for name, value in out.items():
+        if any(c in value for c in "\r\n\0"):
+            raise InvalidRequestError(
+                f"header {name!r}: the value contains CR, LF or NUL (a trailing newline "
+                "from a file?)"
+            )
     return out
+
+
+def check_timeout(value: object, what: str, *, allow_none: bool = True) -> float | None:
+    """A finite number of seconds > 0 (or ``None`` when allowed), else InvalidRequestError."""
+    if value is None and allow_none:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        allowed = "a finite number > 0" + (" or None" if allow_none else "")
+        raise InvalidRequestError(f"{what} must be {allowed}, got {value!r}")
+    return float(value)
 
 
 def encode_json(body: Any, what: str = "body") -> bytes:
@@ -153,7 +186,9 @@ def _sampling_check_adapter() -> pydantic.TypeAdapter[dict[str, Any]]:
 
 _SAMPLING_CHECK = _sampling_check_adapter()
 
-# The items of the last sampling_params dict that passed the check.
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+# The items of the last (all-scalar) sampling_params dict that passed the check.
 _last_sampling_checked: tuple[tuple[Any, type, Any], ...] | None = None
 
 
@@ -172,9 +207,12 @@ def _sampling_to_wire(
     wire = dict(sampling_params)
     # Fan-outs pass the same dict for every prompt: skip re-checking identical
     # contents (a snapshot compare costs a fraction of a validation).
-    snapshot = tuple((k, type(v), v) for k, v in wire.items())  # typed: 1 == True
+    # Only all-scalar dicts are remembered (a list inside could be mutated later);
+    # types are part of the snapshot because 1 == True.
     global _last_sampling_checked
-    if _last_sampling_checked == snapshot:
+    items = tuple((k, type(v), v) for k, v in wire.items())
+    snapshot = items if all(t in _SCALARS for _, t, _ in items) else None
+    if snapshot is not None and _last_sampling_checked == snapshot:
         return wire
     # Tuples and sets are sent as JSON arrays; check them as lists.
     known = {

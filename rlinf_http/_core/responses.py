@@ -178,11 +178,14 @@ def is_retryable_transport_error(exc: BaseException, *, timeouts: bool = False) 
     """Whether a failure raised before any response arrived may be retried.
 
     Connection failures are: refused or timed-out connects, a connection reset
-    or closed before the response (``RemoteProtocolError``). A read or write
+    or closed before the response (``RemoteProtocolError``). A failure after the
+    response began (transports mark it ``response_started``) never is. A read or write
     timeout is not (the server may still be working on the request, and the
     timeout is the caller's deadline), nor a pool timeout or a bad URL scheme —
     unless ``timeouts`` is set (``post``'s RLinf semantics retry every failure).
     """
+    if getattr(exc, "response_started", False):
+        return False  # the response had begun: the server has the request
     if timeouts and isinstance(exc, httpx.TimeoutException):
         return True
     return isinstance(exc, (httpx.NetworkError, httpx.ConnectTimeout, httpx.RemoteProtocolError))

@@ -132,7 +132,7 @@ class EventStreamParser(Generic[T]):
             raise APIResponseValidationError(
                 f"{self._url}: a stream event is not JSON: {data[:200]!r}", url=self._url
             ) from None
-        if isinstance(value, dict) and "error" in value:
+        if isinstance(value, dict) and value.get("error") is not None:
             _, message, code = error_details(data.encode(), {})
             raise StreamErrorEvent(
                 f"error event in the stream from {self._url}: {message}",
@@ -183,8 +183,13 @@ class GenerateStreamParser(EventStreamParser[GenerateStreamChunk]):
             chunk.delta, chunk.delta_output_ids = chunk.text, ids
             chunk.text, chunk.output_ids = track.text + chunk.text, track.ids + ids
         else:  # cumulative, or nothing seen yet (both modes agree)
-            prev = track.text
-            chunk.delta = chunk.text[len(prev) :] if chunk.text.startswith(prev) else chunk.text
+            prev, text = track.text, chunk.text
+            if text.startswith(prev):
+                chunk.delta = text[len(prev) :]
+            else:  # the server revised earlier text: the delta starts where they differ
+                pairs = enumerate(zip(prev, text, strict=False))
+                common = next((i for i, (a, b) in pairs if a != b), min(len(prev), len(text)))
+                chunk.delta = text[common:]
             chunk.delta_output_ids = ids[len(track.ids) :]
         track.text, track.ids = chunk.text, chunk.output_ids
         return chunk

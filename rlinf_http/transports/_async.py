@@ -284,7 +284,12 @@ class _Connection(asyncio.BufferedProtocol):
             self._finish()
             raw.set_result(result)
         else:
-            raw.set_exception(self._error or httpx.ReadError("The connection was closed."))
+            error = self._error or httpx.ReadError("The connection was closed.")
+            if parser.started:
+                # The response had begun: the server got (and may have acted on)
+                # the request, so callers must not resend it.
+                error.response_started = True  # type: ignore[attr-defined]
+            raw.set_exception(error)
 
     def _arm_timer(self, timeout: float) -> None:
         # One timer per connection, kept across requests: it re-arms itself from

@@ -204,6 +204,8 @@ class _Connection:
                 self.close()  # the slot is kept for the retry
                 raise _Retry() from exc
             self._discard()
+            if parser.started and isinstance(exc, httpx.TransportError):
+                exc.response_started = True  # type: ignore[attr-defined]  # see _async
             raise
         result = (parser.status_code, parser.headers, parser.take_body())
         self._finish()
