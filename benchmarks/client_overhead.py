@@ -494,22 +494,28 @@ def summarise(results: list[dict[str, Any]], wrk: dict[str, Any] | None) -> dict
     for conc in CONCURRENCY:
         aio = _find(results, "aiohttp", conc)
         hx = _find(results, "httpx_default", conc)
-        for kind in ("ours_client", "ours_direct", "ours_raw"):
+        for kind in ("rlinf_typed", "ours_client", "ours_direct", "ours_raw"):
             ours = _find(results, kind, conc)
             if ours and aio:
                 ratios[f"{kind}/aiohttp rps c={conc}"] = ours["rps"] / aio["rps"]
             if ours and hx:
                 ratios[f"{kind}/httpx_default rps c={conc}"] = ours["rps"] / hx["rps"]
-    for kind in ("ours_client", "ours_direct", "aiohttp"):
+    for kind in ("rlinf_typed", "ours_client", "ours_direct", "ours_raw", "aiohttp"):
         lo, hi = _find(results, kind, 16), _find(results, kind, 4096)
         if lo and hi:
             ratios[f"{kind} cpu/req c=4096 / c=16"] = hi["cpu_us_per_req"] / lo["cpu_us_per_req"]
     for threads in SYNC_THREADS:
-        ours = _find(results, "ours_sync", threads)
-        for other in ("requests", "httpx_sync"):
-            base = _find(results, other, threads)
-            if ours and base:
-                ratios[f"ours_sync/{other} rps threads={threads}"] = ours["rps"] / base["rps"]
+        for kind in ("rlinf_typed_sync", "ours_sync"):
+            ours = _find(results, kind, threads)
+            for other in ("requests", "httpx_sync"):
+                base = _find(results, other, threads)
+                if ours and base:
+                    ratios[f"{kind}/{other} rps threads={threads}"] = ours["rps"] / base["rps"]
+    if wrk and wrk.get("rps"):
+        for kind in ("rlinf_typed", "ours_raw", "aiohttp"):
+            ours = _find(results, kind, 256)
+            if ours:
+                ratios[f"{kind}/wrk rps c=256"] = ours["rps"] / wrk["rps"]
     return ratios
 
 

@@ -6,6 +6,7 @@ calls one of the I/O drivers of :class:`~rlinf_http._base_client.BaseClient`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, overload
@@ -111,23 +112,32 @@ class AsCompleted:
     async def _produce(self, send: MemoryObjectSendStream[tuple[int, Any, bool]]) -> None:
         indices = iter(range(len(self._ops)))
 
-        async def worker(out: MemoryObjectSendStream[tuple[int, Any, bool]]) -> None:
-            async with out:
-                for i in indices:
-                    try:
-                        result = await self._client._asend(
-                            self._ops[i], timeout=self._timeout, retry=self._retry
-                        )
-                    except Exception as exc:
-                        await out.send((i, exc, True))
-                        if not self._return_exceptions:
-                            return
-                    else:
-                        await out.send((i, result, False))
+        async def worker(
+            out: MemoryObjectSendStream[tuple[int, Any, bool]], scope: anyio.CancelScope
+        ) -> None:
+            # A consumer that left (receive side closed) ends the worker quietly.
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                async with out:
+                    for i in indices:
+                        try:
+                            result = await self._client._asend(
+                                self._ops[i], timeout=self._timeout, retry=self._retry
+                            )
+                        except Exception as exc:
+                            if not self._return_exceptions:
+                                # Stop starting (and cancel) the rest at once; the
+                                # consumer gets the error from the buffer.
+                                scope.cancel()
+                                with anyio.CancelScope(shield=True):
+                                    await out.send((i, exc, True))
+                                return
+                            await out.send((i, exc, True))
+                        else:
+                            await out.send((i, result, False))
 
         async with send, anyio.create_task_group() as tg:
             for _ in range(min(self._concurrency, len(self._ops))):
-                tg.start_soon(worker, send.clone())
+                tg.start_soon(worker, send.clone(), tg.cancel_scope)
 
     def __aiter__(self) -> AsCompleted:
         return self

@@ -24,6 +24,9 @@ __all__ = ["AsyncStream", "Stream"]
 
 T = TypeVar("T")
 
+#: How long a stream that sent ``[DONE]`` may take to end its body.
+_DRAIN_SECONDS = 1.0
+
 
 class _StreamBase(Generic[T]):
     def __init__(
@@ -153,8 +156,11 @@ class AsyncStream(_StreamBase[T], AsyncIterator[T]):
             if self._parser.done:
                 self._finished = True
                 if not self._parser.pending_error:
-                    async for _ in self._chunks:  # drain: the connection is reusable
-                        pass
+                    # Drain the terminator so the connection is reusable, but never
+                    # wait long on a server that sends [DONE] and keeps the body open.
+                    with anyio.move_on_after(_DRAIN_SECONDS):
+                        async for _ in self._chunks:
+                            pass
                 await self.aclose()
         except httpx.TransportError as exc:
             await self.aclose()
