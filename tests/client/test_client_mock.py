@@ -899,9 +899,7 @@ def test_absurd_retry_after_date_does_not_escape_as_valueerror(
     assert len(sleeps) == 1 and 0 <= sleeps[0] <= 60
 
 
-def test_post_retries_timeouts_as_the_seed_did(
-    mock: respx.MockRouter, sleeps: list[float]
-) -> None:
+def test_post_retries_timeouts_as_the_seed_did(mock: respx.MockRouter, sleeps: list[float]) -> None:
     # RLinf's post retried every failure, read timeouts included; typed calls do not
     # (the server may still be generating), so the same timeout is raised at once there.
     route = mock.post(f"{BASE}/v1/actions/generations").mock(
