@@ -9,6 +9,7 @@ read to its ``[DONE]`` returns its connection to the pool.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from types import TracebackType
@@ -38,6 +39,9 @@ class _StreamBase(Generic[T]):
         self._url = url
         self._pending: deque[T] = deque()
         self._finished = False
+        #: ``time.perf_counter()`` when the bytes of the chunk last returned arrived
+        #: (before they were parsed); benchmarks time tokens with it.
+        self.arrived_at = 0.0
 
     @property
     def request_id(self) -> str | None:
@@ -83,6 +87,7 @@ class Stream(_StreamBase[T], Iterator[T]):
         try:
             try:
                 data = next(self._chunks)
+                self.arrived_at = time.perf_counter()
             except StopIteration:
                 self._finished = True
                 self._pending.extend(self._parser.finish())
@@ -147,6 +152,7 @@ class AsyncStream(_StreamBase[T], AsyncIterator[T]):
         try:
             try:
                 data = await self._chunks.__anext__()
+                self.arrived_at = time.perf_counter()
             except StopAsyncIteration:
                 self._finished = True
                 self._pending.extend(self._parser.finish())

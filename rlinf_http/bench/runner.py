@@ -33,7 +33,6 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .._client import InferenceHTTPClient
-from .._core.streams import ChatStreamParser, GenerateStreamParser
 from .._errors import (
     APIConnectionError,
     APIResponseValidationError,
@@ -215,20 +214,15 @@ async def _generate_stream(
     client: InferenceHTTPClient, kwargs: dict[str, Any], rec: RequestRecord, t0: float
 ) -> None:
     stream = await client.async_generate(max_retries=0, **kwargs)
-    parser = GenerateStreamParser("auto", client.base_url)
     line = _Timeline(rec, t0)
-    try:
-        async for data in stream.response.aiter_bytes():
-            now = _clock() - t0  # bytes arrived; parsing comes after
+    async with stream:
+        async for chunk in stream:
+            now = stream.arrived_at - t0  # when the bytes arrived, not when parsed
             rec.end = now
-            for chunk in parser.feed(data):
-                meta = chunk.meta_info
-                line.tokens_at(now, meta.completion_tokens or len(chunk.output_ids))
-                if meta.prompt_tokens:
-                    rec.prompt_tokens = meta.prompt_tokens
-        parser.finish()
-    finally:
-        await stream.aclose()
+            meta = chunk.meta_info
+            line.tokens_at(now, meta.completion_tokens or len(chunk.output_ids))
+            if meta.prompt_tokens:
+                rec.prompt_tokens = meta.prompt_tokens
     rec.output_tokens = line.tokens
     if line.tokens == 0:
         _empty(rec)
@@ -242,23 +236,18 @@ async def _chat_stream(
     messages = kwargs.pop("messages")
     model = kwargs.pop("model")
     stream = await client.async_chat_completion(messages, model, max_retries=0, **kwargs)
-    parser = ChatStreamParser(client.base_url)
     line = _Timeline(rec, t0)
     usage = None
-    try:
-        async for data in stream.response.aiter_bytes():
-            now = _clock() - t0
+    async with stream:
+        async for chunk in stream:
+            now = stream.arrived_at - t0
             rec.end = now
-            for chunk in parser.feed(data):
-                if chunk.usage is not None:
-                    usage = chunk.usage
-                if any(c.delta.content or c.delta.reasoning_content for c in chunk.choices):
-                    # continuous usage stats give exact token counts; else 1 per chunk
-                    reported = chunk.usage.completion_tokens if chunk.usage is not None else 0
-                    line.tokens_at(now, max(reported, line.tokens + 1))
-        parser.finish()
-    finally:
-        await stream.aclose()
+            if chunk.usage is not None:
+                usage = chunk.usage
+            if any(c.delta.content or c.delta.reasoning_content for c in chunk.choices):
+                # continuous usage stats give exact token counts; else 1 per chunk
+                reported = chunk.usage.completion_tokens if chunk.usage is not None else 0
+                line.tokens_at(now, max(reported, line.tokens + 1))
     rec.output_tokens = usage.completion_tokens if usage is not None else line.tokens
     rec.prompt_tokens = usage.prompt_tokens if usage is not None else rec.expected_prompt_tokens
     if line.tokens == 0:
