@@ -38,7 +38,7 @@ BACKENDS: dict[str, Endpoint] = {
     "sglang-oai-chat": "chat",
 }
 
-_SLO = re.compile(r"^\s*([A-Za-z_]+)\s*:\s*([^\s,]+)\s*$")
+_SLO = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*:\s*([^\s,]+)\s*$")
 
 
 class BenchOptionError(InvalidRequestError):

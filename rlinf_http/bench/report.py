@@ -68,7 +68,6 @@ def _dist_keys(name: str, d: Distribution) -> dict[str, float]:
         f"p99_{name}_ms": d.p99,
         f"max_{name}_ms": d.max,
     }
-    out.update({f"{k}_{name}_ms": v for k, v in d.percentiles.items()})
     return out
 
 
