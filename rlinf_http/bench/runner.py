@@ -873,7 +873,7 @@ def summarize(
         slos_ms=config.goodput or None,
         percentiles=config.metric_percentiles,
     )
-    scheduled = config.dataset == "trace" or any(r.scheduled > 0 for r in records)
+    scheduled = config.dataset == "trace" or not math.isinf(config.request_rate)
     return (
         metrics,
         rl_group_metrics(records),

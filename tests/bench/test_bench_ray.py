@@ -71,6 +71,7 @@ def test_ray_actors_merge_to_the_same_metrics_as_a_local_run(local_ray: Any) -> 
     assert len(dm.client) == 2
     assert distributed.ray is not None and distributed.ray["actors"] == 2
     assert len(distributed.ray["nodes"]) == 1  # one local node
+    assert distributed.schedule is None  # rate inf: nothing to be late for
     # the same load, measured from two actors: the same latencies within noise
     assert abs(dm.ttft_ms.mean - lm.ttft_ms.mean) <= 20.0, (dm.ttft_ms, lm.ttft_ms)
     assert abs(dm.itl_ms.mean - lm.itl_ms.mean) <= 3.0
