@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import math
 import multiprocessing as mp
+import os
 import queue
 import shlex
 import sys
@@ -171,6 +172,10 @@ class BenchConfig(BaseModel):
             raise BenchOptionError("--dataset-path", "--dataset sharegpt needs a local JSON file")
         if self.dataset == "trace" and not self.trace_file:
             raise BenchOptionError("--trace-file", "--dataset trace needs a mooncake JSONL file")
+        if self.dataset == "trace" and not os.path.isfile(self.trace_file or ""):
+            raise BenchOptionError("--trace-file", f"no such file: {self.trace_file}")
+        if self.dataset == "sharegpt" and not os.path.isfile(self.dataset_path or ""):
+            raise BenchOptionError("--dataset-path", f"no such file: {self.dataset_path}")
         if self.trace_file and self.dataset != "trace":
             raise BenchOptionError("--trace-file", "is only used with --dataset trace")
         if self.dataset == "rl-groups" and self.max_concurrency is not None:
@@ -642,15 +647,9 @@ async def _measure(
     counts = [0, 0]
     group_lock = anyio.Lock()
 
-    async def one(item: WorkItem, rec: RequestRecord) -> None:
-        async with sem if sem is not None else contextlib.nullcontext():
-            await _one_request(client, config, item, rec, t0)
-        counts[0] += 1
-        counts[1] += not rec.success
-        if progress is not None:
-            progress(counts[0], counts[1], total)
-
-    async def held(item: WorkItem, rec: RequestRecord) -> None:
+    async def one(item: WorkItem, rec: RequestRecord, slot_held: bool = False) -> None:
+        if sem is not None and not slot_held:
+            await sem.acquire()
         try:
             await _one_request(client, config, item, rec, t0)
         finally:
@@ -670,7 +669,7 @@ async def _measure(
                     await sem.acquire()
         async with anyio.create_task_group() as g:
             for i in members:
-                g.start_soon(held, items[i], records[i])
+                g.start_soon(one, items[i], records[i], True)
 
     shard.start_wall = time.time()
     t0 = _clock()
@@ -1021,6 +1020,7 @@ def run_sweep(
     """One run per ``max_concurrency`` (or ``request_rate``) value, one embedded target."""
     if bool(concurrencies) == bool(rates):
         raise ValueError("give exactly one of concurrencies or rates")
+    config.check()
     parameter: Literal["max_concurrency", "request_rate"] = (
         "max_concurrency" if concurrencies else "request_rate"
     )

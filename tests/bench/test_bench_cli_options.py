@@ -149,3 +149,55 @@ def test_bare_ray_flag_means_a_local_cluster() -> None:
     ]
     assert normalize_bench_argv(["bench", "--ray", "auto"]) == ["bench", "--ray", "auto"]
     assert normalize_bench_argv(["health", "--ray"]) == ["health", "--ray"]
+
+
+def test_rl_groups_trace_and_calibrate_from_the_cli(server: FakeServer, tmp_path: Path) -> None:
+    out = tmp_path / "runs.jsonl"
+    code, text = _invoke(
+        "bench",
+        "--url",
+        server.url,
+        "--dataset",
+        "rl-groups",
+        "--rl-batch-size",
+        "3",
+        "--group-size",
+        "2",
+        "--random-input-len",
+        "8",
+        "--random-output-len",
+        "6",
+        "--output-len-distribution",
+        "uniform",
+        "--calibrate",
+        "--fake-ttft-ms",
+        "10",
+        "--fake-itl-ms",
+        "2",
+        "--output-file",
+        str(out),
+        "-q",
+    )
+    assert code == 0, text
+    assert "RL Rollout Groups" in text and "Calibration (fake server" in text
+    data = json.loads(out.read_text())
+    assert data["completed"] == 6 and data["num_prompts"] == 6
+    assert data["rl_groups"]["groups"] == 3 and data["rl_groups"]["group_size"] == 2
+    assert data["calibration"]["ttft"]["expected_ms"] == 10.0
+    assert data["calibration"]["completed"] == 6
+    trace = tmp_path / "t.jsonl"
+    trace.write_text(
+        "".join(
+            json.dumps({"timestamp": 20 * i, "input_length": 4, "output_length": 2}) + "\n"
+            for i in range(5)
+        )
+    )
+    code, text = _invoke(
+        "bench", "--url", server.url, "--dataset", "trace", "--trace-file", str(trace), "-q"
+    )
+    assert code == 0, text
+    assert "Schedule Fidelity" in text and "Successful requests:" in text
+    code, text = _invoke(
+        "bench", "--url", server.url, "--dataset", "trace", "--trace-file", str(tmp_path / "x")
+    )
+    assert code == 2 and "--trace-file" in text and "no such file" in text
