@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from .calibrate import Calibration
     from .metrics import Goodput, Metrics, RequestRecord, compute_metrics
     from .rl import RLGroupMetrics
-    from .trace import ScheduleFidelity
     from .runner import (
         BenchConfig,
         BenchResult,
@@ -45,6 +44,7 @@ if TYPE_CHECKING:
         run_benchmark,
         run_sweep,
     )
+    from .trace import ScheduleFidelity
 
 _LAZY = {
     "Calibration": "calibrate",

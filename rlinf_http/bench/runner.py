@@ -767,7 +767,10 @@ def _child_main(
 
 
 def _run_processes(
-    config: BenchConfig, items: list[WorkItem], schedule: list[float]
+    config: BenchConfig,
+    items: list[WorkItem],
+    schedule: list[float],
+    status: Status | None = None,
 ) -> list[_Shard]:
     n = min(config.processes, len(_units(items)))
     parts = split_plan(items, schedule, n)
@@ -800,15 +803,25 @@ def _run_processes(
             )
             p.start()
             procs.append(p)
-        deadline = time.monotonic() + config.ready_timeout + 120.0
+        waited = time.monotonic()
+        deadline = waited + config.ready_timeout + 120.0
+        notice = waited + _READY_NOTICE_S
         ready = 0
         while ready < n:
             try:
                 ready_q.get(timeout=0.5)
                 ready += 1
             except queue.Empty:
-                if time.monotonic() > deadline or any(p.exitcode not in (None, 0) for p in procs):
+                now = time.monotonic()
+                if now > deadline or any(p.exitcode not in (None, 0) for p in procs):
                     raise RuntimeError("a client process failed to start") from None
+                if status is not None and now >= notice:
+                    status(
+                        f"waiting for {n - ready} of {n} client process(es) to be ready "
+                        f"({config.url} readiness and warm-up): {now - waited:.0f} s of "
+                        f"--ready-timeout {config.ready_timeout:g} s"
+                    )
+                    notice = now + _READY_EVERY_S
         start_value.value = time.time() + 0.2
         go_event.set()
         shards: list[_Shard] = []
@@ -929,7 +942,7 @@ async def _run_on(
             run_on_ray, config, items, schedule, status
         )
     elif config.processes > 1:
-        shards = await anyio.to_thread.run_sync(_run_processes, config, items, schedule)
+        shards = await anyio.to_thread.run_sync(_run_processes, config, items, schedule, status)
     else:
         shards = [
             await _run_shard(
