@@ -305,10 +305,15 @@ def build_chat_kwargs(
 def build_completion_kwargs(
     item: WorkItem, *, model: str, stream: bool, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The JSON body of ``POST /v1/completions`` for one item (token ids when it has them)."""
+    """The JSON body of ``POST /v1/completions`` for one item.
+
+    The prompt is always text (one word per token id): sglang-router accepts only
+    a string or a list of strings as ``prompt`` there.
+    """
+    text = item.text if item.text is not None else words(item.input_ids or [])
     body: dict[str, Any] = {
         "model": model,
-        "prompt": item.input_ids if item.input_ids is not None else (item.text or ""),
+        "prompt": text,
         "max_tokens": item.output_len,
         "ignore_eos": True,
         "temperature": 0.0,
