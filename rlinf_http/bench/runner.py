@@ -66,6 +66,7 @@ from .rl import OutputLenDistribution, RLGroupMetrics, rl_group_metrics, rl_grou
 from .trace import (
     DEFAULT_BLOCK_SIZE,
     ScheduleFidelity,
+    TraceRow,
     load_trace,
     schedule_fidelity,
     trace_schedule,
@@ -231,13 +232,24 @@ class SweepResult(BaseModel):
 # workload
 
 
+def _trace_rows(config: BenchConfig) -> list[TraceRow]:
+    # --num-prompts limits a trace only when it was given explicitly
+    limit = config.num_prompts if "num_prompts" in config.model_fields_set else None
+    return load_trace(config.trace_file or "", limit)
+
+
 def build_plan(config: BenchConfig) -> tuple[list[WorkItem], list[float]]:
     """The measured requests of a run and their send times (deterministic for a seed)."""
-    items = build_workload(config)
     if config.dataset == "trace":
-        limit = config.num_prompts if "num_prompts" in config.model_fields_set else None
-        rows = load_trace(config.trace_file or "", limit)
+        rows = _trace_rows(config)
+        items = trace_workload(
+            rows,
+            block_size=config.trace_block_size,
+            seed=config.seed,
+            as_text=config.endpoint == "chat",
+        )
         return items, trace_schedule(rows, config.trace_speedup)
+    items = build_workload(config)
     if config.dataset == "rl-groups":
         per_group = arrival_schedule(
             config.rl_batch_size, config.request_rate, config.burstiness, config.seed
@@ -250,11 +262,7 @@ def build_workload(config: BenchConfig) -> list[WorkItem]:
     """The measured requests of a run (deterministic for a given seed)."""
     as_text = config.endpoint == "chat"
     if config.dataset == "trace":
-        limit = config.num_prompts if "num_prompts" in config.model_fields_set else None
-        rows = load_trace(config.trace_file or "", limit)
-        return trace_workload(
-            rows, block_size=config.trace_block_size, seed=config.seed, as_text=as_text
-        )
+        return build_plan(config)[0]
     if config.dataset == "rl-groups":
         return rl_groups_workload(
             config.rl_batch_size,

@@ -193,3 +193,14 @@ def test_trace_replay_keeps_the_schedule(paced: FakeServer, tmp_path: Path) -> N
     assert sched.send_lateness_ms.max == pytest.approx(
         1000 * max(r.start - r.scheduled for r in result.records)
     )
+
+
+def test_num_prompts_limits_a_trace_only_when_given(tmp_path: Path) -> None:
+    f = _write_trace(
+        tmp_path / "t.jsonl",
+        [{"timestamp": 10 * i, "input_length": 2, "output_length": 1} for i in range(1500)],
+    )
+    items, schedule = build_plan(BenchConfig(dataset="trace", trace_file=str(f)))
+    assert len(items) == len(schedule) == 1500  # the default 1000 does not cut a trace
+    items, schedule = build_plan(BenchConfig(dataset="trace", trace_file=str(f), num_prompts=3))
+    assert len(items) == 3 and schedule == pytest.approx([0.0, 0.01, 0.02])
