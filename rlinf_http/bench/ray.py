@@ -40,7 +40,7 @@ _POLL_S = 0.5
 def require_ray() -> Any:
     """``import ray`` or a clear :class:`MissingDependencyError`."""
     try:
-        import ray
+        import ray  # type: ignore[import-not-found,unused-ignore]
     except ImportError as exc:
         raise MissingDependencyError(
             f"--ray needs Ray: pip install 'rlinf-http[ray]' ({exc})"
@@ -67,7 +67,7 @@ class _BenchActor:
         return time.time()
 
     def node(self) -> str:
-        import ray
+        import ray  # type: ignore[import-not-found,unused-ignore]
 
         return str(ray.get_runtime_context().get_node_id())
 
