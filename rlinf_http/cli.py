@@ -236,6 +236,8 @@ def _build_app() -> Any:
             rates = _parse_list(sweep_rate, _parse_rate) if sweep_rate else []
             if concurrencies and rates:
                 raise ValueError("give --sweep-concurrency or --sweep-rate, not both")
+            if calibrate and (concurrencies or rates):
+                raise opts.BenchOptionError("--calibrate", "calibrates one run; not with sweeps")
             config.check()
         except opts.BenchOptionError as exc:
             raise typer.BadParameter(exc.detail, param_hint=f"'{exc.option}'") from None

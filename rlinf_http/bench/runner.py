@@ -1042,6 +1042,8 @@ def run_sweep(
     if bool(concurrencies) == bool(rates):
         raise ValueError("give exactly one of concurrencies or rates")
     config.check()
+    if config.calibrate:
+        raise BenchOptionError("--calibrate", "calibrates one run; not used with sweeps")
     parameter: Literal["max_concurrency", "request_rate"] = (
         "max_concurrency" if concurrencies else "request_rate"
     )

@@ -111,6 +111,7 @@ def test_bad_option_values_name_the_option() -> None:
             "--max-concurrency",
         ),
         (["tpot:5"], "bench"),  # a stray value without --goodput
+        (["--sweep-concurrency", "1,2", "--calibrate"], "--calibrate"),
     ):
         code, text = _invoke(*base, *args)
         assert code == 2, (args, text)
