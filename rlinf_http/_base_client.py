@@ -30,11 +30,15 @@ from ._core.responses import (
     connection_error,
     retry_delay_after_error,
     retry_delay_after_status,
+    undecodable,
 )
 from ._core.retry import RetryPolicy
-from ._errors import APIResponseValidationError, InvalidRequestError, RLinfHTTPError
+from ._errors import InvalidRequestError, RLinfHTTPError
 from .models._base import ResponseModel
 from .transports import AsyncTransport, SyncTransport
+from .transports._httpcore import watched_async_transport, watched_transport
+from .transports._sync import KEEPALIVE_EXPIRY
+from .transports._wire import mark_failure, watch_arrival
 
 __all__ = ["NOT_GIVEN", "BaseClient", "TimeoutTypes", "TransportChoice"]
 
@@ -102,18 +106,6 @@ def _park(guard: AsyncGenerator[None, None]) -> None:
         guard.__anext__().send(None)
     except StopIteration:
         pass
-
-
-def _undecodable(
-    method: str, url: str, status: int, body: bytes, exc: Exception
-) -> APIResponseValidationError:
-    return APIResponseValidationError(
-        f"{method} {url}: the body does not decode as its Content-Encoding says: {exc}",
-        method=method,
-        url=url,
-        status_code=status,
-        raw_body=body,
-    )
 
 
 def _running_loop_token() -> tuple[str, object]:
@@ -256,15 +248,17 @@ class BaseClient:
         return httpx.Limits(
             max_connections=self.max_connections,
             max_keepalive_connections=self.max_connections,
-            keepalive_expiry=60.0,
+            keepalive_expiry=KEEPALIVE_EXPIRY,
         )
 
     def _new_sync_client(self) -> httpx.Client:
-        transport: httpx.BaseTransport | None = None
+        transport: httpx.BaseTransport
         if self.transport == "rlinf" or (self.transport == "auto" and _FAST_DEFAULT):
             transport = SyncTransport(
                 max_connections=self.max_connections, connect_timeout=self.connect_timeout
             )
+        else:
+            transport = watched_transport(self._limits())
         return httpx.Client(
             timeout=self._timeout,
             limits=self._limits(),
@@ -274,7 +268,7 @@ class BaseClient:
         )
 
     def _new_async_client(self, library: str) -> httpx.AsyncClient:
-        transport: httpx.AsyncBaseTransport | None = None
+        transport: httpx.AsyncBaseTransport
         use_ours = self.transport == "rlinf" or (
             self.transport == "auto" and library == "asyncio" and _FAST_DEFAULT
         )
@@ -287,6 +281,8 @@ class BaseClient:
             transport = AsyncTransport(
                 max_connections=self.max_connections, connect_timeout=self.connect_timeout
             )
+        else:
+            transport = watched_async_transport(self._limits())
         return httpx.AsyncClient(
             timeout=self._timeout,
             limits=self._limits(),
@@ -513,7 +509,7 @@ class BaseClient:
                     try:
                         body = httpx.Response(status, headers=headers, content=body).read()
                     except httpx.DecodingError as exc:
-                        raise _undecodable(method, url, status, body, exc) from exc
+                        raise undecodable(method, url, status, body, exc) from exc
                 break
         return RawResponse(method, url, status, raw_headers, body)
 
@@ -547,7 +543,7 @@ class BaseClient:
                 self._log(op.method, url, rid, type(exc).__name__, started, op.content)
                 delay = retry_delay_after_error(policy, retries, exc, op.method, url)
             except httpx.DecodingError as exc:  # e.g. httpx.MockTransport decodes eagerly
-                raise _undecodable(op.method, url, 200, b"", exc) from exc
+                raise undecodable(op.method, url, 200, b"", exc) from exc
             else:
                 status = out.status_code
                 self._log(op.method, url, rid, status, started, op.content)
@@ -561,12 +557,17 @@ class BaseClient:
     def _send_httpx(
         self, client: httpx.Client, request: httpx.Request, user_client: bool
     ) -> httpx.Response:
-        if user_client:
-            return client.send(request, stream=True)
-        # Our own session has no hooks, auth, cookies or redirects to run: hand the
-        # request to its transport (respx's using="httpx" mock patches
-        # _transport_for_url, so it still intercepts).
-        response = client._transport_for_url(request.url).handle_request(request)
+        with watch_arrival() as watch:
+            try:
+                if user_client:
+                    return client.send(request, stream=True)
+                # Our own session has no hooks, auth, cookies or redirects to run: hand
+                # the request to its transport (respx's using="httpx" mock patches
+                # _transport_for_url, so it still intercepts).
+                response = client._transport_for_url(request.url).handle_request(request)
+            except httpx.TransportError as exc:
+                mark_failure(exc, watch.arrived, False)  # httpx's transports: see _httpcore
+                raise
         response.request = request
         return response
 
@@ -599,7 +600,7 @@ class BaseClient:
                 try:
                     content = response.read()
                 except httpx.DecodingError as exc:
-                    raise _undecodable(method, url, response.status_code, b"", exc) from exc
+                    raise undecodable(method, url, response.status_code, b"", exc) from exc
             else:  # no decoding to do: take the bytes straight from the stream
                 stream = response.stream
                 assert isinstance(stream, httpx.SyncByteStream)
@@ -690,7 +691,7 @@ class BaseClient:
                 self._log(op.method, url, rid, type(exc).__name__, started, op.content)
                 delay = retry_delay_after_error(policy, retries, exc, op.method, url)
             except httpx.DecodingError as exc:  # e.g. httpx.MockTransport decodes eagerly
-                raise _undecodable(op.method, url, 200, b"", exc) from exc
+                raise undecodable(op.method, url, 200, b"", exc) from exc
             else:
                 status = out.status_code
                 self._log(op.method, url, rid, status, started, op.content)
@@ -704,10 +705,15 @@ class BaseClient:
     async def _asend_httpx(
         self, client: httpx.AsyncClient, request: httpx.Request, user_client: bool
     ) -> httpx.Response:
-        if user_client:
-            return await client.send(request, stream=True)
-        transport = client._transport_for_url(request.url)  # see _send_httpx
-        response = await transport.handle_async_request(request)
+        with watch_arrival() as watch:
+            try:
+                if user_client:
+                    return await client.send(request, stream=True)
+                transport = client._transport_for_url(request.url)  # see _send_httpx
+                response = await transport.handle_async_request(request)
+            except httpx.TransportError as exc:
+                mark_failure(exc, watch.arrived, False)
+                raise
         response.request = request
         return response
 
@@ -736,7 +742,7 @@ class BaseClient:
                 try:
                     content = await response.aread()
                 except httpx.DecodingError as exc:
-                    raise _undecodable(method, url, response.status_code, b"", exc) from exc
+                    raise undecodable(method, url, response.status_code, b"", exc) from exc
             else:  # no decoding to do: take the bytes straight from the stream
                 stream = response.stream
                 assert isinstance(stream, httpx.AsyncByteStream)

@@ -18,8 +18,11 @@ from typing import Generic, TypeVar
 import anyio
 import httpx
 
+from ._core.responses import undecodable
 from ._core.streams import EventStreamParser
 from ._errors import IncompleteStreamError
+from .transports._httpcore import honours_read_deadline
+from .transports._wire import read_deadline
 
 __all__ = ["AsyncStream", "Stream"]
 
@@ -27,6 +30,10 @@ T = TypeVar("T")
 
 #: How long a stream that sent ``[DONE]`` may take to end its body.
 _DRAIN_SECONDS = 1.0
+
+#: What may go wrong reading the end of a body after ``[DONE]``: the data is complete,
+#: so it only costs the connection (which is then closed, not reused).
+_AFTER_DONE = (httpx.TransportError, httpx.DecodingError)
 
 
 class _StreamBase(Generic[T]):
@@ -55,6 +62,14 @@ class _StreamBase(Generic[T]):
             f"{self._method} {self._url}: the stream broke before 'data: [DONE]': "
             f"{type(exc).__name__}: {exc or 'connection closed'}"
         )
+
+    def _failure(self, exc: BaseException) -> BaseException:
+        """Our error for a failure while reading the body (``exc`` itself if it is ours)."""
+        if isinstance(exc, httpx.TransportError):
+            return self._broken(exc)
+        if isinstance(exc, httpx.DecodingError):
+            return undecodable(self._method, self._url, self.response.status_code, b"", exc)
+        return exc
 
     @property
     def headers(self) -> httpx.Headers:
@@ -97,15 +112,27 @@ class Stream(_StreamBase[T], Iterator[T]):
             if self._parser.done:
                 self._finished = True
                 if not self._parser.pending_error:
-                    for _ in self._chunks:  # drain the terminator: the connection is reusable
-                        pass
+                    self._drain()
                 self.close()
-        except httpx.TransportError as exc:
+        except BaseException as exc:
             self.close()
-            raise self._broken(exc) from exc
-        except BaseException:
-            self.close()
-            raise
+            error = self._failure(exc)
+            if error is exc:
+                raise
+            raise error from exc
+
+    def _drain(self) -> None:
+        # Read the end of the body so the connection can be reused, but never wait
+        # long on a server that sends [DONE] and keeps the body open. Where reads
+        # cannot be bounded (a client of the user's), don't wait at all.
+        if not honours_read_deadline(self.response):
+            return
+        try:
+            with read_deadline(_DRAIN_SECONDS):
+                for _ in self._chunks:
+                    pass
+        except _AFTER_DONE:
+            pass
 
     def close(self) -> None:
         """Close the response (and its connection, unless it was read to the end)."""
@@ -165,15 +192,18 @@ class AsyncStream(_StreamBase[T], AsyncIterator[T]):
                     # Drain the terminator so the connection is reusable, but never
                     # wait long on a server that sends [DONE] and keeps the body open.
                     with anyio.move_on_after(_DRAIN_SECONDS):
-                        async for _ in self._chunks:
+                        try:
+                            async for _ in self._chunks:
+                                pass
+                        except _AFTER_DONE:
                             pass
                 await self.aclose()
-        except httpx.TransportError as exc:
+        except BaseException as exc:
             await self.aclose()
-            raise self._broken(exc) from exc
-        except BaseException:
-            await self.aclose()
-            raise
+            error = self._failure(exc)
+            if error is exc:
+                raise
+            raise error from exc
 
     async def aclose(self) -> None:
         """Close the response (and its connection, unless it was read to the end)."""
