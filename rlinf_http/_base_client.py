@@ -505,13 +505,23 @@ class BaseClient:
         for name, value in headers:
             if len(name) == 16 and name.lower() == b"content-encoding":
                 if value.strip().lower() not in (b"", b"identity"):
-                    # Rare (we never ask for compression): let httpx decode it.
-                    try:
-                        body = httpx.Response(status, headers=headers, content=body).read()
-                    except httpx.DecodingError as exc:
-                        raise undecodable(method, url, status, body, exc) from exc
+                    body = BaseClient._decoded(method, url, status, headers, body)
                 break
         return RawResponse(method, url, status, raw_headers, body)
+
+    @staticmethod
+    def _decoded(
+        method: str,
+        url: str,
+        status: int,
+        headers: list[tuple[bytes, bytes]] | httpx.Headers,
+        body: bytes,
+    ) -> bytes:
+        """``body`` decoded as its ``Content-Encoding`` says (rare: we never ask for it)."""
+        try:
+            return httpx.Response(status, headers=headers, content=body).read()
+        except httpx.DecodingError as exc:
+            raise undecodable(method, url, status, body, exc) from exc
 
     def _own_transport(self, client: httpx.Client | httpx.AsyncClient, path: str) -> object:
         """The transport of our own session for ``path`` (``None`` for a user's client).
@@ -595,21 +605,20 @@ class BaseClient:
         return out, url
 
     def _read(self, response: httpx.Response, method: str, url: str) -> RawResponse:
+        # The bytes straight from the stream, decoded afterwards if need be (a failed
+        # decode then leaves no half-run body iterator behind).
         try:
-            if "content-encoding" in response.headers:
-                try:
-                    content = response.read()
-                except httpx.DecodingError as exc:
-                    raise undecodable(method, url, response.status_code, b"", exc) from exc
-            else:  # no decoding to do: take the bytes straight from the stream
-                stream = response.stream
-                assert isinstance(stream, httpx.SyncByteStream)
-                content = b"".join(stream)
+            stream = response.stream
+            assert isinstance(stream, httpx.SyncByteStream)
+            content = b"".join(stream)
         except httpx.TransportError as exc:
             raise connection_error(exc, method, url) from exc
         finally:
             response.close()
-        return RawResponse(method, url, response.status_code, response.headers, content)
+        status, headers = response.status_code, response.headers
+        if "content-encoding" in headers:
+            content = self._decoded(method, url, status, headers, content)
+        return RawResponse(method, url, status, headers, content)
 
     def _send(
         self,
@@ -737,16 +746,10 @@ class BaseClient:
         return out, url
 
     async def _aread(self, response: httpx.Response, method: str, url: str) -> RawResponse:
-        try:
-            if "content-encoding" in response.headers:
-                try:
-                    content = await response.aread()
-                except httpx.DecodingError as exc:
-                    raise undecodable(method, url, response.status_code, b"", exc) from exc
-            else:  # no decoding to do: take the bytes straight from the stream
-                stream = response.stream
-                assert isinstance(stream, httpx.AsyncByteStream)
-                content = b"".join([chunk async for chunk in stream])
+        try:  # see _read
+            stream = response.stream
+            assert isinstance(stream, httpx.AsyncByteStream)
+            content = b"".join([chunk async for chunk in stream])
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await response.aclose()
@@ -754,7 +757,10 @@ class BaseClient:
                 raise connection_error(exc, method, url) from exc
             raise
         await response.aclose()
-        return RawResponse(method, url, response.status_code, response.headers, content)
+        status, headers = response.status_code, response.headers
+        if "content-encoding" in headers:
+            content = self._decoded(method, url, status, headers, content)
+        return RawResponse(method, url, status, headers, content)
 
     async def _asend(
         self,

@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 import httpx
@@ -49,6 +49,24 @@ class _StreamBase(Generic[T]):
         #: ``time.perf_counter()`` when the bytes of the chunk last returned arrived
         #: (before they were parsed); benchmarks time tokens with it.
         self.arrived_at = 0.0
+        # The body is read raw and decoded here (rare: we never ask for an encoding),
+        # so that a body that fails to decode leaves no half-run httpx iterator behind.
+        self._decoder: Any = (
+            response._get_content_decoder() if "content-encoding" in response.headers else None
+        )
+
+    def _feed(self, data: bytes) -> list[T]:
+        decoder = self._decoder
+        return self._parser.feed(data if decoder is None else decoder.decode(data))
+
+    def _at_end(self) -> list[T]:
+        """The end of the body: what the decoder still held, then the parser's end."""
+        items: list[T] = []
+        if self._decoder is not None:
+            tail = self._decoder.flush()
+            if tail:
+                items = self._parser.feed(tail)
+        return items + self._parser.finish()
 
     @property
     def request_id(self) -> str | None:
@@ -84,7 +102,7 @@ class Stream(_StreamBase[T], Iterator[T]):
         self, response: httpx.Response, parser: EventStreamParser[T], method: str, url: str
     ) -> None:
         super().__init__(response, parser, method, url)
-        self._chunks = response.iter_bytes()
+        self._chunks = response.iter_raw()
 
     def __iter__(self) -> Stream[T]:
         return self
@@ -105,10 +123,10 @@ class Stream(_StreamBase[T], Iterator[T]):
                 self.arrived_at = time.perf_counter()
             except StopIteration:
                 self._finished = True
-                self._pending.extend(self._parser.finish())
+                self._pending.extend(self._at_end())
                 self.close()
                 return
-            self._pending.extend(self._parser.feed(data))
+            self._pending.extend(self._feed(data))
             if self._parser.done:
                 self._finished = True
                 if not self._parser.pending_error:
@@ -161,7 +179,7 @@ class AsyncStream(_StreamBase[T], AsyncIterator[T]):
         self, response: httpx.Response, parser: EventStreamParser[T], method: str, url: str
     ) -> None:
         super().__init__(response, parser, method, url)
-        self._chunks = response.aiter_bytes()
+        self._chunks = response.aiter_raw()
 
     def __aiter__(self) -> AsyncStream[T]:
         return self
@@ -182,10 +200,10 @@ class AsyncStream(_StreamBase[T], AsyncIterator[T]):
                 self.arrived_at = time.perf_counter()
             except StopAsyncIteration:
                 self._finished = True
-                self._pending.extend(self._parser.finish())
+                self._pending.extend(self._at_end())
                 await self.aclose()
                 return
-            self._pending.extend(self._parser.feed(data))
+            self._pending.extend(self._feed(data))
             if self._parser.done:
                 self._finished = True
                 if not self._parser.pending_error:

@@ -257,7 +257,14 @@ class _Connection:
                 self._send_body(head)
             self._settimeout(read_timeout)
             while not parser.headers_complete:
-                self._read_more(parser)
+                try:
+                    self._read_more(parser)
+                except httpx.TransportError as exc:
+                    if not parser.headers_complete:
+                        raise
+                    # Broken within the body that came with the head: the body bytes
+                    # before the failure are delivered first (see receive_body).
+                    self._failed = exc
         except BaseException as exc:
             self._discard()
             mark_failure(exc, parser.started, self.reused)
