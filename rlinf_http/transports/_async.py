@@ -558,9 +558,13 @@ class AsyncTransport(httpx.AsyncBaseTransport):
     global cap (``max_connections``) served to waiters in FIFO order.  Requests
     honour httpx's per-request ``timeout`` extension (``connect``, ``read``,
     ``write``, ``pool``; None means unbounded); without it ``connect_timeout``
-    applies and everything else is unbounded.  A request that fails on a reused
-    connection before any response byte arrived is sent once more on a fresh
-    connection.  Environment proxies are never consulted.  asyncio only.
+    applies and everything else is unbounded.  A request is sent once: only a
+    pooled connection seen closed *before* the request is written is replaced by
+    a fresh one.  A failure says on the exception whether response bytes had
+    arrived (``response_started``) or a reused connection died under the request
+    (``stale_connection``), for a retry policy to decide (see ``_wire``).  Idle
+    connections expire after ``keepalive_expiry`` seconds (4, below uvicorn's 5).
+    Environment proxies are never consulted.  asyncio only.
     """
 
     def __init__(

@@ -353,9 +353,11 @@ class SyncTransport(httpx.BaseTransport):
     O(1) acquire/release, a global ``max_connections`` cap and FIFO waiting,
     shared safely by many threads.  Honours httpx's per-request ``timeout``
     extension (None = unbounded); without it ``connect_timeout`` applies and
-    the rest is unbounded.  A request that fails on a reused connection before
-    any response byte arrived (the server closed it while idle) is sent once
-    more on a fresh connection.  Environment proxies are never consulted.
+    the rest is unbounded.  A request is sent once: only a pooled connection
+    seen closed (or readable) *before* the request is written is replaced by a
+    fresh one.  Failures are marked as in :class:`AsyncTransport`.  Idle
+    connections expire after ``keepalive_expiry`` seconds (4, below uvicorn's 5).
+    Environment proxies are never consulted.
     """
 
     def __init__(
