@@ -257,14 +257,7 @@ class _Connection:
                 self._send_body(head)
             self._settimeout(read_timeout)
             while not parser.headers_complete:
-                try:
-                    self._read_more(parser)
-                except httpx.TransportError as exc:
-                    if not parser.headers_complete:
-                        raise
-                    # Broken within the body that came with the head: the body bytes
-                    # before the failure are delivered first (see receive_body).
-                    self._failed = exc
+                self._read_or_defer(parser)
         except BaseException as exc:
             self._discard()
             mark_failure(exc, parser.started, self.reused)
@@ -296,13 +289,17 @@ class _Connection:
             failed = self._failed
             if failed is not None:
                 raise failed
-            try:
-                self._read_more(parser)
-            except httpx.TransportError as exc:
-                if not parser.chunks:
-                    raise
-                # Deliver what arrived before the failure first; raise it next time.
-                self._failed = exc
+            self._read_or_defer(parser)
+
+    def _read_or_defer(self, parser: ResponseParser) -> None:
+        """Read more; a failure once the head is in waits until the body bytes received
+        before it are delivered (:meth:`receive_body` raises it then)."""
+        try:
+            self._read_more(parser)
+        except httpx.TransportError as exc:
+            if not parser.headers_complete:
+                raise
+            self._failed = exc
 
     def _finish(self) -> None:
         parser = self._parser

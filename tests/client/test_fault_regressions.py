@@ -9,17 +9,17 @@ a timeout and async ones under ``anyio.fail_after``: a regression fails, never h
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 import anyio
 import pytest
+from conftest import RawHTTPServer, SeenRequest  # type: ignore[import-not-found]
 
 import rlinf_http.transports._async as async_transport_module
 import rlinf_http.transports._sync as sync_transport_module
@@ -58,105 +58,43 @@ Step = bytes | str | Sleep
 Plan = Callable[[int, int, int], Sequence[Step]]
 
 
-@dataclass
-class FaultServer:
-    plan: Plan
-    requests: list[tuple[str, int]] = field(default_factory=list)
-    connections: int = 0
-    #: set each time the server closed a connection on its own
-    closed_one: threading.Event = field(default_factory=threading.Event)
+class FaultServer(RawHTTPServer):
+    """The threaded loopback server of ``conftest``, answering from a ``plan``."""
 
-    def __post_init__(self) -> None:
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._conns: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        accept = threading.Thread(target=self._accept, daemon=True)
-        accept.start()
-        self._threads.append(accept)
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        #: set each time the server closed a connection on its own
+        self.closed_one = threading.Event()
+        self._on_connection: dict[int, int] = {}
+        super().__init__()
 
     def count(self, path: str = "/generate") -> int:
         with self._lock:
-            return sum(1 for p, _ in self.requests if p == path)
+            return sum(1 for r in self.requests if r.path == path)
 
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            with self._lock:
-                self.connections += 1
-                number = self.connections
-                self._conns.append(conn)
-            thread = threading.Thread(target=self._serve, args=(conn, number), daemon=True)
-            self._threads.append(thread)
-            thread.start()
-
-    def _serve(self, conn: socket.socket, number: int) -> None:
-        buf = b""
-        k = 0
-        with contextlib.suppress(OSError):
-            while not self._stop.is_set():
-                while b"\r\n\r\n" not in buf:
-                    data = conn.recv(65536)
-                    if not data:
-                        conn.close()
-                        return
-                    buf += data
-                head, _, buf = buf.partition(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                while len(buf) < length:
-                    data = conn.recv(65536)
-                    if not data:
-                        return
-                    buf += data
-                buf = buf[length:]
-                path = head.split(b" ")[1].decode()
-                with self._lock:
-                    n = len(self.requests)
-                    self.requests.append((path, number))
-                for step in self.plan(n, number, k):
-                    if isinstance(step, bytes):
-                        conn.sendall(step)
-                    elif isinstance(step, Sleep):
-                        time.sleep(step.seconds)
-                    elif step == CLOSE:
-                        conn.shutdown(socket.SHUT_WR)
-                        conn.close()
-                        self.closed_one.set()
-                        return
-                    elif step == RESET:
-                        conn.setsockopt(
-                            socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
-                        )
-                        conn.close()
-                        self.closed_one.set()
-                        return
-                    elif step == HANG:
-                        self._stop.wait()
-                        return
-                k += 1
-
-    def close(self) -> None:
-        self._stop.set()
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)  # wakes accept()
-        self._sock.close()
+    def _respond(self, conn: socket.socket, req: SeenRequest) -> bool:
         with self._lock:
-            conns = list(self._conns)
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-            conn.close()
-        for thread in self._threads:
-            thread.join(5)
+            n = len(self.requests) - 1
+            k = self._on_connection.get(req.connection, 0)
+            self._on_connection[req.connection] = k + 1
+        for step in self.plan(n, req.connection, k):
+            if isinstance(step, bytes):
+                conn.sendall(step)
+            elif isinstance(step, Sleep):
+                time.sleep(step.seconds)
+            elif step == HANG:
+                self._stop.wait()
+                return False
+            else:
+                if step == RESET:
+                    linger = b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                else:
+                    conn.shutdown(socket.SHUT_WR)
+                conn.close()
+                self.closed_one.set()
+                return False
+        return True
 
 
 @pytest.fixture
