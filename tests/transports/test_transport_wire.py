@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 import httpx
@@ -51,10 +52,12 @@ def test_sync_transport_reads_honour_read_deadline(serve: Callable[..., Server])
     async def handler(conn: ServerConn) -> None:
         await conn.read_request()
         await conn.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n")
-        await asyncio.sleep(10)  # does not end the body
+        # Does not end the body: waits for the client to go away (10 s at most).
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(conn.reader.read(), 10)
 
     server = serve(handler)
-    with httpx.Client(transport=SyncTransport()) as client:
+    with httpx.Client(transport=SyncTransport(), timeout=None) as client:
         with client.stream("GET", server.url) as response:
             chunks = response.iter_raw()
             assert next(chunks) == b"hi"
