@@ -14,6 +14,8 @@ from ._faults import FaultSpec
 
 
 class _AdminMixin(_Engine):
+    """Health, info, models, cache flush, abort and load endpoints, and the fault hooks."""
+
     async def _health(self, req: _Req) -> None:
         await self._respond(req, 200, b"", None)
 
@@ -40,22 +42,27 @@ class _AdminMixin(_Engine):
             "max_total_num_tokens": c.max_total_num_tokens,
             "max_req_input_len": c.max_total_num_tokens,
             "internal_states": [{"last_gen_throughput": 0.0}],
+            # the startup value: sglang does not update server_info on weight updates
+            "weight_version": c.weight_version,
+            "load_format": c.load_format,
+            "max_running_requests": c.max_running_requests,
         }
 
     def model_info(self) -> dict[str, Any]:
-        """The JSON served by ``/model_info``."""
+        """The JSON served by ``/model_info`` (live: weight updates change it)."""
         c = self.config
         return {
-            "model_path": c.model_path,
+            "model_path": self._model_path,
             "tokenizer_path": c.tokenizer_path,
             "is_generation": True,
             "preferred_sampling_params": None,
-            "weight_version": "default",
+            "weight_version": self._weight_version,
             "has_image_understanding": False,
             "has_audio_understanding": False,
             "model_type": c.model_type,
             "architectures": list(c.architectures),
-            "served_model_name": c.served_model_name,
+            "served_model_name": self._served_model_name,
+            "load_format": self._load_format,
         }
 
     async def _server_info(self, req: _Req) -> None:
@@ -67,18 +74,31 @@ class _AdminMixin(_Engine):
     async def _models(self, req: _Req) -> None:
         c = self.config
         card = {
-            "id": c.served_model_name,
+            "id": self._served_model_name,
             "object": "model",
             "created": self._created,
             "owned_by": "sglang",
-            "root": c.model_path,
+            "root": self._model_path,
             "parent": None,
             "max_model_len": c.max_total_num_tokens,
         }
         await self._respond_json(req, 200, {"object": "list", "data": [card]})
 
     async def _flush_cache(self, req: _Req) -> None:
-        if self._running:
+        timeout = req.query().get("timeout")
+        if timeout is not None and not self._can_flush():
+            try:
+                wait = float(timeout)
+            except ValueError:
+                wait = 0.0
+            if wait > 0:
+                with anyio.move_on_after(wait):
+                    await self._wait_for(self._can_flush)
+                if not self._can_flush():
+                    msg = b"Timed out waiting for idle state."
+                    await self._respond(req, 400, msg, b"text/plain; charset=utf-8")
+                    return
+        if not self._can_flush():
             msg = b"Cache not flushed. Please check if there are running or waiting requests.\n"
             await self._respond(req, 400, msg, b"text/plain; charset=utf-8")
         else:
@@ -106,10 +126,11 @@ class _AdminMixin(_Engine):
         num_tokens = 0
         for _job, item in self._running.values():
             num_tokens += item.prompt_len + item.n_out
+        running, retracted, held = self._load_counts()
         load = {
             "dp_rank": 0,
-            "num_reqs": len(self._running),
-            "num_waiting_reqs": 0,
+            "num_reqs": running,
+            "num_waiting_reqs": retracted + held,
             "num_tokens": num_tokens,
             "num_pending_tokens": 0,
             "ts_tic": time.time(),

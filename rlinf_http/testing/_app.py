@@ -31,6 +31,7 @@ from ._asgi import (
     _Req,
 )
 from ._config import FakeConfig
+from ._control import _ControlMixin
 from ._faults import FaultRegistry, FaultSpec
 from ._generate import _GenerateMixin
 from ._openai import _OpenAIMixin
@@ -48,7 +49,7 @@ __all__ = [
 ]
 
 
-class FakeSGLangApp(_GenerateMixin, _OpenAIMixin, _AdminMixin):
+class FakeSGLangApp(_GenerateMixin, _OpenAIMixin, _ControlMixin, _AdminMixin):
     """A deterministic fake SGLang server (pure ASGI 3 app).
 
     Use it in-process with ``httpx.AsyncClient(transport=httpx.ASGITransport(app))``
@@ -109,6 +110,7 @@ class FakeSGLangApp(_GenerateMixin, _OpenAIMixin, _AdminMixin):
             except ValueError:
                 parsed = _INVALID
         req = _Req(method, path, headers, body, parsed, rid_b, send, receive)
+        req.query_string = scope.get("query_string", b"")
         internal = path.startswith("/_fake/")
         st = self._stats
         if not internal:
@@ -218,3 +220,4 @@ class FakeSGLangApp(_GenerateMixin, _OpenAIMixin, _AdminMixin):
             "GET": self._fake_list_faults,
         }
         r["/_fake/stats"] = {"GET": self._fake_stats, "DELETE": self._fake_reset_stats}
+        self._control_routes()

@@ -3,7 +3,10 @@ responses, and the error payloads sglang uses."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -80,7 +83,18 @@ def _get_int(d: dict[str, Any], key: str, default: int) -> int:
 
 
 class _Req:
-    __slots__ = ("body", "fault", "headers", "json", "method", "path", "receive", "rid_b", "send")
+    __slots__ = (
+        "body",
+        "fault",
+        "headers",
+        "json",
+        "method",
+        "path",
+        "query_string",
+        "receive",
+        "rid_b",
+        "send",
+    )
 
     def __init__(
         self,
@@ -102,6 +116,14 @@ class _Req:
         self.send = send
         self.receive = receive
         self.fault: FaultSpec | None = None
+        self.query_string = b""
+
+    def query(self) -> dict[str, str]:
+        """The query parameters (last value wins)."""
+        if not self.query_string:
+            return {}
+        pairs = urllib.parse.parse_qsl(self.query_string.decode("latin-1"), keep_blank_values=True)
+        return dict(pairs)
 
 
 _INVALID = object()
@@ -178,3 +200,118 @@ def _as_bytes(v: Any) -> bytes:
     if isinstance(v, str):
         return v.encode("utf-8")
     return _dumps(v)
+
+
+# ---------------------------------------------------------------------------
+# control-request bodies (sglang's msgspec structs validated through pydantic)
+
+_REQUIRED: Any = object()
+
+
+class _Field:
+    """One field of a request struct: a type check and a default (or required)."""
+
+    __slots__ = ("check", "default", "expected")
+
+    def __init__(self, expected: str, check: Callable[[Any], bool], default: Any) -> None:
+        self.expected = expected
+        self.check = check
+        self.default = default
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_b64(v: Any) -> bool:
+    if not isinstance(v, str):
+        return False
+    try:
+        base64.b64decode(v, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
+
+
+def f_str(default: Any = _REQUIRED) -> _Field:
+    return _Field("a valid string", lambda v: isinstance(v, str), default)
+
+
+def f_opt_str(default: str | None = None) -> _Field:
+    return _Field("a valid string or null", lambda v: v is None or isinstance(v, str), default)
+
+
+def f_int(default: Any = _REQUIRED) -> _Field:
+    return _Field("a valid integer", _is_int, default)
+
+
+def f_bool(default: Any = _REQUIRED) -> _Field:
+    return _Field("a valid boolean", lambda v: isinstance(v, bool), default)
+
+
+def f_literal(*values: str, default: Any = _REQUIRED) -> _Field:
+    expected = "one of " + ", ".join(repr(v) for v in values)
+    return _Field(expected, lambda v: v in values, default)
+
+
+def f_str_list(default: Any = _REQUIRED, *, nullable: bool = False) -> _Field:
+    def check(v: Any) -> bool:
+        if v is None:
+            return nullable
+        return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+    return _Field("a valid list of strings", check, default)
+
+
+def f_shape_list(default: Any = _REQUIRED) -> _Field:
+    def check(v: Any) -> bool:
+        return isinstance(v, list) and all(
+            isinstance(s, list) and all(_is_int(d) for d in s) for s in v
+        )
+
+    return _Field("a valid list of lists of integers", check, default)
+
+
+def f_b64_list(default: Any = _REQUIRED) -> _Field:
+    def check(v: Any) -> bool:
+        return isinstance(v, list) and all(_is_b64(x) for x in v)
+
+    return _Field("a valid list of base64 strings", check, default)
+
+
+def f_dict(default: Any = _REQUIRED, *, nullable: bool = False) -> _Field:
+    return _Field(
+        "a valid dictionary",
+        lambda v: isinstance(v, dict) or (nullable and v is None),
+        default,
+    )
+
+
+def _validation_error(loc: str, msg: str) -> _BadRequest:
+    """sglang turns FastAPI's 422 validation errors into this 400."""
+    return _openai_err(f"1 validation error: {loc}: {msg}", 400, "Bad Request")
+
+
+def _struct_body(req: _Req, spec: dict[str, _Field]) -> dict[str, Any]:
+    """Validate a JSON body like sglang's request structs.
+
+    The body is required even when every field has a default (send ``{}``);
+    unknown keys are ignored; types are strict.
+    """
+    body = req.json
+    if body is None:
+        raise _validation_error("body", "Field required")
+    if body is _INVALID or not isinstance(body, dict):
+        raise _validation_error("body", "Input should be a valid dictionary")
+    out: dict[str, Any] = {}
+    for name, fld in spec.items():
+        if name not in body:
+            if fld.default is _REQUIRED:
+                raise _validation_error(f"body.{name}", "Field required")
+            out[name] = fld.default
+            continue
+        v = body[name]
+        if not fld.check(v):
+            raise _validation_error(f"body.{name}", f"Input should be {fld.expected}")
+        out[name] = v
+    return out

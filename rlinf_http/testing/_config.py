@@ -39,9 +39,19 @@ class FakeConfig:
     max_total_num_tokens: int = 1 << 20
     model_type: str = "fake"
     architectures: list[str] = field(default_factory=lambda: ["FakeForCausalLM"])
+    #: server flag ``--weight-version``: the initial weight version
+    weight_version: str = "default"
+    #: server flag ``--load-format``
+    load_format: str = "auto"
+    #: how long a weight update (any ``/update_weights_from_*``) takes (seconds)
+    weight_update_s: float = 0.0
+    #: ``--max-running-requests`` as reported by ``/v1/loads``
+    max_running_requests: int = 1024
 
     def __post_init__(self) -> None:
         if self.tokenizer_path is None:
             self.tokenizer_path = self.model_path
         if self.stream_interval < 1:
             raise ValueError("stream_interval must be >= 1")
+        if self.weight_update_s < 0:
+            raise ValueError("weight_update_s must be >= 0")

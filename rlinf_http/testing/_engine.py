@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 
-from ._asgi import Handler, _dumps, _Req
+from ._asgi import Handler, _dumps, _err, _Req
 from ._config import FakeConfig
 from ._faults import FaultRegistry
 from ._tokens import _LPS, _out_ids, _out_text
@@ -61,7 +61,7 @@ class _Item:
 
 
 class _Job:
-    __slots__ = ("abort_pending", "batch", "event", "items", "start")
+    __slots__ = ("abort_pending", "batch", "event", "items", "retracted", "start")
 
     def __init__(self, items: list[_Item], batch: bool) -> None:
         self.items = items
@@ -69,6 +69,8 @@ class _Job:
         self.start = time.monotonic()
         self.event: anyio.Event | None = None
         self.abort_pending = False
+        #: True while held by a ``retract`` pause (its requests count as waiting)
+        self.retracted = False
 
     def abort(self, item: _Item) -> None:
         if not item.aborted:
@@ -87,6 +89,8 @@ _ABORT_FINISH = {
 }
 
 
+_PAUSE_MODES = ("abort", "retract", "in_place")
+
 Emit = Callable[[_Item, int, int, "dict[str, Any] | None"], Awaitable[bool]]
 
 
@@ -103,6 +107,19 @@ class _Engine:
         self._req_counter = itertools.count(1)
         self._created = int(time.time())
         self._routes: dict[str, dict[str, Handler]] = {}
+        # Waiting goes through events registered here; _notify() wakes them all so
+        # they re-check their condition (pause, continue, drain, update end).
+        self._waiters: set[anyio.Event] = set()
+        #: pause mode while paused (``abort``/``retract``/``in_place``), else None
+        self._paused: str | None = None
+        self._pause_t0 = 0.0
+        self._writers = 0  # weight updates holding the writer side of the model lock
+        self._gate_held = 0  # new requests waiting at the pause / update gate
+        c = self.config
+        self._weight_version = c.weight_version
+        self._model_path = c.model_path
+        self._served_model_name = c.served_model_name
+        self._load_format = c.load_format
 
     # ------------------------------------------------------------------ public helpers
 
@@ -154,8 +171,117 @@ class _Engine:
 
     @property
     def running_requests(self) -> int:
-        """Number of generations currently running."""
+        """Number of generations currently running (including those held by a pause)."""
         return len(self._running)
+
+    @property
+    def paused(self) -> str | None:
+        """The pause mode (``"abort"``, ``"retract"``, ``"in_place"``) or None."""
+        return self._paused
+
+    @property
+    def weight_version(self) -> str:
+        """The live weight version (as ``/model_info`` reports it)."""
+        return self._weight_version
+
+    @property
+    def model_path(self) -> str:
+        """The live model path (changed by ``/update_weights_from_disk``)."""
+        return self._model_path
+
+    @property
+    def served_model_name(self) -> str:
+        """The live served model name (a disk update renames it to the new path)."""
+        return self._served_model_name
+
+    # ------------------------------------------------------------------ waiting and admission
+
+    def _notify(self) -> None:
+        for ev in list(self._waiters):
+            ev.set()
+
+    async def _wait_for(self, pred: Callable[[], bool], job: _Job | None = None) -> None:
+        """Wait until ``pred()`` holds (re-checked on every :meth:`_notify`).
+
+        With ``job``, an abort of one of its items also wakes the wait.
+        """
+        while not pred():
+            ev = anyio.Event()
+            if job is not None:
+                job.event = ev
+            self._waiters.add(ev)
+            try:
+                await ev.wait()
+            finally:
+                self._waiters.discard(ev)
+
+    def _gate_open(self) -> bool:
+        return self._paused is None and self._writers == 0
+
+    async def _admit(self, job: _Job) -> None:
+        """Wait while paused or while a weight update runs, then register ``job``.
+
+        New requests wait (they are not rejected), as sglang's tokenizer manager
+        makes them wait before tokenization.
+        """
+        if not self._gate_open():
+            n = len(job.items)
+            self._gate_held += n
+            try:
+                await self._wait_for(self._gate_open)
+            finally:
+                self._gate_held -= n
+            job.start = time.monotonic()
+        self._register(job)
+
+    def _abort_all(self) -> int:
+        """Abort every running generation; returns how many were aborted."""
+        n = 0
+        for job, item in list(self._running.values()):
+            if not item.aborted:
+                job.abort(item)
+                n += 1
+        if n:
+            with self._stats_lock:
+                self._stats["aborted"] += n
+        return n
+
+    def _held(self) -> bool:
+        return self._paused == "retract" or self._paused == "in_place"
+
+    async def _hold(self, job: _Job) -> None:
+        """Hold a running job while a ``retract``/``in_place`` pause lasts.
+
+        The job's clock stops: after continue it resumes where it was.
+        """
+        if not self._held() or job.abort_pending:
+            return
+        t0 = max(self._pause_t0, job.start)
+        job.retracted = self._paused == "retract"
+        try:
+            await self._wait_for(lambda: not self._held() or job.abort_pending, job)
+        finally:
+            job.retracted = False
+        shift = time.monotonic() - t0
+        job.start += shift
+        for it in job.items:
+            if it.aborted and it.abort_at >= t0:
+                it.abort_at = t0 + shift
+
+    def _can_flush(self) -> bool:
+        """sglang flushes only when idle; waiting requests are ignored while paused."""
+        return self._paused == "retract" or not self._running
+
+    def _load_counts(self) -> tuple[int, int, int]:
+        """(running, retracted, held at the gate) request counts."""
+        retracted = 0
+        if self._paused == "retract":
+            retracted = len(self._running)
+        else:
+            for job, _item in self._running.values():
+                if job.retracted:
+                    retracted += 1
+        return len(self._running) - retracted, retracted, self._gate_held
 
     # ------------------------------------------------------------------ responses
 
@@ -198,8 +324,12 @@ class _Engine:
         return min(n_out, 1 + int((elapsed - c.ttft_s) / c.itl_s))
 
     def _register(self, job: _Job) -> None:
+        running = self._running
         for item in job.items:
-            self._running[item.rid] = (job, item)
+            if item.rid in running:
+                raise _err(f"Duplicate request ID detected: {item.rid}")
+        for item in job.items:
+            running[item.rid] = (job, item)
 
     def _unregister(self, job: _Job) -> None:
         running = self._running
@@ -207,6 +337,8 @@ class _Engine:
             entry = running.get(item.rid)
             if entry is not None and entry[0] is job:
                 del running[item.rid]
+        if self._waiters:
+            self._notify()
 
     async def _run_nonstream(self, job: _Job) -> None:
         """Wait as long as the slowest item needs; aborted items stop early."""
@@ -214,6 +346,8 @@ class _Engine:
         if c.ttft_s <= 0 and c.itl_s <= 0:
             return
         while True:
+            if self._paused is not None:
+                await self._hold(job)
             target = -1.0
             for it in job.items:
                 if not it.aborted:
@@ -239,6 +373,8 @@ class _Engine:
         live = list(items)
         step = 0
         while live:
+            if self._paused is not None:
+                await self._hold(job)
             if job.abort_pending:
                 job.abort_pending = False
                 for it in list(live):
@@ -256,7 +392,7 @@ class _Engine:
                 job.event = anyio.Event()
                 with anyio.move_on_after(delay):
                     await job.event.wait()
-                if job.abort_pending:
+                if job.abort_pending or self._held():
                     continue
             step += 1
             for it in list(live):

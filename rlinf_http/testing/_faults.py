@@ -6,7 +6,19 @@ import threading
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-__all__ = ["FaultRegistry", "FaultSpec"]
+__all__ = ["WEIGHT_UPDATE_PATHS", "FaultRegistry", "FaultSpec"]
+
+#: the endpoints a ``weight_update_error`` fault applies to
+WEIGHT_UPDATE_PATHS = frozenset(
+    {
+        "/update_weights_from_disk",
+        "/update_weights_from_distributed",
+        "/update_weights_from_tensor",
+        "/update_weights_from_ipc",
+        "/update_weight_version",
+    }
+)
+_WEIGHT_UPDATE_ERRORS = ("load", "flush")
 
 
 @dataclass
@@ -23,6 +35,14 @@ class FaultSpec:
     ``status`` (answer with ``status``/``body``/``content_type``/``headers``),
     ``malformed`` (200 with a body that is not valid JSON), or the stream faults.
     A fault with only ``delay_s`` delays the normal answer.
+
+    ``weight_update_error`` makes a weight update fail the way sglang fails; it
+    only matches the weight-update endpoints (:data:`WEIGHT_UPDATE_PATHS`):
+    ``"load"``: loading fails, the weights and version stay as they were, 400
+    ``{"success": false, "message": "Failed to ..."}``; ``"flush"``: the weights
+    *are* swapped (path and version change) but the cache flush after the load
+    fails, 400 with a message containing ``"Cache flush failed after updating
+    weights"`` (the caller must not load again).
 
     Note: under :class:`httpx.ASGITransport` ``drop``/``truncate_stream_after``
     surface as :class:`DropConnection` raised into the caller, and ``hang``
@@ -42,6 +62,17 @@ class FaultSpec:
     truncate_stream_after: int | None = None
     hang: bool = False
     method: str | None = None
+    weight_update_error: str | None = None
+
+    def __post_init__(self) -> None:
+        if (
+            self.weight_update_error is not None
+            and self.weight_update_error not in _WEIGHT_UPDATE_ERRORS
+        ):
+            raise ValueError(
+                f"weight_update_error must be one of {_WEIGHT_UPDATE_ERRORS}, "
+                f"not {self.weight_update_error!r}"
+            )
 
     @property
     def is_stream_fault(self) -> bool:
@@ -98,6 +129,8 @@ class FaultRegistry:
                 if spec.method is not None and spec.method.upper() != method:
                     continue
                 if spec.is_stream_fault and not is_stream:
+                    continue
+                if spec.weight_update_error is not None and path not in WEIGHT_UPDATE_PATHS:
                     continue
                 if entry[1] is not None:
                     entry[1] -= 1

@@ -55,7 +55,7 @@ class _GenerateMixin(_Engine):
             "prompt_tokens": it.prompt_len,
             "completion_tokens": k1,
             "cached_tokens": 0,
-            "weight_version": "default",
+            "weight_version": self._weight_version,
             "e2e_latency": time.monotonic() - job.start,
         }
         if it.return_logprob:
@@ -229,9 +229,6 @@ class _GenerateMixin(_Engine):
             rids = list(rid) if n == 1 else [f"{r}_{j}" for r in rid for j in range(n)]
         else:
             raise _err("rid must be a string or a list of strings")
-        for r in rids:
-            if r in self._running:
-                raise _err(f"Duplicate request ID {r} is already running.")
 
         items: list[_Item] = []
         default_interval = self.config.stream_interval
@@ -267,7 +264,7 @@ class _GenerateMixin(_Engine):
         items, batch = self._parse_generate(req.json)
         job = _Job(items, batch)
         stream = bool(req.json.get("stream", False))
-        self._register(job)
+        await self._admit(job)
         try:
             if stream:
                 await self._generate_stream(req, job)

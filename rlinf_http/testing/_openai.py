@@ -96,7 +96,7 @@ class _OpenAIMixin(_Engine):
         model = body.get("model") or self.config.served_model_name
         created = int(time.time())
         rid = items[0].rid
-        self._register(job)
+        await self._admit(job)
         try:
             if body.get("stream"):
                 await self._openai_stream(req, body, job, chat, model, created, rid)
