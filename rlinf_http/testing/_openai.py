@@ -28,8 +28,12 @@ class _OpenAIMixin(_Engine):
         if not isinstance(max_new, int) or isinstance(max_new, bool) or max_new < 0:
             raise _openai_err("max_tokens must be a non-negative integer")
         ignore_eos = bool(body.get("ignore_eos", False))
+        self._check_priority_lora(body, 1, openai=True)
+        rid = body.get("rid")
+        if rid is not None and not isinstance(rid, str):
+            raise _openai_err("rid must be a string")
         items = []
-        base = uuid.uuid4().hex
+        base = rid or uuid.uuid4().hex
         for p, plen in enumerate(prompt_lens):
             for s in range(n):
                 it = _Item()
