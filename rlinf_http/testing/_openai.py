@@ -97,7 +97,7 @@ class _OpenAIMixin(_Engine):
         self, req: _Req, body: dict[str, Any], items: list[_Item], chat: bool
     ) -> None:
         job = _Job(items, True)
-        model = body.get("model") or self.config.served_model_name
+        model = body.get("model") or self._served_model_name
         created = int(time.time())
         rid = items[0].rid
         await self._admit(job)
@@ -139,6 +139,7 @@ class _OpenAIMixin(_Engine):
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
             },
+            "metadata": {"weight_version": self._weight_version},
         }
         await self._respond_json(req, 200, resp)
 
