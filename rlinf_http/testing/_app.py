@@ -79,6 +79,16 @@ class FakeSGLangApp(_GenerateMixin, _OpenAIMixin, _DataPlaneMixin, _ControlMixin
             (requests cancelled by a client disconnect), ``aborted`` (generations
             aborted via ``/abort_request``) and ``faults_injected``. Over sockets the
             client may see a response a moment before ``in_flight`` is decremented.
+        request_log: the data-plane requests with their routing key, request id,
+            rid, priority, LoRA and serving worker (also ``GET /_fake/requests``).
+        paused, weight_version, model_path, served_model_name,
+        released_memory_tags, lora_adapters: the live control-plane state;
+            :meth:`control_state` (``GET /_fake/state``) has all of it.
+
+    The endpoints are grouped by concern: ``_generate`` (``/generate``),
+    ``_openai`` (chat and completions), ``_dataplane`` (embeddings, encode,
+    tokenize, LoRA), ``_control`` (pause, weights, memory, loads) and ``_admin``
+    (health, info, flush, abort); ``_engine`` holds the shared state.
     """
 
     def __init__(self, config: FakeConfig | None = None) -> None:
