@@ -96,6 +96,18 @@ _ABORT_FINISH = {
 
 
 _PAUSE_MODES = ("abort", "retract", "in_place")
+_LOG_FIELDS = (
+    "seq",
+    "path",
+    "method",
+    "worker",
+    "routing_key",
+    "request_id",
+    "rid",
+    "priority",
+    "lora_path",
+    "stream",
+)
 
 Emit = Callable[[_Item, int, int, "dict[str, Any] | None"], Awaitable[bool]]
 
@@ -127,7 +139,7 @@ class _Engine:
         self._served_model_name = c.served_model_name
         self._load_format = c.load_format
         self._loras: dict[str, str] = {}  # loaded LoRA adapters: name -> path
-        self._request_log: deque[dict[str, Any]] = deque(maxlen=max(c.request_log_size, 1))
+        self._request_log: deque[tuple[Any, ...]] = deque(maxlen=max(c.request_log_size, 1))
         self._request_seq = itertools.count(1)
 
     # ------------------------------------------------------------------ public helpers
@@ -192,13 +204,17 @@ class _Engine:
         ``request_id`` (``X-Request-Id``), and from the body ``rid``, ``priority``,
         ``lora_path``, ``stream``.
         """
-        with self._stats_lock:
-            return [dict(r) for r in self._request_log]
+        while True:
+            try:  # appends are atomic and lock-free; a concurrent one makes us retry
+                records = list(self._request_log)
+                break
+            except RuntimeError:
+                continue
+        return [dict(zip(_LOG_FIELDS, r, strict=True)) for r in records]
 
     def clear_request_log(self) -> None:
         """Forget the logged requests."""
-        with self._stats_lock:
-            self._request_log.clear()
+        self._request_log.clear()
 
     @property
     def paused(self) -> str | None:
@@ -342,6 +358,8 @@ class _Engine:
         Spans ``{"version", "start", "end"}`` (``end`` exclusive) over the first
         ``n`` output tokens; the last one is the current version.
         """
+        if not item.wv_events:
+            return [{"version": self._weight_version, "start": 0, "end": n}]
         spans: list[dict[str, Any]] = []
         for version, upto in [*item.wv_events, (self._weight_version, n)]:
             end = min(upto, n)
