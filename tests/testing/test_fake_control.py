@@ -656,3 +656,24 @@ async def test_legacy_get_load_counts_live_requests(
         (load,) = (await client.get(url + "/get_load")).json()
         assert (load["num_reqs"], load["num_waiting_reqs"]) == (2, 0)
         await client.post(url + "/abort_request", json={"abort_all": True})
+
+
+async def test_pause_in_process_without_sockets() -> None:
+    # the app's waiting is pure anyio: it also runs inside the caller's trio loop
+    app = FakeSGLangApp(FakeConfig(itl_s=ITL))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://fake") as c:
+        plain = Result()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(plain.post, c, "http://fake/generate", gen_body(LONG))
+            await until(lambda: app.running_requests == 1, "start")
+            await c.post("/pause_generation", json={"mode": "retract"})
+            assert app.paused == "retract"
+            await c.post("/pause_generation", json={"mode": "abort"})
+        assert plain.json["meta_info"]["finish_reason"]["type"] == "abort"
+        late = Result()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(late.post, c, "http://fake/generate", gen_body(2))
+            await until(lambda: app._gate_held == 1, "held")
+            await c.post("/continue_generation", json={})
+        assert late.json["text"] == FakeSGLangApp.output_text(2)
