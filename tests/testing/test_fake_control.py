@@ -108,6 +108,7 @@ async def test_pause_abort_ends_inflight_stream_and_nonstream(
     assert plain.response is not None and plain.response.status_code == 200
     meta = plain.json["meta_info"]
     assert meta["finish_reason"]["type"] == "abort"
+    assert set(meta["finish_reason"]) == {"type", "message", "status_code", "err_type"}
     assert 0 < meta["completion_tokens"] < LONG
     assert stream.status == 200
     assert stream.events[-1] == "[DONE]"
@@ -213,7 +214,16 @@ async def test_abort_request_reaches_a_held_request(
         assert r.status_code == 200 and r.content == b""
     meta = plain.json["meta_info"]
     assert meta["id"] == "held-1"
-    assert meta["finish_reason"]["type"] == "abort"
+    # retracted means back in the waiting queue: sglang's queued-abort shape
+    assert meta["finish_reason"] == {"type": "abort", "message": "Abort in waiting queue"}
+    assert set(meta) == {
+        "id",
+        "finish_reason",
+        "completion_tokens",
+        "weight_version",
+        "weight_versions",
+        "e2e_latency",
+    }
     assert meta["completion_tokens"] < LONG
     await client.post(url + "/continue_generation", json={})
 
