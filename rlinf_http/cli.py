@@ -439,11 +439,10 @@ def _group_class() -> Any:
             try:
                 rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
             except BaseException as exc:
-                if isinstance(exc, SystemExit) or not isinstance(
-                    exc, Exception | KeyboardInterrupt
-                ):
-                    raise
-                code = _report_error(exc)
+                leaf = _leaf_error(exc)
+                if not isinstance(leaf, Exception | KeyboardInterrupt):
+                    raise  # SystemExit, GeneratorExit
+                code = _report_error(leaf)
             else:
                 code = rv if isinstance(rv, int) else 0
             if not standalone_mode:
@@ -451,6 +450,21 @@ def _group_class() -> Any:
             sys.exit(code)
 
     return Group
+
+
+def _leaf_error(exc: BaseException) -> BaseException:
+    """The error to report for ``exc``: an exception group (from a task group) is
+    unwrapped; a Ctrl-C or SIGTERM anywhere in it wins."""
+    leaves = _leaves(exc)
+    interrupts = [e for e in leaves if isinstance(e, KeyboardInterrupt)]
+    return (interrupts or leaves)[0]
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    subs = getattr(exc, "exceptions", None)
+    if hasattr(exc, "split") and isinstance(subs, tuple) and subs:  # a (Base)ExceptionGroup
+        return [leaf for sub in subs for leaf in _leaves(sub)]
+    return [exc]
 
 
 def _report_error(exc: BaseException) -> int:

@@ -3,7 +3,10 @@
 The router is started as ``python -m sglang_router.launch_router`` in its own
 process group, bound to loopback, with proxy variables removed and the
 HuggingFace hub pointed at a closed loopback port so tokenizer loading can
-never reach the network.
+never reach the network. On Linux the router dies with the process that
+started it, even on ``kill -9`` (a parent-death signal, see ``_children.py``).
+Without the ``router`` extra, starting it raises
+:class:`~rlinf_http.MissingDependencyError`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ import tempfile
 import time
 import types
 from collections.abc import Iterable, Sequence
+
+from .._errors import MissingDependencyError
+from ._children import spawn
 
 __all__ = ["RouterProcess", "launch_router", "router_available"]
 
@@ -134,8 +140,13 @@ class RouterProcess:
         """Start the router and wait until all workers are healthy."""
         if self.proc is not None:
             raise RuntimeError("router already started")
+        if not router_available():
+            raise MissingDependencyError(
+                "launch_router needs the 'router' extra (the sglang-router package); "
+                "from a clone of the repository: pip install -e '.[router]'"
+            )
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
+            self.proc = spawn(
                 self.command(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -236,8 +247,10 @@ def launch_router(
         with launch_router([w1.url, w2.url]) as router:
             httpx.post(router.url + "/generate", json={"text": "hi"})
 
-    Raises ``RuntimeError``/``TimeoutError`` (with the router log tail) if the
-    router dies or does not report ``healthy_workers == len(worker_urls)``.
+    Raises :class:`~rlinf_http.MissingDependencyError` without the ``router``
+    extra, and ``RuntimeError``/``TimeoutError`` (with the router log tail) if
+    the router dies or does not report ``healthy_workers == len(worker_urls)``.
+    On Linux the router is killed when this process dies, even by ``kill -9``.
     """
     return RouterProcess(
         worker_urls,
