@@ -24,7 +24,7 @@ _DEBUG_ENV = "RLINF_HTTP_DEBUG"
 
 _MISSING_EXTRA = (
     "rlinf-http: the command line needs the 'cli' extra (typer, rich); the benchmark "
-    "needs the 'bench' extra. Install with:  pip install 'rlinf-http[bench]'"
+    "needs the 'bench' extra. In a clone of the repository:  pip install -e '.[bench]'"
 )
 
 

@@ -81,7 +81,7 @@ def test_import_does_not_need_typer_or_rich() -> None:
     code = _BLOCK + "from rlinf_http.cli import main\nmain(['--help'])\n"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
     assert done.returncode == 1
-    assert b"pip install 'rlinf-http[bench]'" in done.stderr
+    assert b"pip install -e '.[bench]'" in done.stderr
 
 
 def test_bench_embedded_default(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import types
 from collections.abc import Iterable, Sequence
@@ -97,6 +98,8 @@ class RouterProcess:
         self.extra_args = list(extra_args)
         self.ready_timeout = ready_timeout
         self.proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._stopped = False
         fd, self.log_path = tempfile.mkstemp(prefix="rlinf-sglang-router-", suffix=".log")
         os.close(fd)
 
@@ -138,22 +141,25 @@ class RouterProcess:
 
     def start(self) -> RouterProcess:
         """Start the router and wait until all workers are healthy."""
-        if self.proc is not None:
-            raise RuntimeError("router already started")
         if not router_available():
             raise MissingDependencyError(
                 "launch_router needs the 'router' extra (the sglang-router package); "
                 "from a clone of the repository: pip install -e '.[router]'"
             )
-        with open(self.log_path, "ab") as log:
-            self.proc = spawn(
-                self.command(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=router_env(),
-                start_new_session=True,
-            )
+        with self._lock:  # stop() from another thread either precedes or sees the process
+            if self.proc is not None:
+                raise RuntimeError("router already started")
+            if self._stopped:
+                raise RuntimeError("router stopped before it started")
+            with open(self.log_path, "ab") as log:
+                self.proc = spawn(
+                    self.command(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=router_env(),
+                    start_new_session=True,
+                )
         try:
             self._wait_ready()
         except BaseException:
@@ -194,8 +200,14 @@ class RouterProcess:
         )
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Kill the router's process group (SIGTERM, then SIGKILL) and reap it."""
-        proc = self.proc
+        """Kill the router's process group (SIGTERM, then SIGKILL) and reap it.
+
+        Safe from another thread while :meth:`start` waits for readiness: the
+        router dies and :meth:`start` raises.
+        """
+        with self._lock:
+            self._stopped = True
+            proc = self.proc
         if proc is None:
             return
         if proc.poll() is None:
