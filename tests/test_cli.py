@@ -376,6 +376,11 @@ def test_chat_defaults_to_the_library_model_name(server: FakeServer) -> None:
 
 def _listening_ports(pid: int) -> set[int]:
     """TCP ports on which process ``pid`` listens (from /proc)."""
+    return {port for state, port in _tcp_sockets(pid) if state == "0A"}  # 0A = LISTEN
+
+
+def _tcp_sockets(pid: int) -> set[tuple[str, int]]:
+    """(state, local port) of the TCP sockets of process ``pid`` (from /proc)."""
     inodes = set()
     try:
         for fd in os.listdir(f"/proc/{pid}/fd"):
@@ -384,14 +389,14 @@ def _listening_ports(pid: int) -> set[int]:
                 inodes.add(with_target[8:-1])
     except OSError:
         return set()
-    ports = set()
+    sockets = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with open(table) as f:
             for line in f.readlines()[1:]:
                 fields = line.split()
-                if fields[3] == "0A" and fields[9] in inodes:  # 0A = LISTEN
-                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
+                if fields[9] in inodes:
+                    sockets.add((fields[3], int(fields[1].rsplit(":", 1)[1], 16)))
+    return sockets
 
 
 def _port_open(port: int) -> bool:
@@ -401,7 +406,8 @@ def _port_open(port: int) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_kill_9_of_bench_leaves_no_process_listening() -> None:
+@pytest.mark.parametrize("processes", [1, 2])
+def test_kill_9_of_bench_leaves_no_process_listening(processes: int) -> None:
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -414,6 +420,8 @@ def test_kill_9_of_bench_leaves_no_process_listening() -> None:
             "200",
             "--max-concurrency",
             "2",
+            "--processes",
+            str(processes),
             "--random-input-len",
             "8",
             "-q",
@@ -422,15 +430,20 @@ def test_kill_9_of_bench_leaves_no_process_listening() -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        want = 3 if router_available() else 2  # fake workers (+ the sglang-router)
+        servers = 3 if router_available() else 2  # fake workers (+ the sglang-router)
+        clients = processes if processes > 1 else 0  # client processes of --processes
         deadline = time.monotonic() + 60
-        ports: dict[int, set[int]] = {}
+        sockets: dict[int, set[tuple[str, int]]] = {}
         while time.monotonic() < deadline:
-            ports = {k: _listening_ports(k) for k in _children(proc.pid)}
-            if len(ports) >= want and all(ports.values()):
+            sockets = {k: _tcp_sockets(k) for k in _children(proc.pid)}
+            listening = [k for k, s in sockets.items() if any(st == "0A" for st, _ in s)]
+            # client processes sending requests: connected (01), not listening
+            sending = [k for k, s in sockets.items() if s and k not in listening]
+            if len(listening) >= servers and len(sending) >= clients:
                 break
             time.sleep(0.2)
-        assert len(ports) >= want and all(ports.values()), ports
+        assert len(listening) >= servers and len(sending) >= clients, sockets
+        ports = {k: {p for st, p in s if st == "0A"} for k, s in sockets.items()}
         proc.kill()  # SIGKILL: no clean-up code runs in the CLI
         proc.wait(30)
         deadline = time.monotonic() + 15

@@ -28,7 +28,10 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["parent_death_signal_supported", "spawn"]
+__all__ = ["die_with_parent", "parent_death_signal_supported", "spawn"]
+
+# PR_SET_PDEATHSIG from <linux/prctl.h>
+_PR_SET_PDEATHSIG = 1
 
 # argv: [python, -I, -S, -c, _WRAPPER, <parent pid>, cmd...]
 _WRAPPER = (
@@ -45,6 +48,25 @@ _WRAPPER = (
 def parent_death_signal_supported() -> bool:
     """True where :func:`spawn` gives children a parent-death signal (Linux)."""
     return sys.platform.startswith("linux")
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Have the kernel ``SIGKILL`` this process when its parent dies (Linux only).
+
+    For a child started by other means (``multiprocessing``), called first thing
+    in the child; exits at once if ``parent_pid`` is already gone. The signal
+    follows the parent *thread* that started this process.
+    """
+    if not parent_death_signal_supported():
+        return
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent_pid:
+        os._exit(1)
 
 
 def _wrap(cmd: Sequence[str]) -> list[str]:
