@@ -481,8 +481,9 @@ def _report_error(exc: BaseException) -> int:
     click_errors = _click_exceptions()
     hint = ""
     no_args = getattr(click_errors, "NoArgsIsHelpError", ())
-    if isinstance(exc, no_args):
-        typer.echo(exc.format_message(), err=True)
+    if isinstance(exc, no_args):  # the help was printed (or is the message)
+        if exc.format_message().strip():
+            typer.echo(exc.format_message(), err=True)
         return 2
     if isinstance(exc, click_errors.UsageError):
         message, code = exc.format_message(), 2
