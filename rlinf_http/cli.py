@@ -476,7 +476,7 @@ def _report_error(exc: BaseException) -> int:
     import typer
     from pydantic import ValidationError
 
-    from ._errors import InvalidRequestError, RLinfHTTPError
+    from ._errors import InvalidRequestError
 
     click_errors = _click_exceptions()
     hint = ""
@@ -499,11 +499,9 @@ def _report_error(exc: BaseException) -> int:
         message, code = str(exc), 2
     elif isinstance(exc, ValidationError):
         message, code = _describe_validation(exc), 2
-    elif isinstance(exc, InvalidRequestError):
+    elif isinstance(exc, InvalidRequestError):  # a bad value given on the command line
         message, code = str(exc), 2
-    elif isinstance(exc, RLinfHTTPError):
-        message, code = f"{type(exc).__name__}: {exc}", 1
-    else:
+    else:  # a failure: name its type (APIConnectionError, RuntimeError, ...)
         message, code = f"{type(exc).__name__}: {exc}", 1
     debug = bool(os.environ.get(_DEBUG_ENV))
     if debug and not isinstance(exc, click_errors.ClickException):
