@@ -581,8 +581,12 @@ def loads_plan(
 def health_plan(timeout: float) -> Plan[bool]:
     """``GET /health`` bounded by ``timeout``: ``True`` on 2xx, ``False`` on any failure."""
     bound = check_timeout(timeout, "health timeout", allow_none=False)
+    return _healthy(bound)
+
+
+def _healthy(timeout: float | None) -> Plan[bool]:
     try:
-        healthy: bool = yield Call(build_health(), max_retries=0, timeout=bound)
+        healthy: bool = yield Call(build_health(), max_retries=0, timeout=timeout)
     except RLinfHTTPError:
         return False
     return healthy
