@@ -11,16 +11,16 @@ raises :class:`~rlinf_http.FleetError` afterwards unless ``raise_on_error=False`
 from __future__ import annotations
 
 import contextlib
-import re
+import weakref
 from collections.abc import (
     AsyncIterator,
-    Awaitable,
     Callable,
     Iterable,
     Iterator,
     Mapping,
     Sequence,
 )
+from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -49,7 +49,9 @@ __all__ = ["Fleet", "FleetResult"]
 
 T = TypeVar("T")
 
-_RANK_SUFFIX = re.compile(r"@\d+$")
+# A fleet-wide step: the operation's name and the plan to run on each worker URL.
+_Stage = tuple[str, Callable[[str], Plan[Any]]]
+
 # Headers every client sets itself; never copied from one client to another.
 _OWN_HEADERS = frozenset({"user-agent", "accept"})
 
@@ -115,7 +117,7 @@ def _short(exc: Exception, limit: int = 300) -> str:
 def _worker_url(url: object) -> str:
     if not isinstance(url, str):
         raise InvalidRequestError(f"worker urls must be str, got {url!r}")
-    return _RANK_SUFFIX.sub("", url.strip()).rstrip("/")
+    return control.worker_url(url)
 
 
 def _inherited_options(client: BaseClient, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -164,6 +166,8 @@ class Fleet:
             self._clients[client.base_url] = client
         if not self._clients:
             raise InvalidRequestError("a Fleet needs at least one worker")
+        # The worker clients belong to the fleet: their sync sessions close with it.
+        weakref.finalize(self, _close_all, list(self._clients.values()))
 
     @classmethod
     def from_urls(cls, urls: Iterable[str], **client_options: Any) -> Fleet:
@@ -261,6 +265,56 @@ class Fleet:
 
     # -- running a plan on every worker ---------------------------------------------------
 
+    def _plans(
+        self, make_plan: Callable[[str], Plan[T]], raise_on_error: bool, urls: Sequence[str] | None
+    ) -> list[tuple[str, Plan[T]]]:
+        """One plan per target worker, all made (arguments checked) before any I/O."""
+        if not isinstance(raise_on_error, bool):
+            raise InvalidRequestError(
+                f"raise_on_error must be True or False, got {raise_on_error!r}"
+            )
+        targets = list(self._clients) if urls is None else list(urls)
+        return [(url, make_plan(url)) for url in targets]
+
+    @staticmethod
+    def _collect(
+        operation: str,
+        work: list[tuple[str, Plan[T]]],
+        outcomes: Mapping[str, T | Exception],
+        raise_on_error: bool,
+    ) -> FleetResult[T]:
+        result = FleetResult({url: outcomes[url] for url, _ in work}, operation)
+        return result.raise_for_errors() if raise_on_error else result
+
+    def _all(
+        self,
+        operation: str,
+        make_plan: Callable[[str], Plan[T]],
+        raise_on_error: bool = True,
+        urls: Sequence[str] | None = None,
+    ) -> FleetResult[T]:
+        """Run ``make_plan(url)`` on every worker (or ``urls``) at once, one thread each.
+
+        Every worker is tried (calls such as a group init only complete when all
+        workers are in them); the outcomes are collected.
+        """
+        work = self._plans(make_plan, raise_on_error, urls)
+        outcomes: dict[str, T | Exception] = {}
+
+        def one(url: str, plan: Plan[T]) -> None:
+            try:
+                outcomes[url] = self._clients[url]._run(plan)
+            except Exception as exc:  # collected, not raised: the others go on
+                outcomes[url] = exc
+
+        if len(work) == 1:
+            one(*work[0])
+        else:
+            with ThreadPoolExecutor(len(work), thread_name_prefix="rlinf-fleet") as pool:
+                for future in [pool.submit(one, url, plan) for url, plan in work]:
+                    future.result()
+        return self._collect(operation, work, outcomes, raise_on_error)
+
     async def _aall(
         self,
         operation: str,
@@ -268,93 +322,55 @@ class Fleet:
         raise_on_error: bool = True,
         urls: Sequence[str] | None = None,
     ) -> FleetResult[T]:
-        """Run ``make_plan(url)`` on every worker (or ``urls``) at once; collect all outcomes."""
-        if not isinstance(raise_on_error, bool):
-            raise InvalidRequestError(
-                f"raise_on_error must be True or False, got {raise_on_error!r}"
-            )
-        targets = list(self._clients) if urls is None else list(urls)
-        # Every plan is made (and its arguments checked) before any request goes out.
-        work = [(url, make_plan(url)) for url in targets]
+        """Async :meth:`_all`: one task per worker in an anyio task group."""
+        work = self._plans(make_plan, raise_on_error, urls)
         outcomes: dict[str, T | Exception] = {}
 
         async def one(url: str, plan: Plan[T]) -> None:
             try:
                 outcomes[url] = await self._clients[url]._arun(plan)
-            except Exception as exc:  # every worker is tried; errors are collected
+            except Exception as exc:  # collected, not raised: the others go on
                 outcomes[url] = exc
 
         async with anyio.create_task_group() as tg:
             for url, plan in work:
                 tg.start_soon(one, url, plan)
-        result = FleetResult({url: outcomes[url] for url in targets}, operation)
-        return result.raise_for_errors() if raise_on_error else result
+        return self._collect(operation, work, outcomes, raise_on_error)
 
-    def _sync(self, run: Callable[[], Awaitable[T]]) -> T:
-        """Run async fleet code from sync code, on a private event loop and session."""
-        first = next(iter(self._clients.values()))
-        return first._run_async(run)
-
-    def _all(
-        self, operation: str, make_plan: Callable[[str], Plan[T]], raise_on_error: bool
-    ) -> FleetResult[T]:
-        return self._sync(lambda: self._aall(operation, make_plan, raise_on_error))
-
-    async def _astart_all(
-        self,
-        operation: str,
-        make_plan: Callable[[str], Plan[Any]],
-        undo: str,
-        make_undo: Callable[[str], Plan[Any]],
-        undo_everywhere: bool,
-    ) -> None:
+    def _start(self, enter: _Stage, undo: _Stage, everywhere: bool) -> None:
         """Enter a state on every worker; if some fail, undo it and raise :class:`FleetError`.
 
-        ``undo_everywhere`` undoes on the failed workers too (a pause that timed
-        out may still have paused its server).
+        ``everywhere`` undoes on the failed workers too (a pause that failed
+        with a timeout may still have paused its server).
         """
-        result = await self._aall(operation, make_plan, raise_on_error=False)
-        if result.ok:
-            return
-        targets = list(self._clients) if undo_everywhere else list(result.results)
-        await self._aall(undo, make_undo, raise_on_error=False, urls=targets)
-        result.raise_for_errors()
+        result = self._all(*enter, raise_on_error=False)
+        if not result.ok:
+            self._all(*undo, raise_on_error=False, urls=_undo_targets(result, everywhere))
+            result.raise_for_errors()
 
-    def _pause_steps(
-        self, mode: PauseMode, torch_empty_cache: bool
-    ) -> tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[object]]]:
+    async def _astart(self, enter: _Stage, undo: _Stage, everywhere: bool) -> None:
+        """Async :meth:`_start`."""
+        result = await self._aall(*enter, raise_on_error=False)
+        if not result.ok:
+            await self._aall(*undo, raise_on_error=False, urls=_undo_targets(result, everywhere))
+            result.raise_for_errors()
+
+    @staticmethod
+    def _pause_stages(mode: PauseMode, torch_empty_cache: bool) -> tuple[_Stage, _Stage]:
         control.pause_generation_plan(mode)  # check the arguments before any I/O
         control.continue_generation_plan(torch_empty_cache)
+        return (
+            ("pause_generation", lambda _: control.pause_generation_plan(mode)),
+            ("continue_generation", lambda _: control.continue_generation_plan(torch_empty_cache)),
+        )
 
-        def enter() -> Awaitable[None]:
-            return self._astart_all(
-                "pause_generation",
-                lambda _: control.pause_generation_plan(mode),
-                "continue_generation",
-                lambda _: control.continue_generation_plan(torch_empty_cache),
-                undo_everywhere=True,
-            )
-
-        def leave() -> Awaitable[object]:
-            return self.async_continue_generation(torch_empty_cache=torch_empty_cache)
-
-        return enter, leave
-
-    def _session_steps(
-        self, selector: Selector
-    ) -> tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[object]]]:
+    @staticmethod
+    def _session_stages(selector: Selector) -> tuple[_Stage, _Stage]:
         control.begin_weight_update_plan(selector)
-
-        def enter() -> Awaitable[None]:
-            return self._astart_all(
-                "begin_weight_update",
-                lambda _: control.begin_weight_update_plan(selector),
-                "end_weight_update",
-                lambda _: control.end_weight_update_plan(),
-                undo_everywhere=False,
-            )
-
-        return enter, self.async_end_weight_update
+        return (
+            ("begin_weight_update", lambda _: control.begin_weight_update_plan(selector)),
+            ("end_weight_update", lambda _: control.end_weight_update_plan()),
+        )
 
     # -- pause / continue -----------------------------------------------------------------
 
@@ -368,8 +384,10 @@ class Fleet:
         propagates). If the pause fails on some workers, those that paused are
         continued and :class:`~rlinf_http.FleetError` is raised.
         """
-        enter, leave = self._pause_steps(mode, torch_empty_cache)
-        with bracket(lambda: self._sync(enter), lambda: self._sync(leave), "continue_generation"):
+        pause, resume = self._pause_stages(mode, torch_empty_cache)
+        with bracket(
+            lambda: self._start(pause, resume, True), lambda: self._all(*resume), resume[0]
+        ):
             yield self
 
     @contextlib.asynccontextmanager
@@ -377,8 +395,10 @@ class Fleet:
         self, mode: PauseMode = "abort", *, torch_empty_cache: bool = True
     ) -> AsyncIterator[Fleet]:
         """Async :meth:`paused` (``async with``); continuing survives cancellation."""
-        enter, leave = self._pause_steps(mode, torch_empty_cache)
-        async with abracket(enter, leave, "continue_generation"):
+        pause, resume = self._pause_stages(mode, torch_empty_cache)
+        async with abracket(
+            lambda: self._astart(pause, resume, True), lambda: self._aall(*resume), resume[0]
+        ):
             yield self
 
     def pause_generation(
@@ -628,15 +648,17 @@ class Fleet:
         The session is ended even when the block raises. If begin fails on some
         workers, the sessions opened are ended and :class:`~rlinf_http.FleetError` raised.
         """
-        enter, leave = self._session_steps(selector)
-        with bracket(lambda: self._sync(enter), lambda: self._sync(leave), "end_weight_update"):
+        begin, end = self._session_stages(selector)
+        with bracket(lambda: self._start(begin, end, False), lambda: self._all(*end), end[0]):
             yield self
 
     @contextlib.asynccontextmanager
     async def async_weight_update_session(self, selector: Selector = "all") -> AsyncIterator[Fleet]:
         """Async :meth:`weight_update_session` (``async with``)."""
-        enter, leave = self._session_steps(selector)
-        async with abracket(enter, leave, "end_weight_update"):
+        begin, end = self._session_stages(selector)
+        async with abracket(
+            lambda: self._astart(begin, end, False), lambda: self._aall(*end), end[0]
+        ):
             yield self
 
     def update_weights_from_distributed(
@@ -814,10 +836,12 @@ class Fleet:
         that serve another one (:class:`~rlinf_http.FleetError` if some could not
         be asked).
         """
+        _check_expected(expected)
         return _agree(expected, self.weight_versions())
 
     async def async_check_weight_version(self, expected: str) -> FleetResult[str | None]:
         """Async :meth:`check_weight_version`."""
+        _check_expected(expected)
         return _agree(expected, await self.async_weight_versions())
 
     # -- memory, cache, load, info --------------------------------------------------------
@@ -912,10 +936,22 @@ class Fleet:
         return await self._aall("model_info", lambda _: plans.model_info_plan(), raise_on_error)
 
 
+def _close_all(clients: list[InferenceHTTPClient]) -> None:
+    for client in clients:
+        client.close()
+
+
+def _undo_targets(result: FleetResult[Any], everywhere: bool) -> list[str]:
+    return list(result) if everywhere else list(result.results)
+
+
+def _check_expected(expected: object) -> None:
+    if not isinstance(expected, str) or not expected:
+        raise InvalidRequestError(f"expected must be a non-empty str, got {expected!r}")
+
+
 def _agree(expected: str, versions: FleetResult[str | None]) -> FleetResult[str | None]:
     """``versions`` if every worker serves ``expected``; else raise the mismatch."""
-    if not isinstance(expected, str):
-        raise InvalidRequestError(f"expected must be a str, got {expected!r}")
     found = versions.results
     wrong = {url: v for url, v in found.items() if v != expected}
     if wrong:

@@ -74,6 +74,7 @@ __all__ = [
     "update_weights_from_distributed_plan",
     "update_weights_from_tensor_plan",
     "weight_version_plan",
+    "worker_url",
     "worker_urls",
 ]
 
@@ -595,6 +596,11 @@ def _healthy(timeout: float | None) -> Plan[bool]:
 # -- workers --------------------------------------------------------------------------
 
 
+def worker_url(url: str) -> str:
+    """A worker URL without a DP rank suffix (``@<rank>``) or trailing slash."""
+    return _RANK_SUFFIX.sub("", url.strip().rstrip("/")).rstrip("/")
+
+
 def worker_urls(
     listing: WorkerList, worker_type: str | None = None, healthy_only: bool = False
 ) -> list[str]:
@@ -611,7 +617,7 @@ def worker_urls(
             continue
         if not worker.url:
             continue
-        url = _RANK_SUFFIX.sub("", worker.url.strip()).rstrip("/")
+        url = worker_url(worker.url)
         if url not in urls:
             urls.append(url)
     return urls
