@@ -40,7 +40,14 @@ def wait_until(condition: Any, what: str, timeout: float = 30.0) -> None:
 
 
 def running(url: str) -> int:
-    """Generations running on a fake worker now."""
+    """Generations running on a fake worker now (``/v1/loads``)."""
     with httpx.Client(trust_env=False, timeout=10) as http:
-        loads = http.get(url + "/get_load").raise_for_status().json()
-        return int(loads[0]["num_reqs"])
+        loads = http.get(url + "/v1/loads").raise_for_status().json()
+        return sum(int(rank["num_running_reqs"]) for rank in loads["loads"])
+
+
+def control_state(url: str) -> dict[str, Any]:
+    """``GET /_fake/state``: a fake worker's paused mode, weight version, groups..."""
+    with httpx.Client(trust_env=False, timeout=10) as http:
+        state: dict[str, Any] = http.get(url + "/_fake/state").raise_for_status().json()
+        return state

@@ -14,10 +14,19 @@ from typing import Any
 
 import anyio
 import pytest
-from control_helpers import add_fault, clear_faults, fake_stats, requests_to, running, wait_until
+from control_helpers import (
+    add_fault,
+    clear_faults,
+    control_state,
+    fake_stats,
+    requests_to,
+    running,
+    wait_until,
+)
 
 from rlinf_http import (
     APIConnectionError,
+    CacheNotFlushedError,
     Fleet,
     FleetError,
     FleetResult,
@@ -25,6 +34,8 @@ from rlinf_http import (
     InternalServerError,
     ModelInfo,
     NotFoundError,
+    WeightUpdateError,
+    WeightVersionMismatchError,
     Worker,
 )
 from rlinf_http.testing import (
@@ -270,3 +281,137 @@ async def test_one_worker_down(workers: list[FakeWorkerProcess]) -> None:
             await client.aclose()
     finally:
         doomed.stop()
+
+
+# -- the RL control plane on every worker -----------------------------------------------
+
+
+def test_weight_sync_idiom(client: InferenceHTTPClient, urls: set[str]) -> None:
+    fleet = client.fleet()
+    with fleet.paused(mode="retract") as paused:
+        assert all(control_state(u)["paused"] == "retract" for u in urls)
+        result = paused.update_weights_from_disk("/ckpt/step-100", weight_version="100")
+        assert result.ok and set(result) == urls
+    assert all(control_state(u)["paused"] is None for u in urls)
+    assert dict(fleet.check_weight_version("100")) == dict.fromkeys(urls, "100")
+    assert {u: info.model_path for u, info in fleet.model_info().results.items()} == (
+        dict.fromkeys(urls, "/ckpt/step-100")
+    )
+    fleet.close()
+
+
+@pytest.mark.anyio
+async def test_async_weight_sync_idiom(client: InferenceHTTPClient, urls: set[str]) -> None:
+    async with (await client.async_fleet()).async_paused(mode="abort") as fleet:
+        assert all(control_state(u)["paused"] == "abort" for u in urls)
+        await fleet.async_update_weights_from_disk("/ckpt/step-200", weight_version="200")
+    assert all(control_state(u)["paused"] is None for u in urls)
+    versions = await fleet.async_check_weight_version("200")
+    assert dict(versions) == dict.fromkeys(urls, "200")
+    await fleet.aclose()
+
+
+def test_paused_continues_after_an_exception(client: InferenceHTTPClient, urls: set[str]) -> None:
+    fleet = client.fleet()
+    with pytest.raises(RuntimeError, match="trainer crashed"):
+        with fleet.paused(mode="in_place"):
+            assert all(control_state(u)["paused"] == "in_place" for u in urls)
+            raise RuntimeError("trainer crashed")
+    assert all(control_state(u)["paused"] is None for u in urls)
+    # generation works again through the router
+    assert client.generate("x", sampling_params={"max_new_tokens": 1}).text == " tok0"
+    fleet.close()
+
+
+@pytest.mark.anyio
+async def test_async_paused_continues_after_an_exception(
+    client: InferenceHTTPClient, urls: set[str]
+) -> None:
+    fleet = await client.async_fleet()
+    with pytest.raises(LookupError):
+        async with fleet.async_paused(mode="retract"):
+            raise LookupError("no batch")
+    assert all(control_state(u)["paused"] is None for u in urls)
+    with anyio.move_on_after(0.2):  # cancelled inside the block: still continued
+        async with fleet.async_paused():
+            await anyio.sleep_forever()
+    assert all(control_state(u)["paused"] is None for u in urls)
+    out = await client.async_generate("x", sampling_params={"max_new_tokens": 1})
+    assert out.text == " tok0"
+    await fleet.aclose()
+
+
+@pytest.mark.parametrize("flavor", ["sync", "async"])
+def test_failed_update_on_one_worker(
+    client: InferenceHTTPClient, workers: list[FakeWorkerProcess], flavor: str
+) -> None:
+    bad = workers[2].url
+    add_fault(bad, path="/update_weights_from_disk", weight_update_error="load")
+    fleet = client.fleet()
+    version = f"bad-{flavor}"
+    with pytest.raises(FleetError) as info:
+        if flavor == "sync":
+            fleet.update_weights_from_disk("/ckpt/x", weight_version=version)
+        else:
+            anyio.run(
+                lambda: fleet.async_update_weights_from_disk("/ckpt/x", weight_version=version)
+            )
+    assert list(info.value.errors) == [bad]
+    error = info.value.errors[bad]
+    assert isinstance(error, WeightUpdateError) and not error.weights_updated
+    assert set(info.value.result.results) == {w.url for w in workers} - {bad}
+    with pytest.raises(WeightVersionMismatchError) as mismatch:
+        fleet.check_weight_version(version)
+    assert list(mismatch.value.mismatched) == [bad]
+    assert bad in str(mismatch.value)
+    fleet.close()
+
+
+def test_flush_failure_on_one_worker(
+    client: InferenceHTTPClient, workers: list[FakeWorkerProcess]
+) -> None:
+    bad = workers[0].url
+    add_fault(bad, path="/update_weights_from_disk", weight_update_error="flush")
+    fleet = client.fleet()
+    result = fleet.update_weights_from_disk("/ckpt/y", weight_version="y", raise_on_error=False)
+    assert isinstance(result[bad], CacheNotFlushedError)
+    assert result[bad].weights_updated  # type: ignore[union-attr]
+    # the weights were swapped everywhere: no worker needs a second load
+    assert dict(fleet.check_weight_version("y")) == {w.url: "y" for w in workers}
+    fleet.close()
+
+
+def test_nccl_group_and_session_on_every_worker(
+    client: InferenceHTTPClient, workers: list[FakeWorkerProcess]
+) -> None:
+    fleet = client.fleet()
+    offsets = {url: 1 + i for i, url in enumerate(fleet)}
+    assert fleet.init_weights_update_group("127.0.0.1", 29500, offsets, 4, group_name="rl").ok
+    groups = {u: control_state(u)["weight_update_groups"]["rl"]["rank_offset"] for u in fleet}
+    assert groups == offsets
+    with fleet.paused(mode="retract"), fleet.weight_update_session() as session:
+        assert all(control_state(u)["weight_update_session"] for u in fleet)
+        session.update_weights_from_distributed(
+            ["w"], ["bfloat16"], [[4, 4]], group_name="rl", weight_version="nccl-1"
+        )
+    assert all(not control_state(u)["weight_update_session"] for u in fleet)
+    fleet.check_weight_version("nccl-1")
+    assert fleet.destroy_weights_update_group("rl").ok
+    fleet.close()
+
+
+@pytest.mark.anyio
+async def test_async_memory_loads_and_version(client: InferenceHTTPClient, urls: set[str]) -> None:
+    async with await client.async_fleet() as fleet:
+        async with fleet.async_paused(mode="retract"):
+            assert (await fleet.async_release_memory_occupation(["kv_cache"])).ok
+            assert all(control_state(u)["released_memory_tags"] == ["kv_cache"] for u in urls)
+            assert (await fleet.async_resume_memory_occupation(["kv_cache"])).ok
+        loads = await fleet.async_loads("core")
+        assert set(loads) == urls and all(lo.num_running_reqs == 0 for lo in loads.values())
+        await fleet.async_update_weight_version("label-3", abort_all_requests=False)
+        assert dict(await fleet.async_weight_versions()) == dict.fromkeys(urls, "label-3")
+        async with fleet.async_weight_update_session():
+            await fleet.async_update_weights_from_tensor([b"\x80payload"], weight_version="t")
+        await fleet.async_check_weight_version("t")
+        assert dict(await fleet.async_health()) == dict.fromkeys(urls, True)
