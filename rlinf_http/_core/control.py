@@ -28,7 +28,6 @@ import pydantic
 import pydantic_core
 
 from .._errors import (
-    APIResponseValidationError,
     APIStatusError,
     BadRequestError,
     CacheNotFlushedError,
@@ -36,7 +35,6 @@ from .._errors import (
     NotFoundError,
     RLinfHTTPError,
     WeightUpdateError,
-    preview,
 )
 from ..models import (
     GenerationControlResult,
@@ -254,25 +252,17 @@ def _parse_result(model: type[R], flush: bool, raw: RawResponse) -> R:
         return model.model_validate({"message": value})
     if isinstance(value, dict) and value.get("success") is False:
         raise _as_weight_error(status_error(raw), flush)
-    if not isinstance(value, dict):
-        raise APIResponseValidationError(
-            f"{raw.method} {raw.url}: expected a JSON object, got {preview(raw.content)!r}",
-            method=raw.method,
-            url=raw.url,
-            status_code=raw.status_code,
-            raw_body=raw.content,
-        )
-    try:
-        return model.model_validate(value)
-    except pydantic.ValidationError as exc:
-        raise APIResponseValidationError(
-            f"{raw.method} {raw.url}: the response does not have the expected shape: "
-            f"{preview(raw.content)!r}",
-            method=raw.method,
-            url=raw.url,
-            status_code=raw.status_code,
-            raw_body=raw.content,
-        ) from exc
+    return parse_model(_adapter(model), raw)  # else APIResponseValidationError
+
+
+_ADAPTERS: dict[type[Any], pydantic.TypeAdapter[Any]] = {}
+
+
+def _adapter(model: type[R]) -> pydantic.TypeAdapter[R]:
+    adapter = _ADAPTERS.get(model)
+    if adapter is None:
+        adapter = _ADAPTERS[model] = pydantic.TypeAdapter(model)
+    return adapter
 
 
 def _parse_none(raw: RawResponse) -> None:
@@ -280,11 +270,8 @@ def _parse_none(raw: RawResponse) -> None:
     return None
 
 
-_loads_adapter: pydantic.TypeAdapter[Loads] = pydantic.TypeAdapter(Loads)
-
-
 def _parse_loads(raw: RawResponse) -> Loads:
-    return parse_model(_loads_adapter, raw)
+    return parse_model(_adapter(Loads), raw)
 
 
 def _post(
