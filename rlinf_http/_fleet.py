@@ -310,9 +310,14 @@ class Fleet:
         if len(work) == 1:
             one(*work[0])
         else:
-            with ThreadPoolExecutor(len(work), thread_name_prefix="rlinf-fleet") as pool:
+            pool = ThreadPoolExecutor(len(work), thread_name_prefix="rlinf-fleet")
+            try:
                 for future in [pool.submit(one, url, plan) for url, plan in work]:
                     future.result()
+            finally:
+                # Normally every call is done here; after a KeyboardInterrupt the
+                # caller gets control back at once instead of waiting for them.
+                pool.shutdown(wait=False, cancel_futures=True)
         return self._collect(operation, work, outcomes, raise_on_error)
 
     async def _aall(
