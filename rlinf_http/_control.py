@@ -38,36 +38,59 @@ CLEANUP_TIMEOUT_S = 60.0
 def bracket(enter: Callable[[], object], leave: Callable[[], object], what: str) -> Iterator[None]:
     """Run ``enter``, the block, then ``leave`` -- also when the block raises.
 
-    If the block raised, its exception wins; a failing ``leave`` is logged.
+    If the block raised, its exception wins; a failing ``leave`` is logged. An
+    ``enter`` that fails undoes its own work; one interrupted (Ctrl-C) may have
+    half happened, so ``leave`` runs then too.
     """
-    enter()
+    try:
+        enter()
+    except Exception:
+        raise
+    except BaseException:
+        _leave_quietly(leave, what)
+        raise
     try:
         yield
     except BaseException:
-        try:
-            leave()
-        except Exception as exc:
-            logger.warning("%s after a failed block also failed: %s", what, exc)
+        _leave_quietly(leave, what)
         raise
     leave()
+
+
+def _leave_quietly(leave: Callable[[], object], what: str) -> None:
+    try:
+        leave()
+    except Exception as exc:
+        logger.warning("%s after a failed block also failed: %s", what, exc)
 
 
 @contextlib.asynccontextmanager
 async def abracket(
     enter: Callable[[], Awaitable[object]], leave: Callable[[], Awaitable[object]], what: str
 ) -> AsyncIterator[None]:
-    """Async :func:`bracket`; ``leave`` runs shielded from cancellation, bounded in time."""
-    await enter()
+    """Async :func:`bracket`; ``leave`` runs shielded from cancellation, bounded in time.
+
+    A cancelled ``enter`` may have half happened: ``leave`` runs then too.
+    """
+    try:
+        await enter()
+    except anyio.get_cancelled_exc_class():
+        await _aleave_quietly(leave, what)
+        raise
     try:
         yield
     except BaseException:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT_S):
-            try:
-                await leave()
-            except Exception as exc:
-                logger.warning("%s after a failed block also failed: %s", what, exc)
+        await _aleave_quietly(leave, what)
         raise
     await leave()
+
+
+async def _aleave_quietly(leave: Callable[[], Awaitable[object]], what: str) -> None:
+    with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT_S):
+        try:
+            await leave()
+        except Exception as exc:
+            logger.warning("%s after a failed block also failed: %s", what, exc)
 
 
 class ControlMixin(BaseClient):

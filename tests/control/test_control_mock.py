@@ -623,3 +623,28 @@ def test_fleet_closes_its_clients(cluster: Cluster) -> None:
     with fleet:
         pass
     assert all(c._sync_client is None for c in clients)
+
+
+@pytest.mark.anyio
+async def test_async_paused_cancelled_while_pausing_still_continues(cluster: Cluster) -> None:
+    pausing = anyio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/pause_generation":
+            pausing.set()
+            await anyio.sleep_forever()  # an abort-mode pause that takes long
+        return cluster.handler(request)
+
+    transport = httpx.MockTransport(handler)
+    fleet = Fleet.from_urls(cluster.urls, async_http_client=httpx.AsyncClient(transport=transport))
+
+    async def pause_and_work() -> None:
+        async with fleet.async_paused():
+            pytest.fail("the block must not run")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(pause_and_work)
+        await pausing.wait()
+        tg.cancel_scope.cancel()
+    # some workers may have paused before the cancel: every one is continued
+    assert cluster.origins("/continue_generation") == sorted(cluster.urls)
