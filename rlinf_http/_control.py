@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from typing_extensions import Self
 
 from ._base_client import BaseClient
 from ._core import control
@@ -229,7 +230,7 @@ class ControlMixin(BaseClient):
         return await self._arun(control.end_weight_update_plan())
 
     @contextlib.contextmanager
-    def weight_update_session(self, selector: Selector = "all") -> Iterator[ControlMixin]:
+    def weight_update_session(self, selector: Selector = "all") -> Iterator[Self]:
         """``with client.weight_update_session():`` begin ... end, even if the block raises.
 
         sglang 0.5.23 refuses ``update_weights_from_distributed`` and
@@ -242,9 +243,7 @@ class ControlMixin(BaseClient):
             yield self
 
     @contextlib.asynccontextmanager
-    async def async_weight_update_session(
-        self, selector: Selector = "all"
-    ) -> AsyncIterator[ControlMixin]:
+    async def async_weight_update_session(self, selector: Selector = "all") -> AsyncIterator[Self]:
         """Async :meth:`weight_update_session` (``async with``)."""
         control.begin_weight_update_plan(selector)
         async with abracket(
