@@ -479,10 +479,11 @@ class ControlMixin(BaseClient):
         workers only. Each worker gets a client with this client's settings;
         ``client_options`` override them (e.g. ``api_key=`` a worker's admin key).
         """
-        from ._fleet import Fleet
+        from ._fleet import Fleet  # here: the fleet module builds clients of this class
 
+        options = Fleet._worker_options(self, client_options)
         urls = self._run(control.discover_workers_plan(worker_type, healthy_only))
-        return Fleet.from_client(self, urls, worker_type, client_options)
+        return Fleet._from_client(self, urls, worker_type, options)
 
     async def async_fleet(
         self, worker_type: str | None = None, *, healthy_only: bool = False, **client_options: Any
@@ -490,5 +491,6 @@ class ControlMixin(BaseClient):
         """Async :meth:`fleet`."""
         from ._fleet import Fleet
 
+        options = Fleet._worker_options(self, client_options)
         urls = await self._arun(control.discover_workers_plan(worker_type, healthy_only))
-        return Fleet.from_client(self, urls, worker_type, client_options)
+        return Fleet._from_client(self, urls, worker_type, options)

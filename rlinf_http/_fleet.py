@@ -183,15 +183,24 @@ class Fleet:
         unique = dict.fromkeys(_worker_url(url) for url in urls)
         return cls(InferenceHTTPClient(url, **client_options) for url in unique)
 
+    @staticmethod
+    def _worker_options(client: BaseClient, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """``client``'s settings with ``overrides``, checked (by building a client) before I/O."""
+        from ._client import InferenceHTTPClient
+
+        options = _inherited_options(client, overrides)
+        InferenceHTTPClient(client.base_url, **options)  # raises InvalidRequestError if bad
+        return options
+
     @classmethod
-    def from_client(
+    def _from_client(
         cls,
         client: BaseClient,
         urls: Sequence[str] | None,
-        worker_type: str | None = None,
-        overrides: Mapping[str, Any] | None = None,
+        worker_type: str | None,
+        options: Mapping[str, Any],
     ) -> Fleet:
-        """A fleet of ``urls`` (``None``: ``client``'s own server) with ``client``'s settings."""
+        """A fleet of ``urls`` (``None``: ``client``'s own server) built with ``options``."""
         from ._client import InferenceHTTPClient
 
         if urls is not None and not urls:
@@ -201,7 +210,6 @@ class Fleet:
                 operation="fleet",
                 result=FleetResult({}, "fleet"),
             )
-        options = _inherited_options(client, overrides or {})
         targets = [client.base_url] if urls is None else urls
         return cls(InferenceHTTPClient(url, **options) for url in targets)
 

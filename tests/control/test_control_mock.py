@@ -648,3 +648,16 @@ async def test_async_paused_cancelled_while_pausing_still_continues(cluster: Clu
         tg.cancel_scope.cancel()
     # some workers may have paused before the cancel: every one is continued
     assert cluster.origins("/continue_generation") == sorted(cluster.urls)
+
+
+def test_fleet_discovery_checks_arguments_first(cluster: Cluster) -> None:
+    router = cluster.client()
+    with pytest.raises(InvalidRequestError):
+        router.fleet("gpu")
+    with pytest.raises(InvalidRequestError):
+        router.fleet(api_key="")
+    with pytest.raises(InvalidRequestError):
+        router.fleet(connect_timeout=-1)
+    with pytest.raises(InvalidRequestError):
+        router.fleet(healthy_only="yes")  # type: ignore[arg-type]
+    assert cluster.seen == []
