@@ -82,7 +82,10 @@ class _AdminMixin(_Engine):
             "parent": None,
             "max_model_len": c.max_total_num_tokens,
         }
-        await self._respond_json(req, 200, {"object": "list", "data": [card]})
+        cards = [card]
+        for name, path in self._loras.items():
+            cards.append({**card, "id": name, "root": path, "parent": self._served_model_name})
+        await self._respond_json(req, 200, {"object": "list", "data": cards})
 
     async def _flush_cache(self, req: _Req) -> None:
         timeout = req.query().get("timeout")
@@ -160,6 +163,13 @@ class _AdminMixin(_Engine):
                 d["body"] = d["body"].decode("utf-8", "replace")
             out.append(d)
         await self._respond_json(req, 200, out)
+
+    async def _fake_requests(self, req: _Req) -> None:
+        await self._respond_json(req, 200, self.request_log)
+
+    async def _fake_clear_requests(self, req: _Req) -> None:
+        self.clear_request_log()
+        await self._respond_json(req, 200, {"cleared": True})
 
     async def _fake_stats(self, req: _Req) -> None:
         await self._respond_json(req, 200, self.stats)

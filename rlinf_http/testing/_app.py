@@ -32,6 +32,7 @@ from ._asgi import (
 )
 from ._config import FakeConfig
 from ._control import _ControlMixin
+from ._dataplane import _DataPlaneMixin
 from ._faults import FaultRegistry, FaultSpec
 from ._generate import _GenerateMixin
 from ._openai import _OpenAIMixin
@@ -49,7 +50,22 @@ __all__ = [
 ]
 
 
-class FakeSGLangApp(_GenerateMixin, _OpenAIMixin, _ControlMixin, _AdminMixin):
+_DATA_PLANE_PATHS = frozenset(
+    {
+        "/generate",
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/embeddings",
+        "/encode",
+        "/v1/tokenize",
+        "/v1/detokenize",
+        "/tokenize",
+        "/detokenize",
+    }
+)
+
+
+class FakeSGLangApp(_GenerateMixin, _OpenAIMixin, _DataPlaneMixin, _ControlMixin, _AdminMixin):
     """A deterministic fake SGLang server (pure ASGI 3 app).
 
     Use it in-process with ``httpx.AsyncClient(transport=httpx.ASGITransport(app))``
@@ -63,6 +79,16 @@ class FakeSGLangApp(_GenerateMixin, _OpenAIMixin, _ControlMixin, _AdminMixin):
             (requests cancelled by a client disconnect), ``aborted`` (generations
             aborted via ``/abort_request``) and ``faults_injected``. Over sockets the
             client may see a response a moment before ``in_flight`` is decremented.
+        request_log: the data-plane requests with their routing key, request id,
+            rid, priority, LoRA and serving worker (also ``GET /_fake/requests``).
+        paused, weight_version, model_path, served_model_name,
+        released_memory_tags, lora_adapters: the live control-plane state;
+            :meth:`control_state` (``GET /_fake/state``) has all of it.
+
+    The endpoints are grouped by concern: ``_generate`` (``/generate``),
+    ``_openai`` (chat and completions), ``_dataplane`` (embeddings, encode,
+    tokenize, LoRA), ``_control`` (pause, weights, memory, loads) and ``_admin``
+    (health, info, flush, abort); ``_engine`` holds the shared state.
     """
 
     def __init__(self, config: FakeConfig | None = None) -> None:
@@ -70,6 +96,32 @@ class FakeSGLangApp(_GenerateMixin, _OpenAIMixin, _ControlMixin, _AdminMixin):
         self._build_routes()
 
     # ------------------------------------------------------------------ ASGI entry
+
+    def _log_request(self, req: _Req, scope: Scope) -> None:
+        worker = self.config.worker_id
+        if worker is not None:
+            req.resp_headers.append((b"x-fake-worker", worker.encode("latin-1")))
+        else:
+            server = scope.get("server")
+            if server:
+                host = str(server[0])
+                host = f"[{host}]" if ":" in host else host
+                worker = f"http://{host}:{server[1]}"
+        body = req.json if isinstance(req.json, dict) else {}
+        record = {
+            "seq": next(self._request_seq),
+            "path": req.path,
+            "method": req.method,
+            "worker": worker,
+            "routing_key": req.headers.get("x-smg-routing-key"),
+            "request_id": req.headers.get("x-request-id"),
+            "rid": body.get("rid"),
+            "priority": body.get("priority"),
+            "lora_path": body.get("lora_path"),
+            "stream": body.get("stream") is True,
+        }
+        with self._stats_lock:
+            self._request_log.append(record)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -111,6 +163,8 @@ class FakeSGLangApp(_GenerateMixin, _OpenAIMixin, _ControlMixin, _AdminMixin):
                 parsed = _INVALID
         req = _Req(method, path, headers, body, parsed, rid_b, send, receive)
         req.query_string = scope.get("query_string", b"")
+        if path in _DATA_PLANE_PATHS:
+            self._log_request(req, scope)
         internal = path.startswith("/_fake/")
         st = self._stats
         if not internal:
@@ -221,3 +275,5 @@ class FakeSGLangApp(_GenerateMixin, _OpenAIMixin, _ControlMixin, _AdminMixin):
         }
         r["/_fake/stats"] = {"GET": self._fake_stats, "DELETE": self._fake_reset_stats}
         self._control_routes()
+        self._dataplane_routes()
+        r["/_fake/requests"] = {"GET": self._fake_requests, "DELETE": self._fake_clear_requests}

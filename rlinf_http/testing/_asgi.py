@@ -92,6 +92,7 @@ class _Req:
         "path",
         "query_string",
         "receive",
+        "resp_headers",
         "rid_b",
         "send",
     )
@@ -117,6 +118,8 @@ class _Req:
         self.receive = receive
         self.fault: FaultSpec | None = None
         self.query_string = b""
+        #: headers added to every response to this request (e.g. ``x-fake-worker``)
+        self.resp_headers: list[tuple[bytes, bytes]] = []
 
     def query(self) -> dict[str, str]:
         """The query parameters (last value wins)."""
@@ -143,7 +146,7 @@ class _SSE:
         self.finished = False
 
     async def start(self) -> None:
-        headers = [*_SSE_HEADERS_BASE, (b"x-request-id", self.req.rid_b)]
+        headers = [*_SSE_HEADERS_BASE, (b"x-request-id", self.req.rid_b), *self.req.resp_headers]
         await self.req.send({"type": "http.response.start", "status": 200, "headers": headers})
 
     async def _fault_hit(self) -> bool:

@@ -47,11 +47,26 @@ class FakeConfig:
     weight_update_s: float = 0.0
     #: ``--max-running-requests`` as reported by ``/v1/loads``
     max_running_requests: int = 1024
+    #: ``--enable-lora``: LoRA adapters can be loaded and named by ``lora_path``
+    enable_lora: bool = True
+    #: ``--max-loras-per-batch`` (LoRA slots reported by ``/v1/loads``)
+    max_loras_per_batch: int = 8
+    #: length of the vectors served by ``/v1/embeddings`` and ``/encode``
+    embedding_dim: int = 16
+    #: ``max_model_len`` reported by ``/v1/tokenize``
+    context_length: int = 32768
+    #: a name for this worker: data-plane responses then carry ``x-fake-worker``
+    #: with it and the request log records it (default: the server's URL)
+    worker_id: str | None = None
+    #: how many data-plane requests ``/_fake/requests`` remembers
+    request_log_size: int = 10000
 
     def __post_init__(self) -> None:
         if self.tokenizer_path is None:
             self.tokenizer_path = self.model_path
         if self.stream_interval < 1:
             raise ValueError("stream_interval must be >= 1")
+        if self.embedding_dim < 1:
+            raise ValueError("embedding_dim must be >= 1")
         if self.weight_update_s < 0:
             raise ValueError("weight_update_s must be >= 0")

@@ -483,6 +483,14 @@ class _ControlMixin(_Engine):
                 "graph_gb": 0.0 if "cuda_graph" in released else 0.25,
                 "token_capacity": total,
             }
+        if "lora" in sections and c.enable_lora:
+            slots = c.max_loras_per_batch
+            used_slots = min(len(self._loras), slots)
+            load["lora"] = {
+                "slots_used": used_slots,
+                "slots_total": slots,
+                "utilization": used_slots / slots if slots else 0.0,
+            }
         if "queues" in sections:
             load["queues"] = {
                 "waiting": retracted + held,

@@ -8,12 +8,13 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 
-from ._asgi import Handler, _dumps, _err, _Req
+from ._asgi import Handler, _dumps, _err, _openai_err, _Req
 from ._config import FakeConfig
 from ._faults import FaultRegistry
 from ._tokens import _LPS, _out_ids, _out_text
@@ -120,6 +121,9 @@ class _Engine:
         self._model_path = c.model_path
         self._served_model_name = c.served_model_name
         self._load_format = c.load_format
+        self._loras: dict[str, str] = {}  # loaded LoRA adapters: name -> path
+        self._request_log: deque[dict[str, Any]] = deque(maxlen=max(c.request_log_size, 1))
+        self._request_seq = itertools.count(1)
 
     # ------------------------------------------------------------------ public helpers
 
@@ -173,6 +177,23 @@ class _Engine:
     def running_requests(self) -> int:
         """Number of generations currently running (including those held by a pause)."""
         return len(self._running)
+
+    @property
+    def request_log(self) -> list[dict[str, Any]]:
+        """The data-plane requests received, oldest first (also ``GET /_fake/requests``).
+
+        Each record: ``seq``, ``path``, ``method``, ``worker`` (``config.worker_id``
+        or the server's URL), ``routing_key`` (the ``X-SMG-Routing-Key`` header),
+        ``request_id`` (``X-Request-Id``), and from the body ``rid``, ``priority``,
+        ``lora_path``, ``stream``.
+        """
+        with self._stats_lock:
+            return [dict(r) for r in self._request_log]
+
+    def clear_request_log(self) -> None:
+        """Forget the logged requests."""
+        with self._stats_lock:
+            self._request_log.clear()
 
     @property
     def paused(self) -> str | None:
@@ -268,6 +289,31 @@ class _Engine:
             if it.aborted and it.abort_at >= t0:
                 it.abort_at = t0 + shift
 
+    def _check_priority_lora(self, body: dict[str, Any], batch: int, openai: bool) -> None:
+        """``priority`` must be an int; ``lora_path`` must name loaded adapters."""
+        make = _openai_err if openai else _err
+        prio = body.get("priority")
+        if prio is not None and (not isinstance(prio, int) or isinstance(prio, bool)):
+            raise make("priority must be an integer")
+        lora = body.get("lora_path")
+        if lora is None:
+            return
+        names = lora if isinstance(lora, list) else [lora]
+        if isinstance(lora, list) and len(lora) != batch:
+            raise make("lora_path list length must match the batch size")
+        if not all(n is None or isinstance(n, str) for n in names):
+            raise make("lora_path must be a string, null or a list of them")
+        if any(n is not None for n in names) and not self.config.enable_lora:
+            raise make(
+                "LoRA is not enabled. Please set `--enable-lora` to True when launching the server."
+            )
+        for n in names:
+            if n is not None and n not in self._loras:
+                raise make(
+                    f"The following requested LoRA adapters are not loaded: {n}. "
+                    "The LoRA adapter has never been loaded; load it with /load_lora_adapter."
+                )
+
     def _can_flush(self) -> bool:
         """sglang flushes only when idle; waiting requests are ignored while paused."""
         return self._paused == "retract" or not self._running
@@ -298,6 +344,8 @@ class _Engine:
             headers.append((b"content-type", content_type))
         if extra:
             headers.extend(extra)
+        if req.resp_headers:
+            headers.extend(req.resp_headers)
         await req.send({"type": "http.response.start", "status": status, "headers": headers})
         await req.send({"type": "http.response.body", "body": body})
 

@@ -229,6 +229,7 @@ class _GenerateMixin(_Engine):
             rids = list(rid) if n == 1 else [f"{r}_{j}" for r in rid for j in range(n)]
         else:
             raise _err("rid must be a string or a list of strings")
+        self._check_priority_lora(body, nprompts, openai=False)
 
         items: list[_Item] = []
         default_interval = self.config.stream_interval

@@ -28,8 +28,12 @@ class _OpenAIMixin(_Engine):
         if not isinstance(max_new, int) or isinstance(max_new, bool) or max_new < 0:
             raise _openai_err("max_tokens must be a non-negative integer")
         ignore_eos = bool(body.get("ignore_eos", False))
+        self._check_priority_lora(body, 1, openai=True)
+        rid = body.get("rid")
+        if rid is not None and not isinstance(rid, str):
+            raise _openai_err("rid must be a string")
         items = []
-        base = uuid.uuid4().hex
+        base = rid or uuid.uuid4().hex
         for p, plen in enumerate(prompt_lens):
             for s in range(n):
                 it = _Item()
@@ -93,7 +97,7 @@ class _OpenAIMixin(_Engine):
         self, req: _Req, body: dict[str, Any], items: list[_Item], chat: bool
     ) -> None:
         job = _Job(items, True)
-        model = body.get("model") or self.config.served_model_name
+        model = body.get("model") or self._served_model_name
         created = int(time.time())
         rid = items[0].rid
         await self._admit(job)
@@ -135,6 +139,7 @@ class _OpenAIMixin(_Engine):
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
             },
+            "metadata": {"weight_version": self._weight_version},
         }
         await self._respond_json(req, 200, resp)
 

@@ -237,6 +237,10 @@ async def test_update_weights_from_disk_changes_path_version_and_outputs(
     assert models["data"][0]["id"] == "/ckpt/step-100"
     out = (await client.post(url + "/generate", json=gen_body(2))).json()
     assert out["meta_info"]["weight_version"] == "100"
+    chat = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    out = (await client.post(url + "/v1/chat/completions", json=chat)).json()
+    assert out["metadata"] == {"weight_version": "100"}
+    assert out["model"] == "/ckpt/step-100"  # the served name is now the new path
     state = (await client.get(url + "/_fake/state")).json()
     assert state["weight_updates"] == [
         {"kind": "disk", "weight_version": "100", "model_path": "/ckpt/step-100"}
@@ -280,7 +284,7 @@ async def test_disk_update_waits_for_inflight_requests_unless_paused(
 
     update_body = {"model_path": "/m2", "weight_version": "2"}
     async with anyio.create_task_group() as tg:
-        tg.start_soon(track, "running", running, "/generate", gen_body(100))
+        tg.start_soon(track, "running", running, "/generate", gen_body(50))
         await until(lambda: slow.app.running_requests == 1, "start")
         tg.start_soon(track, "update", update, "/update_weights_from_disk", update_body)
         await until(lambda: slow.app._writers == 1, "update waiting for the writer lock")
@@ -315,7 +319,7 @@ async def test_update_weight_version_aborts_by_default(
     url = slow.url
     kept = Result()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(kept.post, client, url + "/generate", gen_body(100))
+        tg.start_soon(kept.post, client, url + "/generate", gen_body(50))
         await until(lambda: slow.app.running_requests == 1, "start")
         r = await client.post(
             url + "/update_weight_version", json={"new_version": "v1", "abort_all_requests": False}
