@@ -8,6 +8,7 @@ workers (``http://w<i>.test``); the clients get it as their ``http_client`` /
 from __future__ import annotations
 
 import json
+import pickle
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -661,3 +662,18 @@ def test_fleet_discovery_checks_arguments_first(cluster: Cluster) -> None:
     with pytest.raises(InvalidRequestError):
         router.fleet(healthy_only="yes")  # type: ignore[arg-type]
     assert cluster.seen == []
+
+
+def test_fleet_errors_pickle(cluster: Cluster) -> None:
+    bad = cluster.urls[0]
+    cluster.replies[(bad, "/update_weights_from_disk")] = (400, {"success": False, "message": "x"})
+    fleet = cluster.client().fleet()
+    with pytest.raises(FleetError) as info:
+        fleet.update_weights_from_disk("/c")
+    again = pickle.loads(pickle.dumps(info.value))  # Ray and multiprocessing ship errors
+    assert type(again) is FleetError and again.operation == "update_weights_from_disk"
+    assert list(again.errors) == [bad] and isinstance(again.errors[bad], WeightUpdateError)
+    assert set(again.result.results) == set(cluster.urls[1:])
+    mismatch = WeightVersionMismatchError("m", expected="2", versions={bad: "1", "u": "2"})
+    copy = pickle.loads(pickle.dumps(mismatch))
+    assert copy.mismatched == {bad: "1"} and copy.expected == "2"

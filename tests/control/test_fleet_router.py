@@ -415,3 +415,87 @@ async def test_async_memory_loads_and_version(client: InferenceHTTPClient, urls:
             await fleet.async_update_weights_from_tensor([b"\x80payload"], weight_version="t")
         await fleet.async_check_weight_version("t")
         assert dict(await fleet.async_health()) == dict.fromkeys(urls, True)
+
+
+# -- every Fleet call, sync and async, through the router -------------------------------
+
+
+def steps(fleet: Fleet, tag: str) -> list[tuple[str, tuple[Any, ...], dict[str, Any], Any]]:
+    """(call, args, kwargs, check of one worker's /_fake/state after it) in loop order."""
+    offsets = [1 + i for i in range(len(fleet))]
+    group = f"g-{tag}"
+    return [
+        ("pause_generation", ("retract",), {}, lambda s: s["paused"] == "retract"),
+        ("release_memory_occupation", (["kv_cache"],), {}, lambda s: s["released_memory_tags"]),
+        ("resume_memory_occupation", (["kv_cache"],), {}, lambda s: not s["released_memory_tags"]),
+        (
+            "update_weights_from_disk",
+            (f"/ckpt/{tag}",),
+            {"weight_version": f"{tag}-disk"},
+            lambda s: s["model_path"] == f"/ckpt/{tag}" and s["weight_version"] == f"{tag}-disk",
+        ),
+        (
+            "init_weights_update_group",
+            ("127.0.0.1", 29500, offsets, len(fleet) + 1),
+            {"group_name": group},
+            lambda s: group in s["weight_update_groups"],
+        ),
+        ("begin_weight_update", (), {}, lambda s: s["weight_update_session"]),
+        (
+            "update_weights_from_distributed",
+            (["w"], ["float32"], [[2]]),
+            {"group_name": group, "weight_version": f"{tag}-nccl"},
+            lambda s: s["weight_version"] == f"{tag}-nccl",
+        ),
+        (
+            "update_weights_from_tensor",
+            ([b"\x80payload"],),
+            {"weight_version": f"{tag}-tensor"},
+            lambda s: s["weight_version"] == f"{tag}-tensor",
+        ),
+        ("end_weight_update", (), {}, lambda s: not s["weight_update_session"]),
+        (
+            "destroy_weights_update_group",
+            (group,),
+            {},
+            lambda s: group not in s["weight_update_groups"],
+        ),
+        ("continue_generation", (), {}, lambda s: s["paused"] is None),
+        (
+            "update_weight_version",
+            (f"{tag}-label",),
+            {"abort_all_requests": False},
+            lambda s: s["weight_version"] == f"{tag}-label",
+        ),
+        ("weight_versions", (), {}, None),
+        ("check_weight_version", (f"{tag}-label",), {}, None),
+        ("loads", ("all",), {}, None),
+        ("flush_cache", (), {}, None),
+        ("health", (), {}, None),
+        ("server_info", (), {}, None),
+        ("model_info", (), {}, None),
+        ("abort_request", (), {"abort_all": True}, None),
+    ]
+
+
+def check(name: str, result: Any, fleet: Fleet, state_ok: Any) -> None:
+    assert isinstance(result, FleetResult), name
+    assert set(result) == set(fleet) and result.ok, (name, result)
+    if state_ok is not None:
+        assert all(state_ok(control_state(u)) for u in fleet), name
+    if name in ("weight_versions", "check_weight_version"):
+        assert len(set(result.values())) == 1  # every worker serves the same version
+
+
+def test_every_fleet_call_sync(client: InferenceHTTPClient) -> None:
+    with client.fleet() as fleet:
+        for name, args, kwargs, state_ok in steps(fleet, "sync"):
+            check(name, getattr(fleet, name)(*args, **kwargs), fleet, state_ok)
+
+
+@pytest.mark.anyio
+async def test_every_fleet_call_async(client: InferenceHTTPClient, anyio_backend: str) -> None:
+    async with await client.async_fleet() as fleet:
+        for name, args, kwargs, state_ok in steps(fleet, anyio_backend):
+            result = await getattr(fleet, "async_" + name)(*args, **kwargs)
+            check(name, result, fleet, state_ok)
