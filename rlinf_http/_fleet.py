@@ -2,10 +2,11 @@
 
 The sglang router forwards no control endpoint, so a weight sync has to reach
 each worker itself. A :class:`Fleet` holds one client per worker and runs a
-call on all of them concurrently (an anyio task group; the sync methods run the
-same async code on a private event loop). Every worker is tried; the outcome
-is a :class:`FleetResult` (worker URL -> result or exception), and any failure
-raises :class:`~rlinf_http.FleetError` afterwards unless ``raise_on_error=False``.
+call on all of them concurrently: the async methods in an anyio task group,
+the sync ones on one thread per worker, both running the same core plans.
+Every worker is tried; the outcome is a :class:`FleetResult` (worker URL ->
+result or exception), and any failure raises :class:`~rlinf_http.FleetError`
+afterwards unless ``raise_on_error=False``.
 """
 
 from __future__ import annotations
@@ -125,7 +126,10 @@ def _inherited_options(client: BaseClient, overrides: Mapping[str, Any]) -> dict
     headers = {k: v for k, v in client._headers.items() if k not in _OWN_HEADERS}
     if "api_key" in overrides:
         headers.pop("authorization", None)
-    headers.update(overrides.get("headers") or {})
+    extra_headers = overrides.get("headers") or {}
+    if not isinstance(extra_headers, Mapping):
+        raise InvalidRequestError(f"headers must be a mapping, got {extra_headers!r}")
+    headers.update(extra_headers)
     options: dict[str, Any] = {
         "connect_timeout": client.connect_timeout,
         "max_connections": client.max_connections,
