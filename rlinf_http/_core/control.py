@@ -305,20 +305,20 @@ def _weight_op(
     return _post(path, body, functools.partial(_parse_result, WeightUpdateResult, flush))
 
 
-def _in_session(selector: str, update: Plan[R]) -> Plan[R]:
+def _in_session(selector: Selector, update: Plan[R]) -> Plan[R]:
     """``begin_weight_update`` -> ``update`` -> ``end_weight_update``.
 
     The session is ended even when the update fails (that error is raised);
     sglang 0.5.23 refuses distributed and tensor updates outside a session.
     """
-    yield from _weight_call(_weight_op("/begin_weight_update", {"selector": selector}), False)
+    yield from begin_weight_update_plan(selector)
     try:
         result: R = yield from update
     except RLinfHTTPError:
         with contextlib.suppress(RLinfHTTPError):
-            yield from _weight_call(_weight_op("/end_weight_update", {}), False)
+            yield from end_weight_update_plan()
         raise
-    yield from _weight_call(_weight_op("/end_weight_update", {}), False)
+    yield from end_weight_update_plan()
     return result
 
 
@@ -414,7 +414,7 @@ def _update_fields(
 
 
 def _session_update(
-    path: str, body: dict[str, Any], selector: str, wrap_session: bool
+    path: str, body: dict[str, Any], selector: Selector, wrap_session: bool
 ) -> Plan[WeightUpdateResult]:
     flush = bool(body["flush_cache"])
     update = _weight_call(_weight_op(path, body, flush), flush)
