@@ -40,6 +40,7 @@ class _Item:
         "sent",
         "stream_interval",
         "top_logprobs_num",
+        "wv_events",
     )
 
     def __init__(self) -> None:
@@ -59,10 +60,12 @@ class _Item:
         self.rid = ""
         self.n_out = 0
         self.finish: dict[str, Any] = {}
+        #: weight-version changes while running: (old version, output tokens so far)
+        self.wv_events: list[tuple[str, int]] = []
 
 
 class _Job:
-    __slots__ = ("abort_pending", "batch", "event", "items", "retracted", "start")
+    __slots__ = ("abort_pending", "batch", "event", "items", "retracted", "start", "step")
 
     def __init__(self, items: list[_Item], batch: bool) -> None:
         self.items = items
@@ -72,6 +75,8 @@ class _Job:
         self.abort_pending = False
         #: True while held by a ``retract`` pause (its requests count as waiting)
         self.retracted = False
+        #: lock-step position of a streamed job (-1: not streamed, time decides)
+        self.step = -1
 
     def abort(self, item: _Item) -> None:
         if not item.aborted:
@@ -314,6 +319,41 @@ class _Engine:
                     "The LoRA adapter has never been loaded; load it with /load_lora_adapter."
                 )
 
+    def _set_weight_version(self, new: str) -> None:
+        """Change the weight version; running requests record where it changed."""
+        old = self._weight_version
+        if new == old:
+            return
+        now = time.monotonic()
+        if self._held():
+            now = min(now, max(self._pause_t0, 0.0))
+        for job, item in self._running.values():
+            if job.step >= 0:
+                done = min(job.step, item.n_out)
+            else:
+                done = self._tokens_at(now - job.start, item.n_out)
+            if done > 0:
+                item.wv_events.append((old, done))
+        self._weight_version = new
+
+    def _weight_version_spans(self, item: _Item, n: int) -> list[dict[str, Any]]:
+        """``meta_info.weight_versions``: which version produced which output tokens.
+
+        Spans ``{"version", "start", "end"}`` (``end`` exclusive) over the first
+        ``n`` output tokens; the last one is the current version.
+        """
+        spans: list[dict[str, Any]] = []
+        for version, upto in [*item.wv_events, (self._weight_version, n)]:
+            end = min(upto, n)
+            prev_end = spans[-1]["end"] if spans else 0
+            if spans and end <= prev_end:
+                continue
+            if spans and spans[-1]["version"] == version:
+                spans[-1]["end"] = end
+            else:
+                spans.append({"version": version, "start": prev_end, "end": end})
+        return spans
+
     def _can_flush(self) -> bool:
         """sglang flushes only when idle; waiting requests are ignored while paused."""
         return self._paused == "retract" or not self._running
@@ -443,6 +483,7 @@ class _Engine:
                 if job.abort_pending or self._held():
                     continue
             step += 1
+            job.step = step
             for it in list(live):
                 k = min(step, it.n_out)
                 finished = step >= it.n_out

@@ -58,6 +58,10 @@ class _GenerateMixin(_Engine):
             "weight_version": self._weight_version,
             "e2e_latency": time.monotonic() - job.start,
         }
+        if finish is not None:
+            spans = self._weight_version_spans(it, k1)
+            meta["weight_versions"] = spans
+            meta["weight_version"] = spans[-1]["version"]
         if it.return_logprob:
             self._add_logprobs(meta, it, lo, k1, with_input=first or not incremental)
         obj: dict[str, Any] = {

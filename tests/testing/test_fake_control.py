@@ -174,6 +174,32 @@ async def test_pause_holds_inflight_requests_until_continue(
     assert stream.events[-1] == "[DONE]"
 
 
+async def test_weight_versions_span_a_change_during_generation(
+    slow: FakeServer, client: httpx.AsyncClient
+) -> None:
+    url = slow.url
+    n = 60
+    stream = StreamReader()
+    plain = Result()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stream.run, client, url, gen_body(n, stream=True))
+        tg.start_soon(plain.post, client, url + "/generate", gen_body(n))
+        await until(lambda: len(stream.chunks) >= 3, "first chunks")
+        await client.post(url + "/pause_generation", json={"mode": "retract"})
+        body = {"new_version": "v1", "abort_all_requests": False}
+        assert (await client.post(url + "/update_weight_version", json=body)).status_code == 200
+        await client.post(url + "/continue_generation", json={})
+    for meta in (stream.chunks[-1]["meta_info"], plain.json["meta_info"]):
+        assert meta["finish_reason"]["type"] == "length"
+        first, second = meta["weight_versions"]
+        assert first["version"] == "default" and second["version"] == "v1"
+        assert first["start"] == 0 and 0 < first["end"] == second["start"] < n
+        assert second["end"] == n
+        assert meta["weight_version"] == "v1"
+    # chunks before the end carry only the version, not the spans
+    assert "weight_versions" not in stream.chunks[0]["meta_info"]
+
+
 async def test_abort_request_reaches_a_held_request(
     slow: FakeServer, client: httpx.AsyncClient
 ) -> None:
