@@ -522,15 +522,20 @@ class Fleet:
             raise_on_error,
         )
 
+    def _by_worker(self, values: Mapping[str, T], what: str) -> dict[str, T]:
+        """A mapping of worker URL to value that names every worker exactly once."""
+        by_url = {_worker_url(url): value for url, value in values.items()}
+        if set(by_url) != set(self._clients) or len(by_url) != len(values):
+            raise InvalidRequestError(
+                f"{what} must name every worker of the fleet exactly once: {list(self._clients)}"
+            )
+        return by_url
+
     def _rank_offsets(self, rank_offset: int | Sequence[int] | Mapping[str, int]) -> dict[str, int]:
         """One distinct rank offset per worker, from an int (one worker), a list or a mapping."""
         urls = list(self._clients)
         if isinstance(rank_offset, Mapping):
-            offsets = {_worker_url(url): value for url, value in rank_offset.items()}
-            if set(offsets) != set(urls):
-                raise InvalidRequestError(
-                    f"rank_offset must name every worker of the fleet exactly: {urls}"
-                )
+            offsets = self._by_worker(rank_offset, "rank_offset")
         elif isinstance(rank_offset, Sequence) and not isinstance(rank_offset, str):
             if len(rank_offset) != len(urls):
                 raise InvalidRequestError(
@@ -752,9 +757,16 @@ class Fleet:
             raise_on_error,
         )
 
+    def _payloads(
+        self, payload: Sequence[bytes | str] | Mapping[str, Sequence[bytes | str]]
+    ) -> dict[str, Sequence[bytes | str]]:
+        if isinstance(payload, Mapping):
+            return self._by_worker(payload, "serialized_named_tensors")
+        return dict.fromkeys(self._clients, payload)
+
     def update_weights_from_tensor(
         self,
-        serialized_named_tensors: Sequence[bytes | str],
+        serialized_named_tensors: Sequence[bytes | str] | Mapping[str, Sequence[bytes | str]],
         *,
         load_format: str | None = None,
         flush_cache: bool = True,
@@ -765,15 +777,17 @@ class Fleet:
         raise_on_error: bool = True,
         **extra: Any,
     ) -> FleetResult[WeightUpdateResult]:
-        """``update_weights_from_tensor`` with the same payload on every worker.
+        """``update_weights_from_tensor`` on every worker.
 
-        The payload holds CUDA IPC handles: it only makes sense for workers on
-        the node that serialized it.
+        The payload holds CUDA IPC handles, which only workers on the node that
+        serialized it can open: give one payload for all, or a mapping of
+        worker URL to that worker's payload.
         """
+        payloads = self._payloads(serialized_named_tensors)
         return self._all(
             "update_weights_from_tensor",
-            lambda _: control.update_weights_from_tensor_plan(
-                serialized_named_tensors,
+            lambda url: control.update_weights_from_tensor_plan(
+                payloads[url],
                 load_format=load_format,
                 flush_cache=flush_cache,
                 abort_all_requests=abort_all_requests,
@@ -787,7 +801,7 @@ class Fleet:
 
     async def async_update_weights_from_tensor(
         self,
-        serialized_named_tensors: Sequence[bytes | str],
+        serialized_named_tensors: Sequence[bytes | str] | Mapping[str, Sequence[bytes | str]],
         *,
         load_format: str | None = None,
         flush_cache: bool = True,
@@ -799,10 +813,11 @@ class Fleet:
         **extra: Any,
     ) -> FleetResult[WeightUpdateResult]:
         """Async :meth:`update_weights_from_tensor`."""
+        payloads = self._payloads(serialized_named_tensors)
         return await self._aall(
             "update_weights_from_tensor",
-            lambda _: control.update_weights_from_tensor_plan(
-                serialized_named_tensors,
+            lambda url: control.update_weights_from_tensor_plan(
+                payloads[url],
                 load_format=load_format,
                 flush_cache=flush_cache,
                 abort_all_requests=abort_all_requests,

@@ -7,6 +7,7 @@ workers (``http://w<i>.test``); the clients get it as their ``http_client`` /
 
 from __future__ import annotations
 
+import base64
 import json
 import pickle
 import threading
@@ -677,3 +678,23 @@ def test_fleet_errors_pickle(cluster: Cluster) -> None:
     mismatch = WeightVersionMismatchError("m", expected="2", versions={bad: "1", "u": "2"})
     copy = pickle.loads(pickle.dumps(mismatch))
     assert copy.mismatched == {bad: "1"} and copy.expected == "2"
+
+
+def test_tensor_payload_per_worker(cluster: Cluster) -> None:
+    fleet = cluster.client().fleet()
+    payloads = {url: [f"node-{i}".encode()] for i, url in enumerate(cluster.urls)}
+    assert fleet.update_weights_from_tensor(payloads, wrap_session=True).ok
+    sent = {
+        o: b["serialized_named_tensors"] for o, b in cluster.calls("/update_weights_from_tensor")
+    }
+    assert sent == {
+        url: [base64.b64encode(f"node-{i}".encode()).decode()] for i, url in enumerate(cluster.urls)
+    }
+    seen = len(cluster.seen)
+    with pytest.raises(InvalidRequestError, match="every worker"):
+        fleet.update_weights_from_tensor({cluster.urls[0]: [b"x"]})
+    with pytest.raises(InvalidRequestError, match="every worker"):
+        fleet.init_weights_update_group(
+            "h", 1, {cluster.urls[0]: 1, cluster.urls[0] + "@1": 2, cluster.urls[1]: 3}, 5
+        )
+    assert len(cluster.seen) == seen
