@@ -408,7 +408,7 @@ async def test_async_memory_loads_and_version(client: InferenceHTTPClient, urls:
             assert all(control_state(u)["released_memory_tags"] == ["kv_cache"] for u in urls)
             assert (await fleet.async_resume_memory_occupation(["kv_cache"])).ok
         loads = await fleet.async_loads("core")
-        assert set(loads) == urls and all(lo.num_running_reqs == 0 for lo in loads.values())
+        assert set(loads) == urls and all(lo.num_running_reqs == 0 for lo in loads.results.values())
         await fleet.async_update_weight_version("label-3", abort_all_requests=False)
         assert dict(await fleet.async_weight_versions()) == dict.fromkeys(urls, "label-3")
         async with fleet.async_weight_update_session():
