@@ -329,3 +329,19 @@ async def test_single_server_fleet(srv: FakeServer, flavor: str) -> None:
         await fleet.aclose()
     finally:
         await client.aclose()
+
+
+async def test_caller_deadline_bounds_a_weight_update(srv: FakeServer) -> None:
+    # sglang has no timeout on weight calls and the client bounds only connecting:
+    # the caller's own deadline ends the wait, and the client stays usable.
+    srv.app.faults.add(FaultSpec(path="/update_weights_from_disk", delay_s=60))
+    client = InferenceHTTPClient(srv.url)
+    try:
+        with anyio.move_on_after(0.3) as scope:
+            await client.async_update_weights_from_disk("/ckpt/slow", weight_version="slow")
+        assert scope.cancelled_caught
+        assert await client.async_weight_version() == "default"
+        await client.async_update_weight_version("next", abort_all_requests=False)
+        assert await client.async_weight_version() == "next"
+    finally:
+        await client.aclose()
