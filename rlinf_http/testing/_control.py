@@ -158,6 +158,8 @@ class _ControlMixin(_Engine):
     async def _continue(self, req: _Req) -> None:
         _struct_body(req, {"torch_empty_cache": f_bool(True)})
         self._paused = None
+        for job, _item in self._running.values():
+            job.retracted = False  # back in the running batch from now on
         self._notify()
         msg = {"message": "Generation continued successfully.", "status": "ok"}
         await self._respond_json(req, 200, msg)

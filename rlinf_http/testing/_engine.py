@@ -25,6 +25,7 @@ class _Item:
 
     __slots__ = (
         "abort_at",
+        "abort_queued",
         "aborted",
         "finish",
         "index",
@@ -45,6 +46,7 @@ class _Item:
 
     def __init__(self) -> None:
         self.aborted = False
+        self.abort_queued = False  # aborted while in the waiting queue (retracted)
         self.abort_at = 0.0
         self.sent = 0
         self.prompt_ids: list[int] | None = None
@@ -78,9 +80,10 @@ class _Job:
         #: lock-step position of a streamed job (-1: not streamed, time decides)
         self.step = -1
 
-    def abort(self, item: _Item) -> None:
+    def abort(self, item: _Item, queued: bool = False) -> None:
         if not item.aborted:
             item.aborted = True
+            item.abort_queued = queued or self.retracted
             item.abort_at = time.monotonic()
             self.abort_pending = True
             if self.event is not None:
@@ -93,9 +96,27 @@ _ABORT_FINISH = {
     "status_code": None,
     "err_type": None,
 }
+#: sglang's finish reason for a request aborted in the waiting queue (two keys only)
+_ABORT_QUEUED_FINISH = {"type": "abort", "message": "Abort in waiting queue"}
+
+
+def _abort_finish(item: _Item) -> dict[str, Any]:
+    return _ABORT_QUEUED_FINISH if item.abort_queued else _ABORT_FINISH
 
 
 _PAUSE_MODES = ("abort", "retract", "in_place")
+_LOG_FIELDS = (
+    "seq",
+    "path",
+    "method",
+    "worker",
+    "routing_key",
+    "request_id",
+    "rid",
+    "priority",
+    "lora_path",
+    "stream",
+)
 
 Emit = Callable[[_Item, int, int, "dict[str, Any] | None"], Awaitable[bool]]
 
@@ -127,7 +148,7 @@ class _Engine:
         self._served_model_name = c.served_model_name
         self._load_format = c.load_format
         self._loras: dict[str, str] = {}  # loaded LoRA adapters: name -> path
-        self._request_log: deque[dict[str, Any]] = deque(maxlen=max(c.request_log_size, 1))
+        self._request_log: deque[tuple[Any, ...]] = deque(maxlen=max(c.request_log_size, 1))
         self._request_seq = itertools.count(1)
 
     # ------------------------------------------------------------------ public helpers
@@ -192,13 +213,17 @@ class _Engine:
         ``request_id`` (``X-Request-Id``), and from the body ``rid``, ``priority``,
         ``lora_path``, ``stream``.
         """
-        with self._stats_lock:
-            return [dict(r) for r in self._request_log]
+        while True:
+            try:  # appends are atomic and lock-free; a concurrent one makes us retry
+                records = list(self._request_log)
+                break
+            except RuntimeError:
+                continue
+        return [dict(zip(_LOG_FIELDS, r, strict=True)) for r in records]
 
     def clear_request_log(self) -> None:
         """Forget the logged requests."""
-        with self._stats_lock:
-            self._request_log.clear()
+        self._request_log.clear()
 
     @property
     def paused(self) -> str | None:
@@ -265,7 +290,7 @@ class _Engine:
         n = 0
         for job, item in list(self._running.values()):
             if not item.aborted:
-                job.abort(item)
+                job.abort(item, queued=self._paused == "retract")
                 n += 1
         if n:
             with self._stats_lock:
@@ -342,6 +367,8 @@ class _Engine:
         Spans ``{"version", "start", "end"}`` (``end`` exclusive) over the first
         ``n`` output tokens; the last one is the current version.
         """
+        if not item.wv_events:
+            return [{"version": self._weight_version, "start": 0, "end": n}]
         spans: list[dict[str, Any]] = []
         for version, upto in [*item.wv_events, (self._weight_version, n)]:
             end = min(upto, n)
@@ -452,7 +479,7 @@ class _Engine:
         for it in job.items:
             if it.aborted:
                 it.n_out = self._tokens_at(it.abort_at - job.start, it.n_out)
-                it.finish = _ABORT_FINISH
+                it.finish = _abort_finish(it)
 
     async def _run_stream(self, job: _Job, emit: Emit) -> None:
         """Drive all items in lock-step; calls ``emit(item, k0, k1, finish)``."""
@@ -469,8 +496,8 @@ class _Engine:
                     if it.aborted:
                         live.remove(it)
                         k = min(step, it.n_out)
-                        it.finish = _ABORT_FINISH
-                        if not await emit(it, it.sent, k, _ABORT_FINISH):
+                        it.finish = _abort_finish(it)
+                        if not await emit(it, it.sent, k, it.finish):
                             return
                         it.sent = k
                 continue
