@@ -319,8 +319,9 @@ class Fleet:
             except Exception as exc:  # collected, not raised: the others go on
                 outcomes[url] = exc
 
-        if len(work) == 1:
-            one(*work[0])
+        if len(work) <= 1:
+            for url, plan in work:
+                one(url, plan)
         else:
             pool = ThreadPoolExecutor(len(work), thread_name_prefix="rlinf-fleet")
             try:

@@ -698,3 +698,27 @@ def test_tensor_payload_per_worker(cluster: Cluster) -> None:
             "h", 1, {cluster.urls[0]: 1, cluster.urls[0] + "@1": 2, cluster.urls[1]: 3}, 5
         )
     assert len(cluster.seen) == seen
+
+
+def test_session_begin_failing_everywhere(cluster: Cluster) -> None:
+    for url in cluster.urls:
+        cluster.replies[(url, "/begin_weight_update")] = (
+            400,
+            {"success": False, "message": "a weight-update session is already open"},
+        )
+    fleet = cluster.client().fleet()
+    with pytest.raises(FleetError, match="failed on 3 of 3"):
+        with fleet.weight_update_session():
+            pytest.fail("the block must not run")
+    assert cluster.calls("/end_weight_update") == []  # no session of ours to end
+
+
+@pytest.mark.anyio
+async def test_async_session_begin_failing_everywhere(cluster: Cluster) -> None:
+    for url in cluster.urls:
+        cluster.replies[(url, "/begin_weight_update")] = (400, {"success": False, "message": "x"})
+    fleet = await cluster.client().async_fleet()
+    with pytest.raises(FleetError, match="failed on 3 of 3"):
+        async with fleet.async_weight_update_session():
+            pytest.fail("the block must not run")
+    assert cluster.calls("/end_weight_update") == []
