@@ -722,3 +722,18 @@ async def test_async_session_begin_failing_everywhere(cluster: Cluster) -> None:
         async with fleet.async_weight_update_session():
             pytest.fail("the block must not run")
     assert cluster.calls("/end_weight_update") == []
+
+
+def test_continue_failures(cluster: Cluster, caplog: pytest.LogCaptureFixture) -> None:
+    cluster.replies[(cluster.urls[1], "/continue_generation")] = (500, b"Internal Server Error")
+    fleet = cluster.client(max_retries=0).fleet()
+    # after a good block, a failed continue is the error
+    with pytest.raises(FleetError, match="continue_generation failed on 1 of 3"):
+        with fleet.paused():
+            pass
+    # after a failed block, the block's error wins and the continue failure is logged
+    with pytest.raises(ArithmeticError):
+        with fleet.paused():
+            raise ArithmeticError
+    assert "continue_generation after a failed block also failed" in caplog.text
+    assert len(cluster.calls("/continue_generation")) == 6  # every worker, both times
