@@ -17,6 +17,7 @@ import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._base_client import NOT_GIVEN, BaseClient, TimeoutTypes
+from ._control import ControlMixin
 from ._core import plans
 from ._core.requests import (
     DEFAULT_CHAT_MODEL,
@@ -169,7 +170,7 @@ class AsCompleted:
         return None
 
 
-class InferenceHTTPClient(BaseClient):
+class InferenceHTTPClient(ControlMixin, BaseClient):
     """A typed client for an sglang router or a single sglang server.
 
     A drop-in for RLinf's ``InferenceHTTPClient``: the same constructor, methods

@@ -23,6 +23,13 @@ from .chat import (
     ToolCall,
     Usage,
 )
+from .control import (
+    GenerationControlResult,
+    Loads,
+    RankLoad,
+    WeightUpdateResult,
+    WeightVersionResult,
+)
 from .generate import (
     FinishAbort,
     FinishLength,
@@ -45,6 +52,11 @@ __all__ = [
     "ServerInfo",
     "Worker",
     "WorkerList",
+    "GenerationControlResult",
+    "Loads",
+    "RankLoad",
+    "WeightUpdateResult",
+    "WeightVersionResult",
     "ChatChoice",
     "ChatChunkChoice",
     "ChatCompletion",
