@@ -17,7 +17,7 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
 import httpx
@@ -35,6 +35,9 @@ from ._core.retry import RetryPolicy
 from ._errors import APIResponseValidationError, InvalidRequestError, RLinfHTTPError
 from .models._base import ResponseModel
 from .transports import AsyncTransport, SyncTransport
+
+if TYPE_CHECKING:
+    from .transports._trio import TrioTransport
 
 __all__ = ["NOT_GIVEN", "BaseClient", "TimeoutTypes", "TransportChoice"]
 
@@ -55,13 +58,13 @@ NOT_GIVEN: Any = _Unset()
 #: ``None`` for no timeout at all.
 TimeoutTypes = float | httpx.Timeout | None
 
-#: Which transport the client's own sessions use: ``"auto"`` (our fast transport
-#: on asyncio and for sync calls, httpx's under trio), ``"rlinf"`` or ``"httpx"``.
+#: Which transport the client's own sessions use: ``"auto"`` or ``"rlinf"`` (our
+#: fast transports: asyncio, trio, and blocking sockets for sync calls) or ``"httpx"``.
 TransportChoice = Literal["auto", "rlinf", "httpx"]
 
 TimeoutTuple = tuple[float | None, float | None, float | None, float | None]
 
-# Whether "auto" picks rlinf-http's own transports (on asyncio and for sync calls).
+# Whether "auto" picks rlinf-http's own transports.
 _FAST_DEFAULT = True
 
 # A session that overrides the client's for the current context (sync fan-out
@@ -114,6 +117,20 @@ def _undecodable(
         status_code=status,
         raw_body=body,
     )
+
+
+#: The transports ``_asend`` hands complete requests to (``raw_request``); the trio
+#: one joins when it is first imported (trio is an optional dependency).
+_raw_transports: tuple[type, ...] = (AsyncTransport,)
+
+
+def _trio_transport_class() -> type[TrioTransport]:
+    global _raw_transports
+    from .transports._trio import TrioTransport
+
+    if TrioTransport not in _raw_transports:
+        _raw_transports = (*_raw_transports, TrioTransport)
+    return TrioTransport
 
 
 def _running_loop_token() -> tuple[str, object]:
@@ -275,18 +292,20 @@ class BaseClient:
 
     def _new_async_client(self, library: str) -> httpx.AsyncClient:
         transport: httpx.AsyncBaseTransport | None = None
-        use_ours = self.transport == "rlinf" or (
-            self.transport == "auto" and library == "asyncio" and _FAST_DEFAULT
-        )
-        if use_ours:
-            if library != "asyncio":
-                raise InvalidRequestError(
-                    "transport='rlinf' needs asyncio; use transport='httpx' (or 'auto') "
-                    f"under {library}"
+        if self.transport == "rlinf" or (self.transport == "auto" and _FAST_DEFAULT):
+            if library == "trio":
+                transport = _trio_transport_class()(
+                    max_connections=self.max_connections, connect_timeout=self.connect_timeout
                 )
-            transport = AsyncTransport(
-                max_connections=self.max_connections, connect_timeout=self.connect_timeout
-            )
+            elif library == "asyncio":
+                transport = AsyncTransport(
+                    max_connections=self.max_connections, connect_timeout=self.connect_timeout
+                )
+            elif self.transport == "rlinf":  # pragma: no cover - anyio runs asyncio and trio only
+                raise InvalidRequestError(
+                    "transport='rlinf' needs asyncio or trio; "
+                    f"use transport='httpx' under {library}"
+                )
         return httpx.AsyncClient(
             timeout=self._timeout,
             limits=self._limits(),
@@ -763,11 +782,14 @@ class BaseClient:
         user_client = self._user_async_client is not None and client is self._user_async_client
         transport = None if user_client else self._own_transport(client, op.path)
         sources: tuple[Mapping[str, str], ...]
-        if isinstance(transport, AsyncTransport):
+        if isinstance(transport, _raw_transports):
+            raw_transport: AsyncTransport = transport  # type: ignore[assignment]  # or TrioTransport
             origin, head, body, timeouts, url, rid = self._raw_call(op, timeout)
 
             async def attempt() -> RawResponse | httpx.Response:
-                status, headers, content = await transport.raw_request(origin, head, body, timeouts)
+                status, headers, content = await raw_transport.raw_request(
+                    origin, head, body, timeouts
+                )
                 return self._raw_response(op.method, url, status, headers, content)
 
             raw = await self._aretry_loop(op, url, rid, policy, attempt)

@@ -47,7 +47,7 @@ _TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 
 _TRIO_MESSAGE = (
     "rlinf_http.transports.AsyncTransport runs on asyncio only; under trio use "
-    "httpx.AsyncHTTPTransport (the rlinf-http client picks it automatically)."
+    "rlinf_http.transports.TrioTransport (the rlinf-http client picks it automatically)."
 )
 _CLOSED_MESSAGE = "Cannot send a request, as the transport has been closed."
 _RETRYABLE = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)

@@ -553,5 +553,5 @@ def test_trio_is_rejected() -> None:
     async def main() -> None:
         await AsyncTransport().handle_async_request(httpx.Request("GET", "http://127.0.0.1:9/"))
 
-    with pytest.raises(RuntimeError, match=r"httpx\.AsyncHTTPTransport"):
+    with pytest.raises(RuntimeError, match=r"TrioTransport"):
         trio.run(main)

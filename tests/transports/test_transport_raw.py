@@ -479,7 +479,7 @@ def test_trio_is_rejected() -> None:
             ("http", "127.0.0.1", 9), b"GET / HTTP/1.1\r\n\r\n", b"", T
         )
 
-    with pytest.raises(RuntimeError, match=r"httpx\.AsyncHTTPTransport"):
+    with pytest.raises(RuntimeError, match=r"TrioTransport"):
         trio.run(main)
 
 
