@@ -15,7 +15,7 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import httpx
@@ -240,9 +240,17 @@ class _Connection:
             await self._send_all(encode_chunk(stream) + LAST_CHUNK if chunked else stream, timeout)
             return
         if hasattr(stream, "__aiter__"):
-            async for chunk in stream:
-                if chunk:
-                    await self._send_all(encode_chunk(chunk) if chunked else chunk, timeout)
+            chunks = stream.__aiter__()
+            try:
+                async for chunk in chunks:
+                    if chunk:
+                        await self._send_all(encode_chunk(chunk) if chunked else chunk, timeout)
+            finally:
+                # Finalize a body generator left mid-way (trio warns about those).
+                aclose = getattr(chunks, "aclose", None)
+                if aclose is not None:
+                    with trio.CancelScope(shield=True):
+                        await aclose()
         else:
             for chunk in stream:
                 if chunk:
@@ -395,28 +403,33 @@ class _Connection:
 
 
 class _ResponseStream(httpx.AsyncByteStream):
-    """Body chunks as they arrive; releases or discards the connection at the end."""
+    """Body chunks as they arrive; releases or discards the connection at the end.
+
+    Its own async iterator (no async generator): a consumer that stops early
+    leaves nothing for trio's garbage-collection hooks to finalize.
+    """
 
     def __init__(self, conn: _Connection, read_timeout: float | None) -> None:
         self._conn: _Connection | None = conn
         self._read_timeout = read_timeout
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    def __aiter__(self) -> _ResponseStream:
+        return self
+
+    async def __anext__(self) -> bytes:
         conn = self._conn
         if conn is None:
-            return
+            raise StopAsyncIteration
         try:
-            while True:
-                data = await conn.receive_body(self._read_timeout)
-                if not data:
-                    self._conn = None
-                    return
-                yield data
+            data = await conn.receive_body(self._read_timeout)
         except BaseException:
-            if self._conn is not None:
-                self._conn = None
-                conn._discard()
+            self._conn = None
+            conn._discard()
             raise
+        if not data:
+            self._conn = None
+            raise StopAsyncIteration
+        return data
 
     async def aclose(self) -> None:
         conn = self._conn
