@@ -96,6 +96,16 @@ def _io_error(exc: BaseException, writing: bool) -> httpx.TransportError:
     return httpx.WriteError(detail) if writing else httpx.ReadError(detail)
 
 
+def _feed(parser: ResponseParser, data: memoryview) -> None:
+    try:
+        parser.feed(data)
+    except httpx.RemoteProtocolError:
+        if not parser.complete:
+            raise
+        # Garbage after a complete response: keep the response, not the connection.
+        parser.trailing_data = True
+
+
 class _Connection:
     """One keep-alive HTTP/1.1 connection, used by one task at a time."""
 
@@ -272,7 +282,7 @@ class _Connection:
             if not data:
                 parser.feed_eof()
                 return
-            parser.feed(memoryview(data))
+            _feed(parser, memoryview(data))
         else:
             sock = self._sock
             buffer = self._owner._read_buffer
@@ -294,7 +304,7 @@ class _Connection:
             if not nbytes:
                 parser.feed_eof()
                 return
-            parser.feed(buffer[:nbytes])
+            _feed(parser, buffer[:nbytes])
         if self._quickack and not parser.complete:
             # A streamed body arrives in small writes; a peer with Nagle's algorithm
             # on (the sglang router) holds each one until our ACK, which Linux
