@@ -190,8 +190,8 @@ class _Connection(asyncio.BufferedProtocol):
             self._transport.pause_reading()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses (same interface).
+        self._transport = transport  # type: ignore[assignment]
         if _TCP_QUICKACK is not None:
             sock = transport.get_extra_info("socket")
             if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
