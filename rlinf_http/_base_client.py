@@ -133,6 +133,15 @@ def _trio_transport_class() -> type[TrioTransport]:
     return TrioTransport
 
 
+def _request_id(headers: list[tuple[bytes, bytes]], sent: str) -> str:
+    """The response's ``x-request-id`` (else the one sent), resolved now: a result then
+    keeps one string instead of the response headers."""
+    for name, value in headers:
+        if len(name) == 12 and name.lower() == b"x-request-id" and value:
+            return value.decode("latin-1")
+    return sent
+
+
 def _running_loop_token() -> tuple[str, object]:
     """The async library and an identity for the running loop."""
     try:
@@ -473,7 +482,7 @@ class BaseClient:
             )
 
     @staticmethod
-    def _attach_request_id(result: T, sources: tuple[Mapping[str, str], ...]) -> T:
+    def _attach_request_id(result: T, sources: tuple[Mapping[str, str], ...] | str) -> T:
         # Resolved lazily by ResponseModel.request_id: header lookups cost.
         if isinstance(result, ResponseModel):
             result._set_id_sources(sources)
@@ -698,13 +707,20 @@ class BaseClient:
         rid: str | None,
         policy: RetryPolicy,
         attempt: Callable[[], Awaitable[RawResponse | httpx.Response]],
+        first: tuple[RawResponse | httpx.TransportError, float] | None = None,
     ) -> RawResponse | httpx.Response:
-        """Async :meth:`_retry_loop`."""
+        """Async :meth:`_retry_loop`; ``first`` is the outcome of an attempt the caller
+        already made (and when it started), counted as the first one."""
         retries = 0
         while True:
             started = time.perf_counter()
             try:
-                out = await attempt()
+                if first is None:
+                    out = await attempt()
+                else:
+                    (out, started), first = first, None  # type: ignore[assignment]
+                    if isinstance(out, httpx.TransportError):
+                        raise out
             except httpx.TransportError as exc:
                 self._log(op.method, url, rid, type(exc).__name__, started, op.content)
                 delay = retry_delay_after_error(policy, retries, exc, op.method, url)
@@ -781,10 +797,25 @@ class BaseClient:
         client = self._get_async_client()
         user_client = self._user_async_client is not None and client is self._user_async_client
         transport = None if user_client else self._own_transport(client, op.path)
-        sources: tuple[Mapping[str, str], ...]
+        sources: tuple[Mapping[str, str], ...] | str
         if isinstance(transport, _raw_transports):
             raw_transport: AsyncTransport = transport  # type: ignore[assignment]  # or TrioTransport
             origin, head, body, timeouts, url, rid = self._raw_call(op, timeout)
+            # The first attempt inline: a success (the common case) returns without the
+            # retry loop's coroutine and closure (fewer objects per task in a big gather).
+            started = time.perf_counter()
+            first: RawResponse | httpx.TransportError
+            try:
+                status, headers, content = await raw_transport.raw_request(
+                    origin, head, body, timeouts
+                )
+            except httpx.TransportError as exc:
+                first = exc
+            else:
+                first = self._raw_response(op.method, url, status, headers, content)
+                if 200 <= status < 300:
+                    self._log(op.method, url, rid, status, started, op.content)
+                    return self._attach_request_id(op.parse(first), _request_id(headers, rid))
 
             async def attempt() -> RawResponse | httpx.Response:
                 status, headers, content = await raw_transport.raw_request(
@@ -792,7 +823,7 @@ class BaseClient:
                 )
                 return self._raw_response(op.method, url, status, headers, content)
 
-            raw = await self._aretry_loop(op, url, rid, policy, attempt)
+            raw = await self._aretry_loop(op, url, rid, policy, attempt, (first, started))
             assert isinstance(raw, RawResponse)
             sources = (raw.headers, {"x-request-id": rid})
         else:
