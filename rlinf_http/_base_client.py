@@ -133,6 +133,10 @@ def _trio_transport_class() -> type[TrioTransport]:
     return TrioTransport
 
 
+#: The running asyncio loop or None (asyncio's own non-raising lookup).
+_current_asyncio_loop: Callable[[], asyncio.AbstractEventLoop | None] = asyncio._get_running_loop
+
+
 def _request_id(headers: list[tuple[bytes, bytes]], sent: str) -> str:
     """The response's ``x-request-id`` (else the one sent), resolved now: a result then
     keeps one string instead of the response headers."""
@@ -144,10 +148,9 @@ def _request_id(headers: list[tuple[bytes, bytes]], sent: str) -> str:
 
 def _running_loop_token() -> tuple[str, object]:
     """The async library and an identity for the running loop."""
-    try:
-        return "asyncio", asyncio.get_running_loop()
-    except RuntimeError:
-        pass
+    loop = _current_asyncio_loop()  # None, not an exception, under trio: cheap on every call
+    if loop is not None:
+        return "asyncio", loop
     import sniffio
 
     library = sniffio.current_async_library()
