@@ -435,7 +435,7 @@ def main() -> None:
                 spec = {
                     "kind": kind,
                     "concurrency": conc,
-                    "requests": n,
+                    "requests": max(n, 5 * conc),  # every task sends several requests
                     "max_seconds": cap,
                     "url": base_url,
                 }
