@@ -795,52 +795,76 @@ class BaseClient:
         timeout: TimeoutTypes | _Unset = NOT_GIVEN,
         retry: RetryPolicy | None = None,
     ) -> T:
-        """Async :meth:`_send`."""
+        """Async :meth:`_send`.
+
+        No closures here (a frame with cell variables allocates one cell object per
+        captured name on every call, alive for the whole request): the retrying and
+        httpx paths live in their own methods.
+        """
         policy = retry or self.retry_policy
         client = self._get_async_client()
         user_client = self._user_async_client is not None and client is self._user_async_client
         transport = None if user_client else self._own_transport(client, op.path)
-        sources: tuple[Mapping[str, str], ...] | str
-        if isinstance(transport, _raw_transports):
-            raw_transport: AsyncTransport = transport  # type: ignore[assignment]  # or TrioTransport
-            origin, head, body, timeouts, url, rid = self._raw_call(op, timeout)
-            # The first attempt inline: a success (the common case) returns without the
-            # retry loop's coroutine and closure (fewer objects per task in a big gather).
-            started = time.perf_counter()
-            first: RawResponse | httpx.TransportError
-            try:
-                status, headers, content = await raw_transport.raw_request(
-                    origin, head, body, timeouts
-                )
-            except httpx.TransportError as exc:
-                first = exc
-            else:
-                first = self._raw_response(op.method, url, status, headers, content)
-                if 200 <= status < 300:
-                    self._log(op.method, url, rid, status, started, op.content)
-                    return self._attach_request_id(op.parse(first), _request_id(headers, rid))
-
-            async def attempt() -> RawResponse | httpx.Response:
-                status, headers, content = await raw_transport.raw_request(
-                    origin, head, body, timeouts
-                )
-                return self._raw_response(op.method, url, status, headers, content)
-
-            raw = await self._aretry_loop(op, url, rid, policy, attempt, (first, started))
-            assert isinstance(raw, RawResponse)
-            sources = (raw.headers, {"x-request-id": rid})
+        if not isinstance(transport, _raw_transports):
+            return await self._asend_request(op, timeout, policy, client, user_client)
+        raw_transport: AsyncTransport = transport  # type: ignore[assignment]  # or TrioTransport
+        origin, head, body, timeouts, url, rid = self._raw_call(op, timeout)
+        # The first attempt inline: a success (the common case) returns without the
+        # retry loop's coroutine (fewer objects per task in a big gather).
+        started = time.perf_counter()
+        first: RawResponse | httpx.TransportError
+        try:
+            status, headers, content = await raw_transport.raw_request(origin, head, body, timeouts)
+        except httpx.TransportError as exc:
+            first = exc
         else:
-            request, url = self._build_request(client, op, timeout, user_client)
+            first = self._raw_response(op.method, url, status, headers, content)
+            if 200 <= status < 300:
+                self._log(op.method, url, rid, status, started, op.content)
+                return self._attach_request_id(op.parse(first), _request_id(headers, rid))
+        raw = await self._araw_retry(
+            op, policy, raw_transport, (origin, head, body, timeouts, url, rid), (first, started)
+        )
+        return self._attach_request_id(op.parse(raw), (raw.headers, {"x-request-id": rid}))
 
-            async def attempt() -> RawResponse | httpx.Response:
-                response = await self._asend_httpx(client, request, user_client)
-                return await self._aread(response, op.method, url)
+    async def _araw_retry(
+        self,
+        op: Operation[Any],
+        policy: RetryPolicy,
+        raw_transport: AsyncTransport,
+        call: tuple[tuple[str, str, int], bytes, bytes, TimeoutTuple, str, str],
+        first: tuple[RawResponse | httpx.TransportError, float],
+    ) -> RawResponse:
+        """The raw path after a failed or non-2xx first attempt: the retry policy's turn."""
+        origin, head, body, timeouts, url, rid = call
 
-            rid = request.headers.get("x-request-id")
-            raw = await self._aretry_loop(op, url, rid, policy, attempt)
-            assert isinstance(raw, RawResponse)
-            sources = (raw.headers, request.headers)
-        return self._attach_request_id(op.parse(raw), sources)
+        async def attempt() -> RawResponse | httpx.Response:
+            status, headers, content = await raw_transport.raw_request(origin, head, body, timeouts)
+            return self._raw_response(op.method, url, status, headers, content)
+
+        raw = await self._aretry_loop(op, url, rid, policy, attempt, first)
+        assert isinstance(raw, RawResponse)
+        return raw
+
+    async def _asend_request(
+        self,
+        op: Operation[T],
+        timeout: TimeoutTypes | _Unset,
+        policy: RetryPolicy,
+        client: httpx.AsyncClient,
+        user_client: bool,
+    ) -> T:
+        """:meth:`_asend` through an httpx transport (a user's client, a mock, httpx's)."""
+        request, url = self._build_request(client, op, timeout, user_client)
+
+        async def attempt() -> RawResponse | httpx.Response:
+            response = await self._asend_httpx(client, request, user_client)
+            return await self._aread(response, op.method, url)
+
+        rid = request.headers.get("x-request-id")
+        raw = await self._aretry_loop(op, url, rid, policy, attempt)
+        assert isinstance(raw, RawResponse)
+        return self._attach_request_id(op.parse(raw), (raw.headers, request.headers))
 
     async def _arun(self, plan: Plan[T]) -> T:
         """Drive a core plan with async I/O."""
