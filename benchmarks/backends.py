@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -36,7 +35,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from client_overhead import _raise_nofile, _usage, run_server  # noqa: E402
+from client_overhead import _find, _raise_nofile, _usage, run_point, run_server  # noqa: E402
 
 PROMPT = "Question: what is six times seven? Answer:"
 SAMPLING = {"temperature": 0.0, "max_new_tokens": 16}
@@ -98,6 +97,25 @@ def _client(kind: str, base_url: str) -> tuple[Callable[[], Awaitable[Any]], Cal
     return one_typed, typed.aclose
 
 
+class _Loops:
+    """The *loop* workload: tasks that send requests one after another until N are done."""
+
+    def __init__(self, one: Callable[[], Awaitable[Any]], n: int, cap: float) -> None:
+        self.one = one
+        self.n = n
+        self.deadline = time.monotonic() + cap
+        self.done = 0
+        self.errors = 0
+
+    async def loop(self) -> None:
+        while self.done < self.n and time.monotonic() < self.deadline:
+            self.done += 1
+            try:
+                await self.one()
+            except Exception:
+                self.errors += 1
+
+
 def _check(result: Any) -> None:
     meta = result["meta_info"] if isinstance(result, dict) else result.meta_info
     tokens = meta["completion_tokens"] if isinstance(meta, dict) else meta.completion_tokens
@@ -115,7 +133,6 @@ async def _asyncio_worker(spec: dict[str, Any]) -> dict[str, Any]:
         raise SystemExit(f"warm-up of {conc} concurrent requests took over {cap} s") from None
     _check(warm[0])
     done = errors = 0
-    deadline = time.monotonic() + cap
     cpu0 = _usage()
     t0 = time.perf_counter()
     if KINDS[kind][1] == "gather":
@@ -130,17 +147,9 @@ async def _asyncio_worker(spec: dict[str, Any]) -> dict[str, Any]:
         errors = sum(isinstance(r, BaseException) for r in results)
         done = n
     else:
-
-        async def loop() -> None:
-            nonlocal done, errors
-            while done < n and time.monotonic() < deadline:
-                done += 1
-                try:
-                    await one()
-                except Exception:
-                    errors += 1
-
-        await asyncio.gather(*[loop() for _ in range(conc)])
+        loops = _Loops(one, n, cap)
+        await asyncio.gather(*[loops.loop() for _ in range(conc)])
+        done, errors = loops.done, loops.errors
     elapsed = time.perf_counter() - t0
     cpu = _usage() - cpu0
     await close()
@@ -165,19 +174,19 @@ async def _trio_worker(spec: dict[str, Any]) -> dict[str, Any]:
         raise SystemExit(f"warm-up of {conc} concurrent requests took over {cap} s")
     _check(warm[0])
     done = errors = 0
-    deadline = time.monotonic() + cap
     cpu0 = _usage()
     t0 = time.perf_counter()
     async with trio.open_nursery() as nursery:
         if KINDS[kind][1] == "gather":
             # The gather pattern the trio way: one task per prompt, a semaphore of C.
             semaphore = trio.Semaphore(conc)
+            results: list[Any] = []  # kept, as gather keeps them
 
             async def bounded() -> None:
                 nonlocal done, errors
                 async with semaphore:
                     try:
-                        await one()
+                        results.append(await one())
                     except Exception:
                         errors += 1
                 done += 1
@@ -185,21 +194,14 @@ async def _trio_worker(spec: dict[str, Any]) -> dict[str, Any]:
             for _ in range(n):
                 nursery.start_soon(bounded)
         else:
-
-            async def loop() -> None:
-                nonlocal done, errors
-                while done < n and time.monotonic() < deadline:
-                    done += 1
-                    try:
-                        await one()
-                    except Exception:
-                        errors += 1
-
+            loops = _Loops(one, n, cap)
             for _ in range(conc):
-                nursery.start_soon(loop)
+                nursery.start_soon(loops.loop)
     elapsed = time.perf_counter() - t0
     cpu = _usage() - cpu0
     await close()
+    if KINDS[kind][1] != "gather":
+        done, errors = loops.done, loops.errors
     return {"completed": done, "errors": errors, "elapsed": elapsed, "cpu": cpu}
 
 
@@ -222,41 +224,7 @@ def worker_main(spec: dict[str, Any]) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def run_point(spec: dict[str, Any]) -> dict[str, Any]:
-    try:
-        proc = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
-            capture_output=True,
-            text=True,
-            timeout=spec["max_seconds"] * 3 + 30,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:  # subprocess.run kills the child
-        print(f"  !! {spec['kind']} c={spec['concurrency']} timed out", flush=True)
-        return {**spec, "failed": True}
-    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
-    if proc.returncode != 0 or line is None:
-        tail = (proc.stderr or proc.stdout)[-600:]
-        print(f"  !! {spec['kind']} c={spec['concurrency']} failed:\n{tail}", flush=True)
-        return {**spec, "failed": True}
-    result = json.loads(line[len("RESULT ") :])
-    completed = max(result["completed"], 1)
-    return {
-        **spec,
-        **result,
-        "rps": completed / result["elapsed"],
-        "cpu_us_per_req": result["cpu"] / completed * 1e6,
-    }
-
-
 # -- report ----------------------------------------------------------------------------------
-def _find(results: list[dict[str, Any]], kind: str, conc: int) -> dict[str, Any] | None:
-    for r in results:
-        if r["kind"] == kind and r["concurrency"] == conc and not r.get("failed"):
-            return r
-    return None
-
-
 def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The issue's targets as ``{name, value, goal, ok}`` rows (None where not measured)."""
     rows: list[dict[str, Any]] = []
@@ -440,7 +408,7 @@ def main() -> None:
                     "max_seconds": cap,
                     "url": base_url,
                 }
-                r = run_point(spec)
+                r = run_point(spec, Path(__file__).resolve())
                 results.append(r)
                 if not r.get("failed"):
                     print(

@@ -566,14 +566,22 @@ class BaseClient:
         rid: str | None,
         policy: RetryPolicy,
         attempt: Callable[[], RawResponse | httpx.Response],
+        first: tuple[RawResponse | httpx.TransportError, float] | None = None,
     ) -> RawResponse | httpx.Response:
         """Run ``attempt`` until it gives a success (a read response, or an open
-        2xx stream), retrying what ``policy`` allows; raise our error otherwise."""
+        2xx stream), retrying what ``policy`` allows; raise our error otherwise.
+        ``first`` is the outcome of an attempt the caller already made (and when it
+        started), counted as the first one."""
         retries = 0
         while True:
             started = time.perf_counter()
             try:
-                out = attempt()
+                if first is None:
+                    out = attempt()
+                else:
+                    (out, started), first = first, None  # type: ignore[assignment]
+                    if isinstance(out, httpx.TransportError):
+                        raise out
             except httpx.TransportError as exc:
                 self._log(op.method, url, rid, type(exc).__name__, started, op.content)
                 delay = retry_delay_after_error(policy, retries, exc, op.method, url)
@@ -648,34 +656,72 @@ class BaseClient:
         timeout: TimeoutTypes | _Unset = NOT_GIVEN,
         retry: RetryPolicy | None = None,
     ) -> T:
-        """Send ``op`` (with retries), read the whole answer and parse it."""
+        """Send ``op`` (with retries), read the whole answer and parse it.
+
+        The first attempt on our transport runs inline; the retrying and httpx
+        paths live in their own methods (no closures here).
+        """
         policy = retry or self.retry_policy
         client = self._get_sync_client()
         user_client = self._user_client is not None
         transport = None if user_client else self._own_transport(client, op.path)
-        if isinstance(transport, SyncTransport):
-            origin, head, body, timeouts, url, rid = self._raw_call(op, timeout)
-
-            def attempt() -> RawResponse | httpx.Response:
-                status, headers, content = transport.raw_request(origin, head, body, timeouts)
-                return self._raw_response(op.method, url, status, headers, content)
-
-            sources: tuple[Mapping[str, str], ...]
-            raw = self._retry_loop(op, url, rid, policy, attempt)
-            assert isinstance(raw, RawResponse)
-            sources = (raw.headers, {"x-request-id": rid})
+        if not isinstance(transport, SyncTransport):
+            return self._send_request(op, timeout, policy, client, user_client)
+        origin, head, body, timeouts, url, rid = self._raw_call(op, timeout)
+        started = time.perf_counter()
+        first: RawResponse | httpx.TransportError
+        try:
+            status, headers, content = transport.raw_request(origin, head, body, timeouts)
+        except httpx.TransportError as exc:
+            first = exc
         else:
-            request, url = self._build_request(client, op, timeout, user_client)
+            first = self._raw_response(op.method, url, status, headers, content)
+            if 200 <= status < 300:
+                self._log(op.method, url, rid, status, started, op.content)
+                return self._attach_request_id(op.parse(first), _request_id(headers, rid))
+        raw = self._raw_retry(
+            op, policy, transport, (origin, head, body, timeouts, url, rid), (first, started)
+        )
+        return self._attach_request_id(op.parse(raw), (raw.headers, {"x-request-id": rid}))
 
-            def attempt() -> RawResponse | httpx.Response:
-                response = self._send_httpx(client, request, user_client)
-                return self._read(response, op.method, url)
+    def _raw_retry(
+        self,
+        op: Operation[Any],
+        policy: RetryPolicy,
+        transport: SyncTransport,
+        call: tuple[tuple[str, str, int], bytes, bytes, TimeoutTuple, str, str],
+        first: tuple[RawResponse | httpx.TransportError, float],
+    ) -> RawResponse:
+        """The raw path after a failed or non-2xx first attempt: the retry policy's turn."""
+        origin, head, body, timeouts, url, rid = call
 
-            rid = request.headers.get("x-request-id")
-            raw = self._retry_loop(op, url, rid, policy, attempt)
-            assert isinstance(raw, RawResponse)
-            sources = (raw.headers, request.headers)
-        return self._attach_request_id(op.parse(raw), sources)
+        def attempt() -> RawResponse | httpx.Response:
+            status, headers, content = transport.raw_request(origin, head, body, timeouts)
+            return self._raw_response(op.method, url, status, headers, content)
+
+        raw = self._retry_loop(op, url, rid, policy, attempt, first)
+        assert isinstance(raw, RawResponse)
+        return raw
+
+    def _send_request(
+        self,
+        op: Operation[T],
+        timeout: TimeoutTypes | _Unset,
+        policy: RetryPolicy,
+        client: httpx.Client,
+        user_client: bool,
+    ) -> T:
+        """:meth:`_send` through an httpx transport (a user's client, a mock, httpx's)."""
+        request, url = self._build_request(client, op, timeout, user_client)
+
+        def attempt() -> RawResponse | httpx.Response:
+            response = self._send_httpx(client, request, user_client)
+            return self._read(response, op.method, url)
+
+        rid = request.headers.get("x-request-id")
+        raw = self._retry_loop(op, url, rid, policy, attempt)
+        assert isinstance(raw, RawResponse)
+        return self._attach_request_id(op.parse(raw), (raw.headers, request.headers))
 
     def _run(self, plan: Plan[T]) -> T:
         """Drive a core plan with blocking I/O."""
@@ -712,8 +758,7 @@ class BaseClient:
         attempt: Callable[[], Awaitable[RawResponse | httpx.Response]],
         first: tuple[RawResponse | httpx.TransportError, float] | None = None,
     ) -> RawResponse | httpx.Response:
-        """Async :meth:`_retry_loop`; ``first`` is the outcome of an attempt the caller
-        already made (and when it started), counted as the first one."""
+        """Async :meth:`_retry_loop`."""
         retries = 0
         while True:
             started = time.perf_counter()

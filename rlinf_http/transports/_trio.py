@@ -15,8 +15,8 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 import httpx
 import outcome
@@ -30,7 +30,9 @@ from ._http11 import (
     ResponseParser,
     encode_chunk,
     encode_request,
+    origin_of,
     parse_raw_head,
+    request_timeouts,
 )
 from ._pool import ConnectionPool, Origin, Slot
 
@@ -60,6 +62,7 @@ _monotonic = time.monotonic
 _wait_readable = trio.lowlevel.wait_readable
 _wait_writable = trio.lowlevel.wait_writable
 _IOErrors = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
+T = TypeVar("T")
 
 
 class _Waiter:
@@ -89,6 +92,19 @@ class _Waiter:
         # trio calls this only while the task is still parked (never after deliver).
         self.task = None
         return trio.lowlevel.Abort.SUCCEEDED
+
+
+_READ_TIMEOUT = "Timed out while receiving data from the host."
+_WRITE_TIMEOUT = "Timed out while sending data to the host."
+
+
+async def _within(
+    timeout: float, error: Callable[[], Exception], fn: Callable[..., Awaitable[T]], *args: Any
+) -> T:
+    """``await fn(*args)``, raising ``error()`` after ``timeout`` seconds."""
+    with trio.move_on_after(timeout):
+        return await fn(*args)
+    raise error()
 
 
 def _io_error(exc: BaseException, writing: bool) -> httpx.TransportError:
@@ -220,11 +236,10 @@ class _Connection:
         if tls is not None:
             if timeout is None:
                 await tls.send_all(data)
-                return
-            with trio.move_on_after(timeout) as scope:
-                await tls.send_all(data)
-            if scope.cancelled_caught:
-                raise httpx.WriteTimeout("Timed out while sending data to the host.")
+            else:
+                await _within(
+                    timeout, lambda: httpx.WriteTimeout(_WRITE_TIMEOUT), tls.send_all, data
+                )
             return
         sock = self._sock
         while True:
@@ -237,11 +252,10 @@ class _Connection:
             data = memoryview(data)[sent:]
             if timeout is None:
                 await _wait_writable(sock)
-                continue
-            with trio.move_on_after(timeout) as scope:
-                await _wait_writable(sock)
-            if scope.cancelled_caught:
-                raise httpx.WriteTimeout("Timed out while sending data to the host.")
+            else:
+                await _within(
+                    timeout, lambda: httpx.WriteTimeout(_WRITE_TIMEOUT), _wait_writable, sock
+                )
 
     async def _send_body(self, head: RequestHead, timeout: float | None) -> None:
         stream = head.stream
@@ -275,10 +289,12 @@ class _Connection:
             if timeout is None:
                 data = await tls.receive_some(_READ_BUFFER)
             else:
-                with trio.move_on_after(timeout) as scope:
-                    data = await tls.receive_some(_READ_BUFFER)
-                if scope.cancelled_caught:
-                    raise httpx.ReadTimeout("Timed out while receiving data from the host.")
+                data = await _within(
+                    timeout,
+                    lambda: httpx.ReadTimeout(_READ_TIMEOUT),
+                    tls.receive_some,
+                    _READ_BUFFER,
+                )
             if not data:
                 parser.feed_eof()
                 return
@@ -291,10 +307,9 @@ class _Connection:
                     if timeout is None:
                         await _wait_readable(sock)
                     else:
-                        with trio.move_on_after(timeout) as scope:
-                            await _wait_readable(sock)
-                        if scope.cancelled_caught:
-                            raise httpx.ReadTimeout("Timed out while receiving data from the host.")
+                        await _within(
+                            timeout, lambda: httpx.ReadTimeout(_READ_TIMEOUT), _wait_readable, sock
+                        )
                 try:
                     nbytes = sock.recv_into(buffer)
                 except BlockingIOError:
@@ -497,21 +512,10 @@ class TrioTransport(httpx.AsyncBaseTransport):
         if self._closed:
             raise RuntimeError(_CLOSED_MESSAGE)
         head = encode_request(request)
-        timeouts = request.extensions.get("timeout")
-        if timeouts is None:
-            connect_timeout = self._connect_timeout
-            read_timeout = write_timeout = pool_timeout = None
-        else:
-            connect_timeout = timeouts.get("connect")
-            read_timeout = timeouts.get("read")
-            write_timeout = timeouts.get("write")
-            pool_timeout = timeouts.get("pool")
-        url = request.url
-        port = url.port
-        scheme = url.scheme
-        if port is None:
-            port = 443 if scheme == "https" else 80
-        origin = (scheme, url.raw_host.decode("ascii"), port)
+        connect_timeout, read_timeout, write_timeout, pool_timeout = request_timeouts(
+            request, self._connect_timeout
+        )
+        origin = origin_of(request.url)
         conn = await self._acquire(origin, pool_timeout, connect_timeout)
         return await conn.send(head, read_timeout, write_timeout)
 
@@ -573,10 +577,12 @@ class TrioTransport(httpx.AsyncBaseTransport):
             if pool_timeout is None:
                 got = await trio.lowlevel.wait_task_rescheduled(waiter.abort)
             else:
-                with trio.move_on_after(pool_timeout) as scope:
-                    got = await trio.lowlevel.wait_task_rescheduled(waiter.abort)
-                if scope.cancelled_caught:
-                    raise httpx.PoolTimeout("Timed out waiting for a free connection.")
+                got = await _within(
+                    pool_timeout,
+                    lambda: httpx.PoolTimeout("Timed out waiting for a free connection."),
+                    trio.lowlevel.wait_task_rescheduled,
+                    waiter.abort,
+                )
             if isinstance(got, _Connection):
                 return got
         return await self._connect(origin, connect_timeout)
@@ -593,10 +599,12 @@ class TrioTransport(httpx.AsyncBaseTransport):
             if timeout is None:
                 conn = await self._open(origin)
             else:
-                with trio.move_on_after(timeout) as scope:
-                    conn = await self._open(origin)
-                if scope.cancelled_caught:
-                    raise httpx.ConnectTimeout(f"Timed out connecting to {host}:{port}.")
+                conn = await _within(
+                    timeout,
+                    lambda: httpx.ConnectTimeout(f"Timed out connecting to {host}:{port}."),
+                    self._open,
+                    origin,
+                )
         except BaseException as exc:
             self._pool.discard()
             if isinstance(exc, _IOErrors):
