@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -172,3 +174,17 @@ def test_gather_pattern_on_asyncio(serve: Serve) -> None:
     results, _ = asyncio.run(seed_gather(server.url, prompts, 32)())
     assert [r.text for r in results] == ["ok"] * 300
     assert server.max_concurrent <= 32
+
+
+def test_trio_is_imported_only_when_used() -> None:
+    # trio is optional: importing the package (and using it on asyncio) must not need it.
+    code = (
+        "import asyncio, sys, rlinf_http\n"
+        "from rlinf_http import transports\n"
+        "client = rlinf_http.InferenceHTTPClient('http://127.0.0.1:9')\n"
+        "asyncio.run(client.aclose())\n"
+        "assert 'trio' not in sys.modules, 'trio imported'\n"
+        "assert transports.TrioTransport.__name__ == 'TrioTransport'\n"
+        "assert 'trio' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
