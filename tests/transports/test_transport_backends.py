@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -188,3 +189,44 @@ def test_trio_is_imported_only_when_used() -> None:
         "assert 'trio' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_trio_quick_acks_while_a_body_arrives(
+    serve: Serve, anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    quickack = getattr(socket, "TCP_QUICKACK", None)
+    if quickack is None:
+        pytest.skip("no TCP_QUICKACK on this platform")
+    calls: list[tuple[Any, ...]] = []
+
+    class RecordingSocket(socket.socket):
+        def setsockopt(self, *args: Any) -> None:  # type: ignore[override]
+            calls.append(args)
+            super().setsockopt(*args)
+
+    async def handler(conn: ServerConn) -> None:
+        while (request := await conn.read_request()) is not None:
+            if request.target == "/pieces":
+                await conn.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                for piece in (b"a", b"b", b"c"):
+                    await asyncio.sleep(0.02)
+                    await conn.send(b"1\r\n%b\r\n" % piece)
+                await conn.send(b"0\r\n\r\n")
+            else:
+                await conn.respond(b"whole")
+
+    server = serve(handler)
+    monkeypatch.setattr(socket, "socket", RecordingSocket)
+    transport = TrioTransport()
+    origin = ("http", server.host, server.port)
+    timeouts = (5.0, 5.0, 5.0, 5.0)
+
+    def head(path: str) -> bytes:
+        return f"GET {path} HTTP/1.1\r\nHost: {server.host}:{server.port}\r\n\r\n".encode()
+
+    assert (await transport.raw_request(origin, head("/whole"), b"", timeouts))[2] == b"whole"
+    assert (socket.IPPROTO_TCP, quickack, 1) not in calls  # one read: nothing to hurry
+    assert (await transport.raw_request(origin, head("/pieces"), b"", timeouts))[2] == b"abc"
+    assert (socket.IPPROTO_TCP, quickack, 1) in calls
+    await transport.aclose()
