@@ -425,10 +425,11 @@ def worker_main(spec: dict[str, Any]) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def run_point(spec: dict[str, Any]) -> dict[str, Any]:
+def run_point(spec: dict[str, Any], script: Path | None = None) -> dict[str, Any]:
+    """Run ``script --worker SPEC`` (this script by default) and read its RESULT line."""
     try:
         proc = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
+            [sys.executable, str(script or Path(__file__).resolve()), "--worker", json.dumps(spec)],
             capture_output=True,
             text=True,
             timeout=spec["max_seconds"] * 3 + 30,

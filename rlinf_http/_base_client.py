@@ -17,7 +17,7 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
 import httpx
@@ -36,9 +36,11 @@ from ._core.retry import RetryPolicy
 from ._errors import InvalidRequestError, RLinfHTTPError
 from .models._base import ResponseModel
 from .transports import AsyncTransport, SyncTransport
-from .transports._httpcore import watched_async_transport, watched_transport
 from .transports._sync import KEEPALIVE_EXPIRY
 from .transports._wire import mark_failure, watch_arrival
+
+if TYPE_CHECKING:
+    from .transports._trio import TrioTransport
 
 __all__ = ["NOT_GIVEN", "BaseClient", "TimeoutTypes", "TransportChoice"]
 
@@ -59,13 +61,13 @@ NOT_GIVEN: Any = _Unset()
 #: ``None`` for no timeout at all.
 TimeoutTypes = float | httpx.Timeout | None
 
-#: Which transport the client's own sessions use: ``"auto"`` (our fast transport
-#: on asyncio and for sync calls, httpx's under trio), ``"rlinf"`` or ``"httpx"``.
+#: Which transport the client's own sessions use: ``"auto"`` or ``"rlinf"`` (our
+#: fast transports: asyncio, trio, and blocking sockets for sync calls) or ``"httpx"``.
 TransportChoice = Literal["auto", "rlinf", "httpx"]
 
 TimeoutTuple = tuple[float | None, float | None, float | None, float | None]
 
-# Whether "auto" picks rlinf-http's own transports (on asyncio and for sync calls).
+# Whether "auto" picks rlinf-http's own transports.
 _FAST_DEFAULT = True
 
 # A session that overrides the client's for the current context (sync fan-out
@@ -108,12 +110,38 @@ def _park(guard: AsyncGenerator[None, None]) -> None:
         pass
 
 
+#: The transports ``_asend`` hands complete requests to (``raw_request``); the trio
+#: one joins when it is first imported (trio is an optional dependency).
+_raw_transports: tuple[type, ...] = (AsyncTransport,)
+
+
+def _trio_transport_class() -> type[TrioTransport]:
+    global _raw_transports
+    from .transports._trio import TrioTransport
+
+    if TrioTransport not in _raw_transports:
+        _raw_transports = (*_raw_transports, TrioTransport)
+    return TrioTransport
+
+
+#: The running asyncio loop or None (asyncio's own non-raising lookup).
+_current_asyncio_loop: Callable[[], asyncio.AbstractEventLoop | None] = asyncio._get_running_loop
+
+
+def _request_id(headers: list[tuple[bytes, bytes]], sent: str) -> str:
+    """The response's ``x-request-id`` (else the one sent), resolved now: a result then
+    keeps one string instead of the response headers."""
+    for name, value in headers:
+        if len(name) == 12 and name.lower() == b"x-request-id" and value:
+            return value.decode("latin-1")
+    return sent
+
+
 def _running_loop_token() -> tuple[str, object]:
     """The async library and an identity for the running loop."""
-    try:
-        return "asyncio", asyncio.get_running_loop()
-    except RuntimeError:
-        pass
+    loop = _current_asyncio_loop()  # None, not an exception, under trio: cheap on every call
+    if loop is not None:
+        return "asyncio", loop
     import sniffio
 
     library = sniffio.current_async_library()
@@ -258,6 +286,8 @@ class BaseClient:
                 max_connections=self.max_connections, connect_timeout=self.connect_timeout
             )
         else:
+            from .transports._httpcore import watched_transport  # imports httpcore
+
             transport = watched_transport(self._limits())
         return httpx.Client(
             timeout=self._timeout,
@@ -268,20 +298,24 @@ class BaseClient:
         )
 
     def _new_async_client(self, library: str) -> httpx.AsyncClient:
-        transport: httpx.AsyncBaseTransport
-        use_ours = self.transport == "rlinf" or (
-            self.transport == "auto" and library == "asyncio" and _FAST_DEFAULT
-        )
-        if use_ours:
-            if library != "asyncio":
-                raise InvalidRequestError(
-                    "transport='rlinf' needs asyncio; use transport='httpx' (or 'auto') "
-                    f"under {library}"
+        transport: httpx.AsyncBaseTransport | None = None
+        if self.transport == "rlinf" or (self.transport == "auto" and _FAST_DEFAULT):
+            if library == "trio":
+                transport = _trio_transport_class()(
+                    max_connections=self.max_connections, connect_timeout=self.connect_timeout
                 )
-            transport = AsyncTransport(
-                max_connections=self.max_connections, connect_timeout=self.connect_timeout
-            )
-        else:
+            elif library == "asyncio":
+                transport = AsyncTransport(
+                    max_connections=self.max_connections, connect_timeout=self.connect_timeout
+                )
+            elif self.transport == "rlinf":  # pragma: no cover - anyio runs asyncio and trio only
+                raise InvalidRequestError(
+                    "transport='rlinf' needs asyncio or trio; "
+                    f"use transport='httpx' under {library}"
+                )
+        if transport is None:
+            from .transports._httpcore import watched_async_transport  # imports httpcore
+
             transport = watched_async_transport(self._limits())
         return httpx.AsyncClient(
             timeout=self._timeout,
@@ -450,7 +484,7 @@ class BaseClient:
             )
 
     @staticmethod
-    def _attach_request_id(result: T, sources: tuple[Mapping[str, str], ...]) -> T:
+    def _attach_request_id(result: T, sources: tuple[Mapping[str, str], ...] | str) -> T:
         # Resolved lazily by ResponseModel.request_id: header lookups cost.
         if isinstance(result, ResponseModel):
             result._set_id_sources(sources)
@@ -541,14 +575,22 @@ class BaseClient:
         rid: str | None,
         policy: RetryPolicy,
         attempt: Callable[[], RawResponse | httpx.Response],
+        first: tuple[RawResponse | httpx.TransportError, float] | None = None,
     ) -> RawResponse | httpx.Response:
         """Run ``attempt`` until it gives a success (a read response, or an open
-        2xx stream), retrying what ``policy`` allows; raise our error otherwise."""
+        2xx stream), retrying what ``policy`` allows; raise our error otherwise.
+        ``first`` is the outcome of an attempt the caller already made (and when it
+        started), counted as the first one."""
         retries = 0
         while True:
             started = time.perf_counter()
             try:
-                out = attempt()
+                if first is None:
+                    out = attempt()
+                else:
+                    (out, started), first = first, None  # type: ignore[assignment]
+                    if isinstance(out, httpx.TransportError):
+                        raise out
             except httpx.TransportError as exc:
                 self._log(op.method, url, rid, type(exc).__name__, started, op.content)
                 delay = retry_delay_after_error(policy, retries, exc, op.method, url)
@@ -627,34 +669,72 @@ class BaseClient:
         timeout: TimeoutTypes | _Unset = NOT_GIVEN,
         retry: RetryPolicy | None = None,
     ) -> T:
-        """Send ``op`` (with retries), read the whole answer and parse it."""
+        """Send ``op`` (with retries), read the whole answer and parse it.
+
+        The first attempt on our transport runs inline; the retrying and httpx
+        paths live in their own methods (no closures here).
+        """
         policy = retry or self.retry_policy
         client = self._get_sync_client()
         user_client = self._user_client is not None
         transport = None if user_client else self._own_transport(client, op.path)
-        if isinstance(transport, SyncTransport):
-            origin, head, body, timeouts, url, rid = self._raw_call(op, timeout)
-
-            def attempt() -> RawResponse | httpx.Response:
-                status, headers, content = transport.raw_request(origin, head, body, timeouts)
-                return self._raw_response(op.method, url, status, headers, content)
-
-            sources: tuple[Mapping[str, str], ...]
-            raw = self._retry_loop(op, url, rid, policy, attempt)
-            assert isinstance(raw, RawResponse)
-            sources = (raw.headers, {"x-request-id": rid})
+        if not isinstance(transport, SyncTransport):
+            return self._send_request(op, timeout, policy, client, user_client)
+        origin, head, body, timeouts, url, rid = self._raw_call(op, timeout)
+        started = time.perf_counter()
+        first: RawResponse | httpx.TransportError
+        try:
+            status, headers, content = transport.raw_request(origin, head, body, timeouts)
+        except httpx.TransportError as exc:
+            first = exc
         else:
-            request, url = self._build_request(client, op, timeout, user_client)
+            first = self._raw_response(op.method, url, status, headers, content)
+            if 200 <= status < 300:
+                self._log(op.method, url, rid, status, started, op.content)
+                return self._attach_request_id(op.parse(first), _request_id(headers, rid))
+        raw = self._raw_retry(
+            op, policy, transport, (origin, head, body, timeouts, url, rid), (first, started)
+        )
+        return self._attach_request_id(op.parse(raw), (raw.headers, {"x-request-id": rid}))
 
-            def attempt() -> RawResponse | httpx.Response:
-                response = self._send_httpx(client, request, user_client)
-                return self._read(response, op.method, url)
+    def _raw_retry(
+        self,
+        op: Operation[Any],
+        policy: RetryPolicy,
+        transport: SyncTransport,
+        call: tuple[tuple[str, str, int], bytes, bytes, TimeoutTuple, str, str],
+        first: tuple[RawResponse | httpx.TransportError, float],
+    ) -> RawResponse:
+        """The raw path after a failed or non-2xx first attempt: the retry policy's turn."""
+        origin, head, body, timeouts, url, rid = call
 
-            rid = request.headers.get("x-request-id")
-            raw = self._retry_loop(op, url, rid, policy, attempt)
-            assert isinstance(raw, RawResponse)
-            sources = (raw.headers, request.headers)
-        return self._attach_request_id(op.parse(raw), sources)
+        def attempt() -> RawResponse | httpx.Response:
+            status, headers, content = transport.raw_request(origin, head, body, timeouts)
+            return self._raw_response(op.method, url, status, headers, content)
+
+        raw = self._retry_loop(op, url, rid, policy, attempt, first)
+        assert isinstance(raw, RawResponse)
+        return raw
+
+    def _send_request(
+        self,
+        op: Operation[T],
+        timeout: TimeoutTypes | _Unset,
+        policy: RetryPolicy,
+        client: httpx.Client,
+        user_client: bool,
+    ) -> T:
+        """:meth:`_send` through an httpx transport (a user's client, a mock, httpx's)."""
+        request, url = self._build_request(client, op, timeout, user_client)
+
+        def attempt() -> RawResponse | httpx.Response:
+            response = self._send_httpx(client, request, user_client)
+            return self._read(response, op.method, url)
+
+        rid = request.headers.get("x-request-id")
+        raw = self._retry_loop(op, url, rid, policy, attempt)
+        assert isinstance(raw, RawResponse)
+        return self._attach_request_id(op.parse(raw), (raw.headers, request.headers))
 
     def _run(self, plan: Plan[T]) -> T:
         """Drive a core plan with blocking I/O."""
@@ -689,13 +769,19 @@ class BaseClient:
         rid: str | None,
         policy: RetryPolicy,
         attempt: Callable[[], Awaitable[RawResponse | httpx.Response]],
+        first: tuple[RawResponse | httpx.TransportError, float] | None = None,
     ) -> RawResponse | httpx.Response:
         """Async :meth:`_retry_loop`."""
         retries = 0
         while True:
             started = time.perf_counter()
             try:
-                out = await attempt()
+                if first is None:
+                    out = await attempt()
+                else:
+                    (out, started), first = first, None  # type: ignore[assignment]
+                    if isinstance(out, httpx.TransportError):
+                        raise out
             except httpx.TransportError as exc:
                 self._log(op.method, url, rid, type(exc).__name__, started, op.content)
                 delay = retry_delay_after_error(policy, retries, exc, op.method, url)
@@ -769,34 +855,76 @@ class BaseClient:
         timeout: TimeoutTypes | _Unset = NOT_GIVEN,
         retry: RetryPolicy | None = None,
     ) -> T:
-        """Async :meth:`_send`."""
+        """Async :meth:`_send`.
+
+        No closures here (a frame with cell variables allocates one cell object per
+        captured name on every call, alive for the whole request): the retrying and
+        httpx paths live in their own methods.
+        """
         policy = retry or self.retry_policy
         client = self._get_async_client()
         user_client = self._user_async_client is not None and client is self._user_async_client
         transport = None if user_client else self._own_transport(client, op.path)
-        sources: tuple[Mapping[str, str], ...]
-        if isinstance(transport, AsyncTransport):
-            origin, head, body, timeouts, url, rid = self._raw_call(op, timeout)
-
-            async def attempt() -> RawResponse | httpx.Response:
-                status, headers, content = await transport.raw_request(origin, head, body, timeouts)
-                return self._raw_response(op.method, url, status, headers, content)
-
-            raw = await self._aretry_loop(op, url, rid, policy, attempt)
-            assert isinstance(raw, RawResponse)
-            sources = (raw.headers, {"x-request-id": rid})
+        if not isinstance(transport, _raw_transports):
+            return await self._asend_request(op, timeout, policy, client, user_client)
+        raw_transport: AsyncTransport = transport  # type: ignore[assignment]  # or TrioTransport
+        origin, head, body, timeouts, url, rid = self._raw_call(op, timeout)
+        # The first attempt inline: a success (the common case) returns without the
+        # retry loop's coroutine (fewer objects per task in a big gather).
+        started = time.perf_counter()
+        first: RawResponse | httpx.TransportError
+        try:
+            status, headers, content = await raw_transport.raw_request(origin, head, body, timeouts)
+        except httpx.TransportError as exc:
+            first = exc
         else:
-            request, url = self._build_request(client, op, timeout, user_client)
+            first = self._raw_response(op.method, url, status, headers, content)
+            if 200 <= status < 300:
+                self._log(op.method, url, rid, status, started, op.content)
+                return self._attach_request_id(op.parse(first), _request_id(headers, rid))
+        raw = await self._araw_retry(
+            op, policy, raw_transport, (origin, head, body, timeouts, url, rid), (first, started)
+        )
+        return self._attach_request_id(op.parse(raw), (raw.headers, {"x-request-id": rid}))
 
-            async def attempt() -> RawResponse | httpx.Response:
-                response = await self._asend_httpx(client, request, user_client)
-                return await self._aread(response, op.method, url)
+    async def _araw_retry(
+        self,
+        op: Operation[Any],
+        policy: RetryPolicy,
+        raw_transport: AsyncTransport,
+        call: tuple[tuple[str, str, int], bytes, bytes, TimeoutTuple, str, str],
+        first: tuple[RawResponse | httpx.TransportError, float],
+    ) -> RawResponse:
+        """The raw path after a failed or non-2xx first attempt: the retry policy's turn."""
+        origin, head, body, timeouts, url, rid = call
 
-            rid = request.headers.get("x-request-id")
-            raw = await self._aretry_loop(op, url, rid, policy, attempt)
-            assert isinstance(raw, RawResponse)
-            sources = (raw.headers, request.headers)
-        return self._attach_request_id(op.parse(raw), sources)
+        async def attempt() -> RawResponse | httpx.Response:
+            status, headers, content = await raw_transport.raw_request(origin, head, body, timeouts)
+            return self._raw_response(op.method, url, status, headers, content)
+
+        raw = await self._aretry_loop(op, url, rid, policy, attempt, first)
+        assert isinstance(raw, RawResponse)
+        return raw
+
+    async def _asend_request(
+        self,
+        op: Operation[T],
+        timeout: TimeoutTypes | _Unset,
+        policy: RetryPolicy,
+        client: httpx.AsyncClient,
+        user_client: bool,
+    ) -> T:
+        """:meth:`_asend` through an httpx transport (a user's client, a mock, httpx's)."""
+        request, url = self._build_request(client, op, timeout, user_client)
+
+        async def attempt() -> RawResponse | httpx.Response:
+            response = await self._asend_httpx(client, request, user_client)
+            return await self._aread(response, op.method, url)
+
+        rid = request.headers.get("x-request-id")
+        raw = await self._aretry_loop(op, url, rid, policy, attempt)
+        assert isinstance(raw, RawResponse)
+        return self._attach_request_id(op.parse(raw), (raw.headers, request.headers))
 
     async def _arun(self, plan: Plan[T]) -> T:
         """Drive a core plan with async I/O."""

@@ -206,8 +206,9 @@ class InferenceHTTPClient(ControlMixin, BaseClient):
         async_http_client: the same for async calls.
         retry_policy: the full retry policy (``max_retries`` overrides its count).
         health_timeout: the bound on ``health()`` calls, in seconds.
-        transport: ``"auto"`` (rlinf-http's fast HTTP/1.1 transport for sync calls
-            and on asyncio, httpx's under trio), ``"rlinf"`` or ``"httpx"``.
+        transport: ``"auto"`` or ``"rlinf"`` (rlinf-http's fast HTTP/1.1 transports:
+            blocking sockets for sync calls, asyncio's or trio's for async ones)
+            or ``"httpx"`` (httpx's own).
         log_bodies: include request bodies in the ``rlinf_http`` debug log lines.
     """
 

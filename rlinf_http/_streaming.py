@@ -21,8 +21,7 @@ import httpx
 from ._core.responses import undecodable
 from ._core.streams import EventStreamParser
 from ._errors import IncompleteStreamError
-from .transports._httpcore import honours_read_deadline
-from .transports._wire import read_deadline
+from .transports._wire import READ_DEADLINE_EXTENSION, read_deadline
 
 __all__ = ["AsyncStream", "Stream"]
 
@@ -143,8 +142,13 @@ class Stream(_StreamBase[T], Iterator[T]):
         # Read the end of the body so the connection can be reused, but never wait
         # long on a server that sends [DONE] and keeps the body open. Where reads
         # cannot be bounded (a client of the user's), don't wait at all.
-        if not honours_read_deadline(self.response):
-            return
+        if not self.response.extensions.get(READ_DEADLINE_EXTENSION):
+            # httpx's transport through our watched backend honours it too; importing
+            # that module imports httpcore (and trio with it), so only on this path
+            from .transports._httpcore import honours_read_deadline
+
+            if not honours_read_deadline(self.response):
+                return
         try:
             with read_deadline(_DRAIN_SECONDS):
                 for _ in self._chunks:

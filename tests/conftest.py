@@ -2,9 +2,49 @@
 
 from __future__ import annotations
 
+import socket
+import time
+from collections.abc import Iterator
+
 import pytest
 
 
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture
+def hanging_address() -> Iterator[tuple[str, int]]:
+    """A loopback address where connect() hangs: listen(0) with the backlog taken."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    time.sleep(0.05)
+    # Make sure the trick works on this kernel; otherwise the test cannot mean anything.
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    probe.settimeout(0.3)
+    try:
+        probe.connect(("127.0.0.1", port))
+    except (TimeoutError, OSError):
+        pass
+    else:
+        probe.close()
+        listener.close()
+        for filler in fillers:
+            filler.close()
+        pytest.skip("this kernel accepts connections beyond a full listen(0) backlog")
+    probe.close()
+    try:
+        yield "127.0.0.1", port
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()

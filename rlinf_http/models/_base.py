@@ -63,13 +63,16 @@ class ResponseModel(WireModel):
 
     __slots__ = ("_id_sources",)
 
-    def _set_id_sources(self, sources: tuple[Mapping[str, str], ...]) -> None:
+    def _set_id_sources(self, sources: tuple[Mapping[str, str], ...] | str) -> None:
+        # Header mappings to look the id up in on first use, or the id itself.
         object.__setattr__(self, "_id_sources", sources)
 
     @property
     def request_id(self) -> str | None:
         """The ``x-request-id`` of the response (else the one the client sent)."""
-        sources: tuple[Mapping[str, str], ...] = getattr(self, "_id_sources", ())
+        sources: tuple[Mapping[str, str], ...] | str = getattr(self, "_id_sources", ())
+        if isinstance(sources, str):
+            return sources
         for headers in sources:
             value = headers.get("x-request-id")
             if value:

@@ -19,7 +19,9 @@ from ._http11 import (
     ResponseParser,
     encode_chunk,
     encode_request,
+    origin_of,
     parse_raw_head,
+    request_timeouts,
 )
 from ._pool import SLOT, ConnectionPool, Origin, Slot
 from ._sync import KEEPALIVE_EXPIRY
@@ -49,7 +51,7 @@ _TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 
 _TRIO_MESSAGE = (
     "rlinf_http.transports.AsyncTransport runs on asyncio only; under trio use "
-    "httpx.AsyncHTTPTransport (the rlinf-http client picks it automatically)."
+    "rlinf_http.transports.TrioTransport (the rlinf-http client picks it automatically)."
 )
 _CLOSED_MESSAGE = "Cannot send a request, as the transport has been closed."
 _get_running_loop = asyncio.get_running_loop
@@ -191,8 +193,8 @@ class _Connection(asyncio.BufferedProtocol):
             self._transport.pause_reading()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses (same interface).
+        self._transport = transport  # type: ignore[assignment]
         if _TCP_QUICKACK is not None:
             sock = transport.get_extra_info("socket")
             if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -605,21 +607,10 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         if loop is not self._loop:
             self._bind_loop(loop)
         head = encode_request(request)
-        timeouts = request.extensions.get("timeout")
-        if timeouts is None:
-            connect_timeout = self._connect_timeout
-            read_timeout = write_timeout = pool_timeout = None
-        else:
-            connect_timeout = timeouts.get("connect")
-            read_timeout = timeouts.get("read")
-            write_timeout = timeouts.get("write")
-            pool_timeout = timeouts.get("pool")
-        url = request.url
-        port = url.port
-        scheme = url.scheme
-        if port is None:
-            port = 443 if scheme == "https" else 80
-        origin = (scheme, url.raw_host.decode("ascii"), port)
+        connect_timeout, read_timeout, write_timeout, pool_timeout = request_timeouts(
+            request, self._connect_timeout
+        )
+        origin = origin_of(request.url)
 
         item = self._pool.acquire(origin, _monotonic())
         if isinstance(item, _Connection):

@@ -21,6 +21,7 @@ __all__ = [
     "encode_request",
     "origin_of",
     "parse_raw_head",
+    "request_timeouts",
 ]
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -39,6 +40,22 @@ def origin_of(url: httpx.URL) -> tuple[str, str, int]:
     if port is None:
         port = DEFAULT_PORTS.get(scheme, 80)
     return (scheme, url.raw_host.decode("ascii"), port)
+
+
+def request_timeouts(
+    request: httpx.Request, connect_default: float | None
+) -> tuple[float | None, float | None, float | None, float | None]:
+    """``(connect, read, write, pool)`` from httpx's per-request ``timeout`` extension;
+    without it ``connect_default`` applies and the rest is unbounded."""
+    timeouts = request.extensions.get("timeout")
+    if timeouts is None:
+        return connect_default, None, None, None
+    return (
+        timeouts.get("connect"),
+        timeouts.get("read"),
+        timeouts.get("write"),
+        timeouts.get("pool"),
+    )
 
 
 def parse_raw_head(head: bytes) -> tuple[bool, bool]:

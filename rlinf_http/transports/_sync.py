@@ -20,7 +20,9 @@ from ._http11 import (
     ResponseParser,
     encode_chunk,
     encode_request,
+    origin_of,
     parse_raw_head,
+    request_timeouts,
 )
 from ._pool import SLOT, ConnectionPool, Origin, Slot
 from ._wire import READ_DEADLINE_EXTENSION, mark_failure, read_timeout_within_deadline
@@ -388,21 +390,10 @@ class SyncTransport(httpx.BaseTransport):
         if self._closed:
             raise RuntimeError(_CLOSED_MESSAGE)
         head = encode_request(request)
-        timeouts = request.extensions.get("timeout")
-        if timeouts is None:
-            connect_timeout = self._connect_timeout
-            read_timeout = write_timeout = pool_timeout = None
-        else:
-            connect_timeout = timeouts.get("connect")
-            read_timeout = timeouts.get("read")
-            write_timeout = timeouts.get("write")
-            pool_timeout = timeouts.get("pool")
-        url = request.url
-        port = url.port
-        scheme = url.scheme
-        if port is None:
-            port = 443 if scheme == "https" else 80
-        origin = (scheme, url.raw_host.decode("ascii"), port)
+        connect_timeout, read_timeout, write_timeout, pool_timeout = request_timeouts(
+            request, self._connect_timeout
+        )
+        origin = origin_of(request.url)
 
         conn = self._acquire(origin, pool_timeout, connect_timeout)
         try:

@@ -15,13 +15,83 @@ from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
+import anyio
+import anyio.abc
 import pytest
+
+from rlinf_http.transports import AsyncTransport
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    # Async conformance tests run on both backends, each with its own transport.
+    return str(request.param)
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    # AsyncTransport is asyncio-only.
-    return "asyncio"
+def Transport(anyio_backend: str) -> Callable[..., Any]:
+    """The rlinf-http async transport class of the running backend."""
+    if anyio_backend == "trio":
+        from rlinf_http.transports import TrioTransport
+
+        return TrioTransport
+    return AsyncTransport
+
+
+class TaskCancelled(Exception):
+    """Recorded as the error of a spawned call that was cancelled."""
+
+
+class Spawned:
+    """A call running in a task group: its result or error, and a way to cancel it."""
+
+    def __init__(self) -> None:
+        self.scope = anyio.CancelScope()
+        self.finished = anyio.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def cancel(self) -> None:
+        self.scope.cancel()
+
+    async def wait(self) -> Any:
+        await self.finished.wait()
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def spawn(
+    tg: anyio.abc.TaskGroup, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
+) -> Spawned:
+    """Start ``fn(*args, **kwargs)`` in ``tg`` (asyncio or trio); errors are kept, not raised."""
+    spawned = Spawned()
+
+    async def run() -> None:
+        with spawned.scope:
+            try:
+                spawned.result = await fn(*args, **kwargs)
+            except Exception as exc:
+                spawned.error = exc
+        if spawned.scope.cancelled_caught:
+            spawned.error = TaskCancelled()
+        spawned.finished.set()
+
+    tg.start_soon(run)
+    return spawned
+
+
+async def gather(*calls: Awaitable[Any]) -> list[Any]:
+    """``asyncio.gather`` for both backends: results in order, the first error raised."""
+    results: list[Any] = [None] * len(calls)
+
+    async def run(i: int, call: Awaitable[Any]) -> None:
+        results[i] = await call
+
+    async with anyio.create_task_group() as tg:
+        for i, call in enumerate(calls):
+            tg.start_soon(run, i, call)
+    return results
 
 
 class Request:
