@@ -30,6 +30,8 @@ __all__ = [
     "build_generate",
     "build_health",
     "build_post",
+    "check_generate_keywords",
+    "check_openai_keywords",
     "check_timeout",
     "default_headers",
     "encode_json",
@@ -232,6 +234,69 @@ def _sampling_to_wire(
     return wire
 
 
+# -- keywords that belong somewhere else ------------------------------------------------
+
+# Sampling parameters sglang reads only inside ``sampling_params`` (none of them is
+# also a top-level ``/generate`` field): sent top-level, the router drops them and
+# the server ignores them, so the call silently runs with defaults.
+_SAMPLING_ONLY = frozenset(SamplingParams.model_fields) | {"beam_width", "watermark"}
+
+# OpenAI spellings a /generate caller may reach for, and their sglang names.
+_OPENAI_TO_NATIVE: Mapping[str, str] = {
+    "max_tokens": "max_new_tokens",
+    "max_completion_tokens": "max_new_tokens",
+    "min_tokens": "min_new_tokens",
+    "seed": "sampling_seed",
+}
+
+# sglang-native names the OpenAI-style endpoints spell differently (they would be
+# ignored there: unknown request fields are dropped).
+_NATIVE_TO_OPENAI: Mapping[str, str] = {
+    "max_new_tokens": "max_tokens",
+    "min_new_tokens": "min_tokens",
+    "sampling_seed": "seed",
+}
+
+
+def check_generate_keywords(extra: Mapping[str, Any]) -> None:
+    """Reject keywords of ``generate`` that are sampling parameters (no I/O).
+
+    ``generate("hi", max_new_tokens=3)`` would send ``max_new_tokens`` as a
+    top-level field, which is dropped: say where it belongs instead. Other
+    unknown keywords pass through as top-level fields.
+    """
+    if not extra:
+        return
+    for key in extra:
+        native = key if key in _SAMPLING_ONLY else _OPENAI_TO_NATIVE.get(key)
+        if native is None:
+            continue
+        spelled = "" if native == key else f" (sglang's name for {key!r})"
+        raise InvalidRequestError(
+            f"{key!r} is a sampling parameter: pass it as "
+            f"sampling_params={{{native!r}: {extra[key]!r}}}{spelled}; as a top-level "
+            "/generate field it would be dropped and the default used"
+        )
+
+
+def check_openai_keywords(kwargs: Mapping[str, Any], endpoint: str) -> None:
+    """Reject sglang-native spellings on an OpenAI-style endpoint (no I/O)."""
+    if not kwargs:
+        return
+    if "sampling_params" in kwargs:
+        raise InvalidRequestError(
+            f"{endpoint} takes sampling fields as keywords (temperature=..., "
+            "max_tokens=...), not sampling_params={...}"
+        )
+    for key in kwargs:
+        openai = _NATIVE_TO_OPENAI.get(key)
+        if openai is not None:
+            raise InvalidRequestError(
+                f"{key!r} is sglang's native name; {endpoint} spells it {openai}= "
+                f"(as {key!r} it would be ignored)"
+            )
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -294,6 +359,7 @@ def build_generate(
     wire_sampling = _sampling_to_wire(sampling_params)
     if wire_sampling is not None:
         body["sampling_params"] = wire_sampling
+    check_generate_keywords(extra)
     for key, value in extra.items():
         if key in ("text", "input_ids", "sampling_params", "return_logprob"):
             raise InvalidRequestError(f"{key!r} is set through its own argument")
@@ -365,6 +431,7 @@ def build_chat_completion(
         raise InvalidRequestError("messages must not be empty")
     if not isinstance(model, str) or not model:
         raise InvalidRequestError(f"model must be a non-empty string, got {model!r}")
+    check_openai_keywords(kwargs, "chat_completion")
     body: dict[str, Any] = {
         "model": model,
         "messages": [_message_to_wire(i, m) for i, m in enumerate(messages)],

@@ -229,6 +229,53 @@ def test_generate_extra_cannot_shadow_own_arguments(key: str) -> None:
         gen(prompt="x", extra={key: 1})
 
 
+@pytest.mark.parametrize(
+    ("key", "native"),
+    [
+        ("max_new_tokens", "max_new_tokens"),
+        ("temperature", "temperature"),
+        ("n", "n"),
+        ("stop", "stop"),
+        ("beam_width", "beam_width"),
+        ("max_tokens", "max_new_tokens"),
+        ("seed", "sampling_seed"),
+    ],
+)
+def test_generate_sampling_keyword_says_where_it_belongs(key: str, native: str) -> None:
+    # Issue 9 item 9: a sampling parameter passed as a keyword was sent top-level,
+    # dropped by the router, and the default (128 tokens) came back.
+    with pytest.raises(InvalidRequestError, match="sampling_params=") as info:
+        gen(prompt="hi", extra={key: 3})
+    assert repr(native) in str(info.value)
+
+
+def test_generate_unknown_and_top_level_keywords_pass_through() -> None:
+    extra = {"rid": "r", "top_logprobs_num": 2, "lora_path": "a", "my_field": [1]}
+    assert {k: body_of(gen(prompt="hi", extra=extra))[k] for k in extra} == extra
+
+
+@pytest.mark.parametrize(
+    ("key", "openai"),
+    [("max_new_tokens", "max_tokens"), ("min_new_tokens", "min_tokens"), ("sampling_seed", "seed")],
+)
+def test_chat_native_spelling_names_the_openai_one(key: str, openai: str) -> None:
+    with pytest.raises(InvalidRequestError, match=f"spells it {openai}="):
+        build_chat_completion([{"role": "user", "content": "x"}], "m", {key: 3})
+
+
+def test_chat_sampling_params_dict_is_refused() -> None:
+    with pytest.raises(InvalidRequestError, match="as keywords"):
+        build_chat_completion(
+            [{"role": "user", "content": "x"}], "m", {"sampling_params": {"max_new_tokens": 3}}
+        )
+
+
+def test_chat_sglang_extras_without_openai_spelling_pass_through() -> None:
+    kwargs = {"top_k": 5, "min_p": 0.1, "regex": "a+", "ignore_eos": True, "unknown": 1}
+    body = body_of(build_chat_completion([{"role": "user", "content": "x"}], "m", kwargs))
+    assert {k: body[k] for k in kwargs} == kwargs
+
+
 def test_generate_unencodable_extra_is_invalid_request() -> None:
     with pytest.raises(InvalidRequestError, match="JSON"):
         gen(prompt="x", extra={"rid": object()})
