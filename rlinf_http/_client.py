@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal, overload
+from typing import Any, Generic, Literal, TypeVar, overload
 
 import anyio
 import anyio.abc
@@ -42,6 +42,7 @@ from .models import (
     Readiness,
     SamplingParams,
     ServerInfo,
+    SingleSampleParams,
     Worker,
     WorkerList,
 )
@@ -51,6 +52,8 @@ __all__ = ["AsCompleted", "InferenceHTTPClient"]
 Prompt = str | Sequence[str] | None
 InputIds = Sequence[int] | Sequence[Sequence[int]] | None
 Sampling = Mapping[str, Any] | SamplingParams | None
+# A sampling dict literal that asks for one sample: generate() returns one output.
+OneSample = SingleSampleParams | None
 Messages = Sequence[Mapping[str, Any] | ChatMessage]
 Progress = Callable[[int, int], object]
 
@@ -71,7 +74,10 @@ def _check_stream_mode(mode: object) -> StreamMode:
     )
 
 
-class AsCompleted:
+R = TypeVar("R")
+
+
+class AsCompleted(Generic[R]):
     """``(index, result)`` pairs of a fan-out, in completion order.
 
     Use it as ``async with client.async_generate_as_completed(...) as results:``
@@ -99,7 +105,7 @@ class AsCompleted:
         self._tg: anyio.abc.TaskGroup | None = None
         self._receive: MemoryObjectReceiveStream[tuple[int, Any, bool]] | None = None
 
-    async def __aenter__(self) -> AsCompleted:
+    async def __aenter__(self) -> AsCompleted[R]:
         send, receive = anyio.create_memory_object_stream[tuple[int, Any, bool]](
             max_buffer_size=self._concurrency
         )
@@ -139,10 +145,10 @@ class AsCompleted:
             for _ in range(min(self._concurrency, len(self._ops))):
                 tg.start_soon(worker, send.clone(), tg.cancel_scope)
 
-    def __aiter__(self) -> AsCompleted:
+    def __aiter__(self) -> AsCompleted[R]:
         return self
 
-    async def __anext__(self) -> tuple[int, Any]:
+    async def __anext__(self) -> tuple[int, R]:
         if self._receive is None:
             raise RuntimeError("use 'async with' around AsCompleted")
         try:
@@ -151,7 +157,8 @@ class AsCompleted:
             raise StopAsyncIteration from None
         if failed and not self._return_exceptions:
             raise value
-        return index, value
+        result: R = value
+        return index, result
 
     async def __aexit__(
         self,
@@ -245,7 +252,7 @@ class InferenceHTTPClient(BaseClient):
         self,
         prompt: str,
         input_ids: None = None,
-        sampling_params: Sampling = None,
+        sampling_params: OneSample = None,
         return_logprob: bool = False,
         *,
         stream: Literal[False] = False,
@@ -260,13 +267,27 @@ class InferenceHTTPClient(BaseClient):
         prompt: None = None,
         *,
         input_ids: Sequence[int],
-        sampling_params: Sampling = None,
+        sampling_params: OneSample = None,
         return_logprob: bool = False,
         stream: Literal[False] = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         **extra: Any,
     ) -> GenerateOutput: ...
+
+    @overload
+    def generate(
+        self,
+        prompt: str | None = None,
+        input_ids: Sequence[int] | None = None,
+        sampling_params: Sampling = None,
+        return_logprob: bool = False,
+        *,
+        stream: Literal[False] = False,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        **extra: Any,
+    ) -> GenerateOutput | list[GenerateOutput]: ...
 
     @overload
     def generate(
@@ -342,7 +363,7 @@ class InferenceHTTPClient(BaseClient):
         self,
         prompt: str,
         input_ids: None = None,
-        sampling_params: Sampling = None,
+        sampling_params: OneSample = None,
         return_logprob: bool = False,
         *,
         stream: Literal[False] = False,
@@ -357,13 +378,27 @@ class InferenceHTTPClient(BaseClient):
         prompt: None = None,
         *,
         input_ids: Sequence[int],
-        sampling_params: Sampling = None,
+        sampling_params: OneSample = None,
         return_logprob: bool = False,
         stream: Literal[False] = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         **extra: Any,
     ) -> GenerateOutput: ...
+
+    @overload
+    async def async_generate(
+        self,
+        prompt: str | None = None,
+        input_ids: Sequence[int] | None = None,
+        sampling_params: Sampling = None,
+        return_logprob: bool = False,
+        *,
+        stream: Literal[False] = False,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        **extra: Any,
+    ) -> GenerateOutput | list[GenerateOutput]: ...
 
     @overload
     async def async_generate(
@@ -550,6 +585,70 @@ class InferenceHTTPClient(BaseClient):
             raise InvalidRequestError("messages_list must be a list of message lists")
         return [build_chat_completion(m, model, kwargs) for m in messages_list]
 
+    @overload
+    async def async_generate_many(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        input_ids: Sequence[Sequence[int]] | None = None,
+        sampling_params: OneSample = None,
+        return_logprob: bool = False,
+        concurrency: int = 256,
+        return_exceptions: Literal[False] = False,
+        progress: Progress | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        **extra: Any,
+    ) -> list[GenerateOutput]: ...
+
+    @overload
+    async def async_generate_many(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        input_ids: Sequence[Sequence[int]] | None = None,
+        sampling_params: Sampling = None,
+        return_logprob: bool = False,
+        concurrency: int = 256,
+        return_exceptions: Literal[False] = False,
+        progress: Progress | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        **extra: Any,
+    ) -> list[GenerateOutput | list[GenerateOutput]]: ...
+
+    @overload
+    async def async_generate_many(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        input_ids: Sequence[Sequence[int]] | None = None,
+        sampling_params: OneSample = None,
+        return_logprob: bool = False,
+        concurrency: int = 256,
+        return_exceptions: bool,
+        progress: Progress | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        **extra: Any,
+    ) -> list[GenerateOutput | Exception]: ...
+
+    @overload
+    async def async_generate_many(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        input_ids: Sequence[Sequence[int]] | None = None,
+        sampling_params: Sampling = None,
+        return_logprob: bool = False,
+        concurrency: int = 256,
+        return_exceptions: bool,
+        progress: Progress | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        **extra: Any,
+    ) -> list[GenerateOutput | list[GenerateOutput] | Exception]: ...
+
     async def async_generate_many(
         self,
         prompts: Sequence[str] | None = None,
@@ -583,6 +682,34 @@ class InferenceHTTPClient(BaseClient):
             timeout=timeout,
         )
 
+    @overload
+    async def async_chat_completion_many(
+        self,
+        messages_list: Sequence[Messages],
+        model: str = DEFAULT_CHAT_MODEL,
+        *,
+        concurrency: int = 256,
+        return_exceptions: Literal[False] = False,
+        progress: Progress | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        **kwargs: Any,
+    ) -> list[ChatCompletion]: ...
+
+    @overload
+    async def async_chat_completion_many(
+        self,
+        messages_list: Sequence[Messages],
+        model: str = DEFAULT_CHAT_MODEL,
+        *,
+        concurrency: int = 256,
+        return_exceptions: bool,
+        progress: Progress | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        **kwargs: Any,
+    ) -> list[ChatCompletion | Exception]: ...
+
     async def async_chat_completion_many(
         self,
         messages_list: Sequence[Messages],
@@ -606,6 +733,66 @@ class InferenceHTTPClient(BaseClient):
             timeout=timeout,
         )
 
+    @overload
+    def async_generate_as_completed(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        input_ids: Sequence[Sequence[int]] | None = None,
+        sampling_params: OneSample = None,
+        return_logprob: bool = False,
+        concurrency: int = 256,
+        return_exceptions: Literal[False] = False,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        **extra: Any,
+    ) -> AsCompleted[GenerateOutput]: ...
+
+    @overload
+    def async_generate_as_completed(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        input_ids: Sequence[Sequence[int]] | None = None,
+        sampling_params: Sampling = None,
+        return_logprob: bool = False,
+        concurrency: int = 256,
+        return_exceptions: Literal[False] = False,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        **extra: Any,
+    ) -> AsCompleted[GenerateOutput | list[GenerateOutput]]: ...
+
+    @overload
+    def async_generate_as_completed(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        input_ids: Sequence[Sequence[int]] | None = None,
+        sampling_params: OneSample = None,
+        return_logprob: bool = False,
+        concurrency: int = 256,
+        return_exceptions: bool,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        **extra: Any,
+    ) -> AsCompleted[GenerateOutput | Exception]: ...
+
+    @overload
+    def async_generate_as_completed(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        input_ids: Sequence[Sequence[int]] | None = None,
+        sampling_params: Sampling = None,
+        return_logprob: bool = False,
+        concurrency: int = 256,
+        return_exceptions: bool,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        **extra: Any,
+    ) -> AsCompleted[GenerateOutput | list[GenerateOutput] | Exception]: ...
+
     def async_generate_as_completed(
         self,
         prompts: Sequence[str] | None = None,
@@ -618,7 +805,7 @@ class InferenceHTTPClient(BaseClient):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         **extra: Any,
-    ) -> AsCompleted:
+    ) -> AsCompleted[Any]:
         """Like :meth:`async_generate_many`, yielding ``(index, output)`` as they finish.
 
         ``async with client.async_generate_as_completed(prompts) as results:``
@@ -634,6 +821,32 @@ class InferenceHTTPClient(BaseClient):
             timeout,
         )
 
+    @overload
+    def async_chat_completion_as_completed(
+        self,
+        messages_list: Sequence[Messages],
+        model: str = DEFAULT_CHAT_MODEL,
+        *,
+        concurrency: int = 256,
+        return_exceptions: Literal[False] = False,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        **kwargs: Any,
+    ) -> AsCompleted[ChatCompletion]: ...
+
+    @overload
+    def async_chat_completion_as_completed(
+        self,
+        messages_list: Sequence[Messages],
+        model: str = DEFAULT_CHAT_MODEL,
+        *,
+        concurrency: int = 256,
+        return_exceptions: bool,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        **kwargs: Any,
+    ) -> AsCompleted[ChatCompletion | Exception]: ...
+
     def async_chat_completion_as_completed(
         self,
         messages_list: Sequence[Messages],
@@ -644,7 +857,7 @@ class InferenceHTTPClient(BaseClient):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         **kwargs: Any,
-    ) -> AsCompleted:
+    ) -> AsCompleted[Any]:
         """Chat twin of :meth:`async_generate_as_completed`."""
         ops = self._chat_ops(messages_list, model, kwargs)
         return AsCompleted(
@@ -655,6 +868,70 @@ class InferenceHTTPClient(BaseClient):
             self._policy(max_retries),
             timeout,
         )
+
+    @overload
+    def generate_many(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        input_ids: Sequence[Sequence[int]] | None = None,
+        sampling_params: OneSample = None,
+        return_logprob: bool = False,
+        concurrency: int = 256,
+        return_exceptions: Literal[False] = False,
+        progress: Progress | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        **extra: Any,
+    ) -> list[GenerateOutput]: ...
+
+    @overload
+    def generate_many(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        input_ids: Sequence[Sequence[int]] | None = None,
+        sampling_params: Sampling = None,
+        return_logprob: bool = False,
+        concurrency: int = 256,
+        return_exceptions: Literal[False] = False,
+        progress: Progress | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        **extra: Any,
+    ) -> list[GenerateOutput | list[GenerateOutput]]: ...
+
+    @overload
+    def generate_many(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        input_ids: Sequence[Sequence[int]] | None = None,
+        sampling_params: OneSample = None,
+        return_logprob: bool = False,
+        concurrency: int = 256,
+        return_exceptions: bool,
+        progress: Progress | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        **extra: Any,
+    ) -> list[GenerateOutput | Exception]: ...
+
+    @overload
+    def generate_many(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        input_ids: Sequence[Sequence[int]] | None = None,
+        sampling_params: Sampling = None,
+        return_logprob: bool = False,
+        concurrency: int = 256,
+        return_exceptions: bool,
+        progress: Progress | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        **extra: Any,
+    ) -> list[GenerateOutput | list[GenerateOutput] | Exception]: ...
 
     def generate_many(
         self,
@@ -684,6 +961,34 @@ class InferenceHTTPClient(BaseClient):
                 timeout=timeout,
             )
         )
+
+    @overload
+    def chat_completion_many(
+        self,
+        messages_list: Sequence[Messages],
+        model: str = DEFAULT_CHAT_MODEL,
+        *,
+        concurrency: int = 256,
+        return_exceptions: Literal[False] = False,
+        progress: Progress | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        **kwargs: Any,
+    ) -> list[ChatCompletion]: ...
+
+    @overload
+    def chat_completion_many(
+        self,
+        messages_list: Sequence[Messages],
+        model: str = DEFAULT_CHAT_MODEL,
+        *,
+        concurrency: int = 256,
+        return_exceptions: bool,
+        progress: Progress | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        **kwargs: Any,
+    ) -> list[ChatCompletion | Exception]: ...
 
     def chat_completion_many(
         self,

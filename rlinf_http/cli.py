@@ -243,8 +243,9 @@ def _build_app() -> Any:
     ) -> None:
         """POST /generate and print the text."""
         from ._client import InferenceHTTPClient
+        from .models import SingleSampleParams
 
-        params = {"max_new_tokens": max_new_tokens, "temperature": temperature}
+        params: SingleSampleParams = {"max_new_tokens": max_new_tokens, "temperature": temperature}
         try:
             with InferenceHTTPClient(url) as client:
                 if stream:

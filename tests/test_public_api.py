@@ -52,6 +52,7 @@ PUBLIC_NAMES = sorted(
         "Readiness",
         "RetryPolicy",
         "SamplingParams",
+        "SingleSampleParams",
         "ServerInfo",
         "ServiceUnavailableError",
         "Stream",

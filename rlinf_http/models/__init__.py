@@ -33,6 +33,7 @@ from .generate import (
     Logprob,
     MetaInfo,
     SamplingParams,
+    SingleSampleParams,
 )
 
 __all__ = [
@@ -61,6 +62,7 @@ __all__ = [
     "Logprob",
     "MetaInfo",
     "SamplingParams",
+    "SingleSampleParams",
     "ToolCall",
     "Usage",
     "WireModel",
