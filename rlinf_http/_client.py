@@ -18,6 +18,12 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ._base_client import NOT_GIVEN, BaseClient, TimeoutTypes
 from ._core import plans
+from ._core.dataplane import (
+    fanout_rids,
+    fanout_routing_keys,
+    steering_fields,
+    with_routing_key,
+)
 from ._core.requests import (
     DEFAULT_CHAT_MODEL,
     Operation,
@@ -258,6 +264,10 @@ class InferenceHTTPClient(BaseClient):
         stream: Literal[False] = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
     ) -> GenerateOutput: ...
 
@@ -272,6 +282,10 @@ class InferenceHTTPClient(BaseClient):
         stream: Literal[False] = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
     ) -> GenerateOutput: ...
 
@@ -286,6 +300,10 @@ class InferenceHTTPClient(BaseClient):
         stream: Literal[False] = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
     ) -> GenerateOutput | list[GenerateOutput]: ...
 
@@ -301,6 +319,10 @@ class InferenceHTTPClient(BaseClient):
         stream_mode: StreamMode = "auto",
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
     ) -> Stream[GenerateStreamChunk]: ...
 
@@ -315,6 +337,10 @@ class InferenceHTTPClient(BaseClient):
         stream: Literal[False] = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
     ) -> list[GenerateOutput]: ...
 
@@ -329,6 +355,10 @@ class InferenceHTTPClient(BaseClient):
         stream_mode: StreamMode = "auto",
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
     ) -> GenerateOutput | list[GenerateOutput] | Stream[GenerateStreamChunk]:
         """``POST /generate`` (sglang's native API).
@@ -348,14 +378,24 @@ class InferenceHTTPClient(BaseClient):
         incrementally; ``stream_mode`` fixes the mode instead of detecting it.
         Retries happen only before the stream's first byte.
         """
+        op = with_routing_key(
+            build_generate(
+                prompt,
+                input_ids,
+                sampling_params,
+                return_logprob,
+                extra,
+                stream=stream,
+                rid=rid,
+                priority=priority,
+                lora_path=lora_path,
+            ),
+            routing_key,
+        )
         if stream:
             mode = _check_stream_mode(stream_mode)
-            op = build_generate(
-                prompt, input_ids, sampling_params, return_logprob, extra, stream=True
-            )
             response, url = self._open(op, timeout, self._policy(max_retries))
             return Stream(response, GenerateStreamParser(mode, url), op.method, url)
-        op = build_generate(prompt, input_ids, sampling_params, return_logprob, extra)
         return self._send(op, timeout=timeout, retry=self._policy(max_retries))
 
     @overload
@@ -369,6 +409,10 @@ class InferenceHTTPClient(BaseClient):
         stream: Literal[False] = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
     ) -> GenerateOutput: ...
 
@@ -383,6 +427,10 @@ class InferenceHTTPClient(BaseClient):
         stream: Literal[False] = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
     ) -> GenerateOutput: ...
 
@@ -397,6 +445,10 @@ class InferenceHTTPClient(BaseClient):
         stream: Literal[False] = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
     ) -> GenerateOutput | list[GenerateOutput]: ...
 
@@ -412,6 +464,10 @@ class InferenceHTTPClient(BaseClient):
         stream_mode: StreamMode = "auto",
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
     ) -> AsyncStream[GenerateStreamChunk]: ...
 
@@ -426,6 +482,10 @@ class InferenceHTTPClient(BaseClient):
         stream: Literal[False] = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
     ) -> list[GenerateOutput]: ...
 
@@ -440,17 +500,31 @@ class InferenceHTTPClient(BaseClient):
         stream_mode: StreamMode = "auto",
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
     ) -> GenerateOutput | list[GenerateOutput] | AsyncStream[GenerateStreamChunk]:
         """Async :meth:`generate` (``stream=True`` returns an :class:`AsyncStream`)."""
+        op = with_routing_key(
+            build_generate(
+                prompt,
+                input_ids,
+                sampling_params,
+                return_logprob,
+                extra,
+                stream=stream,
+                rid=rid,
+                priority=priority,
+                lora_path=lora_path,
+            ),
+            routing_key,
+        )
         if stream:
             mode = _check_stream_mode(stream_mode)
-            op = build_generate(
-                prompt, input_ids, sampling_params, return_logprob, extra, stream=True
-            )
             response, url = await self._aopen(op, timeout, self._policy(max_retries))
             return AsyncStream(response, GenerateStreamParser(mode, url), op.method, url)
-        op = build_generate(prompt, input_ids, sampling_params, return_logprob, extra)
         return await self._asend(op, timeout=timeout, retry=self._policy(max_retries))
 
     # -- /v1/chat/completions -----------------------------------------------------------
@@ -464,6 +538,9 @@ class InferenceHTTPClient(BaseClient):
         stream: Literal[False] = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **kwargs: Any,
     ) -> ChatCompletion: ...
 
@@ -476,6 +553,9 @@ class InferenceHTTPClient(BaseClient):
         stream: Literal[True],
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **kwargs: Any,
     ) -> Stream[ChatCompletionChunk]: ...
 
@@ -487,6 +567,9 @@ class InferenceHTTPClient(BaseClient):
         stream: bool = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **kwargs: Any,
     ) -> ChatCompletion | Stream[ChatCompletionChunk]:
         """``POST /v1/chat/completions``; ``kwargs`` are sent as JSON fields.
@@ -496,7 +579,10 @@ class InferenceHTTPClient(BaseClient):
         The router accepts any ``model`` string. ``stream=True`` returns a
         :class:`Stream` of :class:`ChatCompletionChunk`.
         """
-        op = build_chat_completion(messages, model, kwargs, stream=stream)
+        fields = steering_fields(kwargs, priority=priority, lora_path=lora_path)
+        op = with_routing_key(
+            build_chat_completion(messages, model, fields, stream=stream), routing_key
+        )
         if stream:
             response, url = self._open(op, timeout, self._policy(max_retries))
             return Stream(response, ChatStreamParser(url), op.method, url)
@@ -511,6 +597,9 @@ class InferenceHTTPClient(BaseClient):
         stream: Literal[False] = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **kwargs: Any,
     ) -> ChatCompletion: ...
 
@@ -523,6 +612,9 @@ class InferenceHTTPClient(BaseClient):
         stream: Literal[True],
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **kwargs: Any,
     ) -> AsyncStream[ChatCompletionChunk]: ...
 
@@ -534,10 +626,16 @@ class InferenceHTTPClient(BaseClient):
         stream: bool = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **kwargs: Any,
     ) -> ChatCompletion | AsyncStream[ChatCompletionChunk]:
         """Async :meth:`chat_completion`."""
-        op = build_chat_completion(messages, model, kwargs, stream=stream)
+        fields = steering_fields(kwargs, priority=priority, lora_path=lora_path)
+        op = with_routing_key(
+            build_chat_completion(messages, model, fields, stream=stream), routing_key
+        )
         if stream:
             response, url = await self._aopen(op, timeout, self._policy(max_retries))
             return AsyncStream(response, ChatStreamParser(url), op.method, url)
@@ -552,12 +650,18 @@ class InferenceHTTPClient(BaseClient):
         sampling_params: Sampling,
         return_logprob: bool,
         extra: Mapping[str, Any],
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
     ) -> list[Operation[Any]]:
         if (prompts is None) == (input_ids is None):
             raise InvalidRequestError("give exactly one of prompts or input_ids")
         items: Sequence[Any] = prompts if prompts is not None else input_ids  # type: ignore[assignment]
         if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
             raise InvalidRequestError("prompts must be a list of str (input_ids a list of lists)")
+        rids = fanout_rids(rid, len(items))
+        keys = fanout_routing_keys(routing_key, len(items))
         ops: list[Operation[Any]] = []
         for i, item in enumerate(items):
             if prompts is not None and not isinstance(item, str):
@@ -566,24 +670,36 @@ class InferenceHTTPClient(BaseClient):
                 isinstance(item, (str, bytes)) or not isinstance(item, Sequence)
             ):
                 raise InvalidRequestError(f"input_ids[{i}] must be a list of ints")
-            ops.append(
-                build_generate(
-                    item if prompts is not None else None,
-                    item if input_ids is not None else None,
-                    sampling_params,
-                    return_logprob,
-                    extra,
-                )
+            op = build_generate(
+                item if prompts is not None else None,
+                item if input_ids is not None else None,
+                sampling_params,
+                return_logprob,
+                extra,
+                rid=rids[i],
+                priority=priority,
+                lora_path=lora_path,
             )
+            ops.append(with_routing_key(op, keys[i]))
         return ops
 
     @staticmethod
     def _chat_ops(
-        messages_list: Sequence[Messages], model: str, kwargs: Mapping[str, Any]
+        messages_list: Sequence[Messages],
+        model: str,
+        kwargs: Mapping[str, Any],
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
     ) -> list[Operation[Any]]:
         if isinstance(messages_list, (str, bytes)) or not isinstance(messages_list, Sequence):
             raise InvalidRequestError("messages_list must be a list of message lists")
-        return [build_chat_completion(m, model, kwargs) for m in messages_list]
+        keys = fanout_routing_keys(routing_key, len(messages_list))
+        fields = steering_fields(kwargs, priority=priority, lora_path=lora_path)
+        return [
+            with_routing_key(build_chat_completion(m, model, fields), key)
+            for m, key in zip(messages_list, keys, strict=True)
+        ]
 
     @overload
     async def async_generate_many(
@@ -598,6 +714,10 @@ class InferenceHTTPClient(BaseClient):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **extra: Any,
     ) -> list[GenerateOutput]: ...
 
@@ -614,6 +734,10 @@ class InferenceHTTPClient(BaseClient):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **extra: Any,
     ) -> list[GenerateOutput | list[GenerateOutput]]: ...
 
@@ -630,6 +754,10 @@ class InferenceHTTPClient(BaseClient):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **extra: Any,
     ) -> list[GenerateOutput | Exception]: ...
 
@@ -646,6 +774,10 @@ class InferenceHTTPClient(BaseClient):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **extra: Any,
     ) -> list[GenerateOutput | list[GenerateOutput] | Exception]: ...
 
@@ -661,6 +793,10 @@ class InferenceHTTPClient(BaseClient):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **extra: Any,
     ) -> list[Any]:
         """Generate for many prompts, at most ``concurrency`` in flight (asyncio or trio).
@@ -672,7 +808,17 @@ class InferenceHTTPClient(BaseClient):
         slot instead. ``progress(done, total)`` is called after each request.
         Every argument is checked before the first request is sent.
         """
-        ops = self._generate_ops(prompts, input_ids, sampling_params, return_logprob, extra)
+        ops = self._generate_ops(
+            prompts,
+            input_ids,
+            sampling_params,
+            return_logprob,
+            extra,
+            rid,
+            routing_key,
+            priority,
+            lora_path,
+        )
         return await self._amap(
             ops,
             concurrency=_check_concurrency(concurrency),
@@ -693,6 +839,9 @@ class InferenceHTTPClient(BaseClient):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **kwargs: Any,
     ) -> list[ChatCompletion]: ...
 
@@ -707,6 +856,9 @@ class InferenceHTTPClient(BaseClient):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **kwargs: Any,
     ) -> list[ChatCompletion | Exception]: ...
 
@@ -720,10 +872,13 @@ class InferenceHTTPClient(BaseClient):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **kwargs: Any,
     ) -> list[Any]:
         """:meth:`async_generate_many` for chat completions (one conversation each)."""
-        ops = self._chat_ops(messages_list, model, kwargs)
+        ops = self._chat_ops(messages_list, model, kwargs, routing_key, priority, lora_path)
         return await self._amap(
             ops,
             concurrency=_check_concurrency(concurrency),
@@ -745,6 +900,10 @@ class InferenceHTTPClient(BaseClient):
         return_exceptions: Literal[False] = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **extra: Any,
     ) -> AsCompleted[GenerateOutput]: ...
 
@@ -760,6 +919,10 @@ class InferenceHTTPClient(BaseClient):
         return_exceptions: Literal[False] = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **extra: Any,
     ) -> AsCompleted[GenerateOutput | list[GenerateOutput]]: ...
 
@@ -775,6 +938,10 @@ class InferenceHTTPClient(BaseClient):
         return_exceptions: bool,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **extra: Any,
     ) -> AsCompleted[GenerateOutput | Exception]: ...
 
@@ -790,6 +957,10 @@ class InferenceHTTPClient(BaseClient):
         return_exceptions: bool,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **extra: Any,
     ) -> AsCompleted[GenerateOutput | list[GenerateOutput] | Exception]: ...
 
@@ -804,6 +975,10 @@ class InferenceHTTPClient(BaseClient):
         return_exceptions: bool = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **extra: Any,
     ) -> AsCompleted[Any]:
         """Like :meth:`async_generate_many`, yielding ``(index, output)`` as they finish.
@@ -811,7 +986,17 @@ class InferenceHTTPClient(BaseClient):
         ``async with client.async_generate_as_completed(prompts) as results:``
         ``async for i, out in results: ...``
         """
-        ops = self._generate_ops(prompts, input_ids, sampling_params, return_logprob, extra)
+        ops = self._generate_ops(
+            prompts,
+            input_ids,
+            sampling_params,
+            return_logprob,
+            extra,
+            rid,
+            routing_key,
+            priority,
+            lora_path,
+        )
         return AsCompleted(
             self,
             ops,
@@ -831,6 +1016,9 @@ class InferenceHTTPClient(BaseClient):
         return_exceptions: Literal[False] = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **kwargs: Any,
     ) -> AsCompleted[ChatCompletion]: ...
 
@@ -844,6 +1032,9 @@ class InferenceHTTPClient(BaseClient):
         return_exceptions: bool,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **kwargs: Any,
     ) -> AsCompleted[ChatCompletion | Exception]: ...
 
@@ -856,10 +1047,13 @@ class InferenceHTTPClient(BaseClient):
         return_exceptions: bool = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **kwargs: Any,
     ) -> AsCompleted[Any]:
         """Chat twin of :meth:`async_generate_as_completed`."""
-        ops = self._chat_ops(messages_list, model, kwargs)
+        ops = self._chat_ops(messages_list, model, kwargs, routing_key, priority, lora_path)
         return AsCompleted(
             self,
             ops,
@@ -882,6 +1076,10 @@ class InferenceHTTPClient(BaseClient):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **extra: Any,
     ) -> list[GenerateOutput]: ...
 
@@ -898,6 +1096,10 @@ class InferenceHTTPClient(BaseClient):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **extra: Any,
     ) -> list[GenerateOutput | list[GenerateOutput]]: ...
 
@@ -914,6 +1116,10 @@ class InferenceHTTPClient(BaseClient):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **extra: Any,
     ) -> list[GenerateOutput | Exception]: ...
 
@@ -930,6 +1136,10 @@ class InferenceHTTPClient(BaseClient):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **extra: Any,
     ) -> list[GenerateOutput | list[GenerateOutput] | Exception]: ...
 
@@ -945,10 +1155,24 @@ class InferenceHTTPClient(BaseClient):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **extra: Any,
     ) -> list[Any]:
         """Sync :meth:`async_generate_many`, from plain code or a worker thread."""
-        ops = self._generate_ops(prompts, input_ids, sampling_params, return_logprob, extra)
+        ops = self._generate_ops(
+            prompts,
+            input_ids,
+            sampling_params,
+            return_logprob,
+            extra,
+            rid,
+            routing_key,
+            priority,
+            lora_path,
+        )
         concurrency = _check_concurrency(concurrency)
         policy = self._policy(max_retries)
         return self._run_async(
@@ -973,6 +1197,9 @@ class InferenceHTTPClient(BaseClient):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **kwargs: Any,
     ) -> list[ChatCompletion]: ...
 
@@ -987,6 +1214,9 @@ class InferenceHTTPClient(BaseClient):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **kwargs: Any,
     ) -> list[ChatCompletion | Exception]: ...
 
@@ -1000,10 +1230,13 @@ class InferenceHTTPClient(BaseClient):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **kwargs: Any,
     ) -> list[Any]:
         """Sync :meth:`async_chat_completion_many`."""
-        ops = self._chat_ops(messages_list, model, kwargs)
+        ops = self._chat_ops(messages_list, model, kwargs, routing_key, priority, lora_path)
         concurrency = _check_concurrency(concurrency)
         policy = self._policy(max_retries)
         return self._run_async(

@@ -22,6 +22,7 @@ from .._errors import APIResponseValidationError, InvalidRequestError
 from .._version import __version__
 from ..models import ChatCompletion, ChatMessage, GenerateOutput, SamplingParams
 from .responses import RawResponse, decode_json, parse_model
+from .steering import check_lora_path, check_priority, check_rid, new_rid
 
 __all__ = [
     "JSON_CONTENT_TYPE",
@@ -318,12 +319,20 @@ def build_generate(
     extra: Mapping[str, Any],
     *,
     stream: bool = False,
+    rid: str | Sequence[str] | None = None,
+    priority: int | None = None,
+    lora_path: str | Sequence[str | None] | None = None,
 ) -> Operation[GenerateOutput | list[GenerateOutput]]:
     """``POST /generate``: exactly one of ``prompt`` / ``input_ids``; a list is a batch.
 
     The body mirrors the RLinf client (``return_logprob``, ``text`` or ``input_ids``,
     ``sampling_params``) plus any extra top-level fields. The response is parsed as
     a list when the request is a batch or asks for ``n > 1`` samples.
+
+    ``rid`` (a str; for a batch a str prefix or one id per item) is generated when
+    absent, so that every request can be aborted; not with ``n > 1``, where sglang
+    gives each sample a fresh id anyway. ``priority`` and ``lora_path`` (an
+    adapter name, or one per batch item) are checked and sent when given.
     """
     if (prompt is None) == (input_ids is None):
         raise InvalidRequestError("exactly one of prompt or input_ids must be given")
@@ -364,10 +373,20 @@ def build_generate(
         if key in ("text", "input_ids", "sampling_params", "return_logprob"):
             raise InvalidRequestError(f"{key!r} is set through its own argument")
         body[key] = value
+    n = wire_sampling.get("n") if wire_sampling is not None else None
+    many_samples = _is_int(n) and n > 1  # type: ignore[operator]
+    size = len(body["text"] if "text" in body else body["input_ids"]) if batch else None
+    if rid is not None:
+        body["rid"] = check_rid(rid, size)
+    elif "rid" not in body and not many_samples:
+        body["rid"] = new_rid()
+    if priority is not None:
+        body["priority"] = check_priority(priority)
+    if lora_path is not None:
+        body["lora_path"] = check_lora_path(lora_path, size)
     if stream:
         body["stream"] = True
-    n = wire_sampling.get("n") if wire_sampling is not None else None
-    expect_list = batch or (_is_int(n) and n > 1)  # type: ignore[operator]
+    expect_list = batch or many_samples
     return Operation(
         "POST",
         "/generate",

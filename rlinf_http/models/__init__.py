@@ -23,6 +23,8 @@ from .chat import (
     ToolCall,
     Usage,
 )
+from .completion import Completion, CompletionChoice, CompletionChunk, CompletionLogprobs
+from .embedding import EmbeddingData, EmbeddingResponse, EncodeOutput
 from .generate import (
     FinishAbort,
     FinishLength,
@@ -35,8 +37,20 @@ from .generate import (
     SamplingParams,
     SingleSampleParams,
 )
+from .lora import LoraAdapterResult
+from .tokenize import DetokenizeResult, TokenizeResult
 
 __all__ = [
+    "Completion",
+    "CompletionChoice",
+    "CompletionChunk",
+    "CompletionLogprobs",
+    "DetokenizeResult",
+    "EmbeddingData",
+    "EmbeddingResponse",
+    "EncodeOutput",
+    "LoraAdapterResult",
+    "TokenizeResult",
     "FlushCacheResult",
     "JobStatus",
     "ModelCard",

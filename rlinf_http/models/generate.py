@@ -176,3 +176,8 @@ class GenerateOutput(ResponseModel):
     def finish_reason(self) -> FinishReason | None:
         """Shortcut for ``meta_info.finish_reason``."""
         return self.meta_info.finish_reason
+
+    @property
+    def rid(self) -> str | None:
+        """The request id the server used (``meta_info.id``): what ``abort_request`` takes."""
+        return self.meta_info.id

@@ -6,6 +6,7 @@ No sockets: everything here calls ``rlinf_http._core.requests`` directly.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -285,19 +286,21 @@ def test_generate_unencodable_extra_is_invalid_request() -> None:
 
 
 def test_generate_prompt_body_matches_seed() -> None:
-    op = gen(prompt="The capital of France is", sampling_params={"temperature": 0.0})
+    op = gen(prompt="The capital of France is", sampling_params={"temperature": 0.0}, rid="r-7")
     assert op.method == "POST"
     assert op.path == "/generate"
     assert dict(op.headers)["content-type"] == "application/json"
-    # The RLinf client's body: return_logprob, text, sampling_params (in this order).
+    # The RLinf client's body: return_logprob, text, sampling_params (in this order),
+    # then the request id.
     assert op.content == (
         b'{"return_logprob":false,"text":"The capital of France is",'
-        b'"sampling_params":{"temperature":0.0}}'
+        b'"sampling_params":{"temperature":0.0},"rid":"r-7"}'
     )
 
 
 def test_generate_without_sampling_params_omits_the_key() -> None:
     body = body_of(gen(input_ids=[1, 2, 3], return_logprob=True))
+    assert re.fullmatch("[0-9a-f]{32}", body.pop("rid"))
     assert body == {"return_logprob": True, "input_ids": [1, 2, 3]}
 
 
@@ -378,8 +381,9 @@ def test_batch_detection_selects_list_or_object(kwargs: dict[str, Any], batch: b
 
 
 def test_batch_prompt_body() -> None:
-    body = body_of(gen(prompt=["a", "b"], sampling_params={"max_new_tokens": 4}))
+    body = body_of(gen(prompt=["a", "b"], sampling_params={"max_new_tokens": 4}, rid="job"))
     assert body == {
+        "rid": "job",
         "return_logprob": False,
         "text": ["a", "b"],
         "sampling_params": {"max_new_tokens": 4},
