@@ -16,7 +16,7 @@ import anyio.abc
 import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._base_client import NOT_GIVEN, BaseClient, TimeoutTypes
+from ._base_client import NOT_GIVEN, TimeoutTypes
 from ._core import plans
 from ._core.dataplane import (
     fanout_rids,
@@ -35,6 +35,7 @@ from ._core.requests import (
 )
 from ._core.retry import RetryPolicy
 from ._core.streams import ChatStreamParser, GenerateStreamChunk, GenerateStreamParser, StreamMode
+from ._dataplane import DataPlaneMixin, _check_concurrency
 from ._errors import InvalidRequestError
 from ._streaming import AsyncStream, Stream
 from .models import (
@@ -64,12 +65,6 @@ Messages = Sequence[Mapping[str, Any] | ChatMessage]
 Progress = Callable[[int, int], object]
 
 _SEED_POST_RETRY_STATUSES = frozenset({500, 502, 503, 504})
-
-
-def _check_concurrency(concurrency: int) -> int:
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise InvalidRequestError(f"concurrency must be an int >= 1, got {concurrency!r}")
-    return concurrency
 
 
 def _check_stream_mode(mode: object) -> StreamMode:
@@ -182,7 +177,7 @@ class AsCompleted(Generic[R]):
         return None
 
 
-class InferenceHTTPClient(BaseClient):
+class InferenceHTTPClient(DataPlaneMixin):
     """A typed client for an sglang router or a single sglang server.
 
     A drop-in for RLinf's ``InferenceHTTPClient``: the same constructor, methods
