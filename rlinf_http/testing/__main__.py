@@ -36,6 +36,19 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only /get_server_info and /get_model_info (old server)",
     )
+    serve.add_argument("--weight-version", default="default", help="initial weight version")
+    serve.add_argument("--load-format", default="auto")
+    serve.add_argument(
+        "--weight-update-ms", type=float, default=0.0, help="how long a weight update takes"
+    )
+    serve.add_argument(
+        "--worker-id", default=None, help="name sent as x-fake-worker on data-plane responses"
+    )
+    serve.add_argument("--embedding-dim", type=int, default=16)
+    serve.add_argument("--max-running-requests", type=int, default=1024)
+    serve.add_argument(
+        "--disable-lora", action="store_true", help="behave as a server without --enable-lora"
+    )
     serve.add_argument("--parent-pid", type=int, default=None, help="exit when this parent dies")
     serve.add_argument("--exit-on-stdin-eof", action="store_true", help="exit when stdin closes")
     return parser
@@ -57,6 +70,13 @@ def main(argv: list[str] | None = None) -> int:
         default_max_new_tokens=args.default_max_new_tokens,
         legacy_info_routes_only=args.legacy_info_routes,
         eos_after=args.eos_after,
+        weight_version=args.weight_version,
+        load_format=args.load_format,
+        weight_update_s=args.weight_update_ms / 1000.0,
+        worker_id=args.worker_id,
+        embedding_dim=args.embedding_dim,
+        max_running_requests=args.max_running_requests,
+        enable_lora=not args.disable_lora,
         **kwargs,
     )
     try:

@@ -576,6 +576,28 @@ def _config_args(config: FakeConfig) -> list[str]:
         args.append("--legacy-info-routes")
     if config.eos_after is not None:
         args += ["--eos-after", str(config.eos_after)]
+    args += _control_config_args(config)
+    return args
+
+
+def _control_config_args(config: FakeConfig) -> list[str]:
+    """CLI flags for the control-plane and data-plane knobs that differ from the defaults."""
+    default = FakeConfig()
+    args: list[str] = []
+    for flag, name in (
+        ("--weight-version", "weight_version"),
+        ("--load-format", "load_format"),
+        ("--worker-id", "worker_id"),
+        ("--embedding-dim", "embedding_dim"),
+        ("--max-running-requests", "max_running_requests"),
+    ):
+        value = getattr(config, name)
+        if value != getattr(default, name):
+            args += [flag, str(value)]
+    if config.weight_update_s:
+        args += ["--weight-update-ms", repr(config.weight_update_s * 1000.0)]
+    if not config.enable_lora:
+        args.append("--disable-lora")
     return args
 
 

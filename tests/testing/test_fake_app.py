@@ -282,7 +282,8 @@ async def test_chat_completion_non_stream() -> None:
         "n": 2,
     }
     d = (await post(FakeSGLangApp(), "/v1/chat/completions", body)).json()
-    assert set(d) == {"id", "object", "created", "model", "choices", "usage"}
+    assert set(d) == {"id", "object", "created", "model", "choices", "usage", "metadata"}
+    assert d["metadata"] == {"weight_version": "default"}
     assert d["object"] == "chat.completion"
     assert d["model"] == "whatever"
     assert isinstance(d["created"], int)

@@ -31,6 +31,36 @@ def test_start_and_stop_worker() -> None:
         c.get(url + "/health")
 
 
+def test_worker_gets_control_and_dataplane_knobs() -> None:
+    cfg = FakeConfig(
+        weight_version="v0",
+        worker_id="w-1",
+        enable_lora=False,
+        embedding_dim=4,
+        weight_update_s=0.01,
+        load_format="dummy",
+        max_running_requests=7,
+    )
+    with start_fake_worker(config=cfg) as w, httpx.Client(trust_env=False, timeout=10) as c:
+        info = c.get(w.url + "/model_info").json()
+        assert (info["weight_version"], info["load_format"]) == ("v0", "dummy")
+        r = c.post(w.url + "/v1/embeddings", json={"input": "a"})
+        assert r.headers["x-fake-worker"] == "w-1"
+        assert len(r.json()["data"][0]["embedding"]) == 4
+        r = c.post(w.url + "/load_lora_adapter", json={"lora_name": "a", "lora_path": "/a"})
+        assert r.status_code == 400
+        loads = c.get(w.url + "/v1/loads").json()["loads"][0]
+        assert loads["max_running_requests"] == 7
+        # a failing weight update injected over HTTP into the worker process
+        fault = {"path": "/update_weights_from_disk", "weight_update_error": "flush"}
+        assert c.post(w.url + "/_fake/faults", json=fault).status_code == 200
+        r = c.post(
+            w.url + "/update_weights_from_disk", json={"model_path": "/m", "weight_version": "v1"}
+        )
+        assert r.status_code == 400 and "Cache flush failed" in r.json()["message"]
+        assert c.get(w.url + "/model_info").json()["weight_version"] == "v1"
+
+
 def test_worker_exits_when_stdin_closes() -> None:
     w = start_fake_worker()
     try:
