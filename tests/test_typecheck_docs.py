@@ -35,9 +35,19 @@ from typing import Any
 
 from typing_extensions import assert_type
 
+import numpy as np
+import numpy.typing as npt
+
 from rlinf_http import (
     AsyncStream,
     ChatCompletion,
+    Completion,
+    CompletionChunk,
+    DetokenizeResult,
+    EmbeddingResponse,
+    EncodeOutput,
+    LoraAdapterResult,
+    TokenizeResult,
     GenerateOutput,
     GenerateStreamChunk,
     InferenceHTTPClient,
@@ -83,6 +93,32 @@ def sync_calls(client: InferenceHTTPClient, cfg: dict[str, Any], k: int) -> None
         client.chat_completion_many([msgs], return_exceptions=True),
         list[ChatCompletion | Exception],
     )
+
+
+def dataplane_calls(client: InferenceHTTPClient) -> None:
+    assert_type(client.completion("a"), Completion)
+    assert_type(client.completion([1, 2], stream=True), Stream[CompletionChunk])
+    assert_type(client.completion_many(["a"]), list[Completion])
+    assert_type(client.completion_many(["a"], return_exceptions=True), list[Completion | Exception])
+    assert_type(client.embed("a"), EmbeddingResponse)
+    assert_type(client.embed(["a"], as_numpy=True), npt.NDArray[np.float32])
+    assert_type(client.encode("a"), EncodeOutput)
+    assert_type(client.encode(input_ids=[1]), EncodeOutput)
+    assert_type(client.encode(["a", "b"]), list[EncodeOutput])
+    assert_type(client.encode(input_ids=[[1], [2]]), list[EncodeOutput])
+    assert_type(client.tokenize("a"), TokenizeResult)
+    assert_type(client.detokenize([1]), DetokenizeResult)
+    assert_type(client.load_lora_adapter("a", "/p"), LoraAdapterResult)
+
+
+async def async_dataplane_calls(client: InferenceHTTPClient) -> None:
+    assert_type(await client.async_completion("a"), Completion)
+    assert_type(await client.async_completion("a", stream=True), AsyncStream[CompletionChunk])
+    assert_type(await client.async_completion_many(["a"]), list[Completion])
+    assert_type(await client.async_embed("a"), EmbeddingResponse)
+    assert_type(await client.async_encode(["a"]), list[EncodeOutput])
+    assert_type(await client.async_tokenize("a"), TokenizeResult)
+    assert_type(await client.async_unload_lora_adapter("a"), LoraAdapterResult)
 
 
 async def async_calls(client: InferenceHTTPClient) -> None:
