@@ -1,4 +1,4 @@
-"""Routing keys through the real sglang-router (``--policy manual``) in front of
+"""Routing keys through the real sglang-router (``manual`` and ``consistent_hashing``) in front of
 two fake worker processes: every request with one key lands on one worker,
 different keys spread over both. Each worker's request log says what it served."""
 
@@ -30,9 +30,14 @@ def workers() -> Iterator[list[FakeWorkerProcess]]:
         yield [a, b]
 
 
-@pytest.fixture(scope="module")
-def router(workers: list[FakeWorkerProcess]) -> Iterator[RouterProcess]:
-    with launch_router([w.url for w in workers], policy="manual", ready_timeout=60) as r:
+@pytest.fixture(scope="module", params=["manual", "consistent_hashing"])
+def router(
+    request: pytest.FixtureRequest, workers: list[FakeWorkerProcess]
+) -> Iterator[RouterProcess]:
+    # the two policies that honour X-SMG-Routing-Key (the second is not on the
+    # router's command line; the launcher sets it on the parsed arguments)
+    urls = [w.url for w in workers]
+    with launch_router(urls, policy=request.param, ready_timeout=60) as r:
         yield r
 
 
@@ -85,7 +90,7 @@ def test_one_key_stays_on_one_worker_across_endpoints(
 async def test_different_keys_spread_and_each_sticks(
     router: RouterProcess, workers: list[FakeWorkerProcess], logs: Any
 ) -> None:
-    keys = [f"session-{i}" for i in range(16)]
+    keys = [f"session-{i}" for i in range(24)]
     async with InferenceHTTPClient(router.url) as client:
         for _ in range(2):  # every key twice, through the fan-out (one key per prompt)
             outs = await client.async_generate_many(
@@ -95,8 +100,8 @@ async def test_different_keys_spread_and_each_sticks(
     seen = workers_by_key(workers)
     assert all(len(seen[k]) == 1 for k in keys), seen  # each key on one worker
     used = set().union(*(seen[k] for k in keys))
-    # manual assigns a new key to a random worker: 16 keys all on one of two
-    # workers would happen with probability 2**-15
+    # manual assigns a new key to a random worker, consistent_hashing hashes it:
+    # 24 keys all on one of two workers would be a ~2**-23 event
     assert used == {w.url for w in workers}
 
 
