@@ -243,9 +243,6 @@ class InferenceHTTPClient(DataPlaneMixin):
     def __repr__(self) -> str:
         return f"InferenceHTTPClient({self.base_url!r})"
 
-    def _policy(self, max_retries: int | None) -> RetryPolicy:
-        return self.retry_policy.with_max_retries(max_retries)
-
     # -- /generate -------------------------------------------------------------------
 
     @overload

@@ -70,7 +70,7 @@ class DataPlaneMixin(BaseClient):
     ``timeout=`` and ``max_retries=`` like the other typed calls.
     """
 
-    def _retry(self, max_retries: int | None) -> RetryPolicy:
+    def _policy(self, max_retries: int | None) -> RetryPolicy:
         return self.retry_policy.with_max_retries(max_retries)
 
     # -- /v1/completions -------------------------------------------------------------------
@@ -142,7 +142,7 @@ class DataPlaneMixin(BaseClient):
         increments.
         """
         op = self._completion_op(prompt, model, kwargs, stream, routing_key, priority, lora_path)
-        policy = self._retry(max_retries)
+        policy = self._policy(max_retries)
         try:
             if stream:
                 response, url = self._open(op, timeout, policy)
@@ -197,7 +197,7 @@ class DataPlaneMixin(BaseClient):
     ) -> Completion | AsyncStream[CompletionChunk]:
         """Async :meth:`completion` (``stream=True`` returns an :class:`AsyncStream`)."""
         op = self._completion_op(prompt, model, kwargs, stream, routing_key, priority, lora_path)
-        policy = self._retry(max_retries)
+        policy = self._policy(max_retries)
         try:
             if stream:
                 response, url = await self._aopen(op, timeout, policy)
@@ -285,7 +285,7 @@ class DataPlaneMixin(BaseClient):
             concurrency=_check_concurrency(concurrency),
             return_exceptions=return_exceptions,
             progress=progress,
-            retry=self._retry(max_retries),
+            retry=self._policy(max_retries),
             timeout=timeout,
         )
 
@@ -341,7 +341,7 @@ class DataPlaneMixin(BaseClient):
         """Sync :meth:`async_completion_many`."""
         ops = self._completion_ops(prompts, model, kwargs, routing_key, priority, lora_path)
         limit = _check_concurrency(concurrency)
-        policy = self._retry(max_retries)
+        policy = self._policy(max_retries)
         return self._run_async(
             lambda: self._amap(
                 ops,
@@ -417,7 +417,7 @@ class DataPlaneMixin(BaseClient):
         array (needs numpy). ``kwargs``: ``dimensions``, ``encoding_format``...
         """
         op = self._embed_op(input, model, kwargs, routing_key, priority, lora_path)
-        out = self._send(op, timeout=timeout, retry=self._retry(max_retries))
+        out = self._send(op, timeout=timeout, retry=self._policy(max_retries))
         return out.as_numpy() if as_numpy else out
 
     @overload
@@ -465,7 +465,7 @@ class DataPlaneMixin(BaseClient):
     ) -> EmbeddingResponse | npt.NDArray[np.float32]:
         """Async :meth:`embed`."""
         op = self._embed_op(input, model, kwargs, routing_key, priority, lora_path)
-        out = await self._asend(op, timeout=timeout, retry=self._retry(max_retries))
+        out = await self._asend(op, timeout=timeout, retry=self._policy(max_retries))
         return out.as_numpy() if as_numpy else out
 
     @staticmethod
@@ -539,7 +539,7 @@ class DataPlaneMixin(BaseClient):
         a list in input order.
         """
         op = self._encode_op(text, input_ids, kwargs, routing_key, priority, lora_path)
-        return self._send(op, timeout=timeout, retry=self._retry(max_retries))
+        return self._send(op, timeout=timeout, retry=self._policy(max_retries))
 
     @overload
     async def async_encode(
@@ -596,7 +596,7 @@ class DataPlaneMixin(BaseClient):
     ) -> EncodeOutput | list[EncodeOutput]:
         """Async :meth:`encode`."""
         op = self._encode_op(text, input_ids, kwargs, routing_key, priority, lora_path)
-        return await self._asend(op, timeout=timeout, retry=self._retry(max_retries))
+        return await self._asend(op, timeout=timeout, retry=self._policy(max_retries))
 
     # -- /v1/tokenize and /v1/detokenize ------------------------------------------------------
 
@@ -619,7 +619,7 @@ class DataPlaneMixin(BaseClient):
         """
         op = build_tokenize(prompt, model, add_special_tokens, kwargs)
         return self._send(
-            with_routing_key(op, routing_key), timeout=timeout, retry=self._retry(max_retries)
+            with_routing_key(op, routing_key), timeout=timeout, retry=self._policy(max_retries)
         )
 
     async def async_tokenize(
@@ -636,7 +636,7 @@ class DataPlaneMixin(BaseClient):
         """Async :meth:`tokenize`."""
         op = build_tokenize(prompt, model, add_special_tokens, kwargs)
         return await self._asend(
-            with_routing_key(op, routing_key), timeout=timeout, retry=self._retry(max_retries)
+            with_routing_key(op, routing_key), timeout=timeout, retry=self._policy(max_retries)
         )
 
     def detokenize(
@@ -653,7 +653,7 @@ class DataPlaneMixin(BaseClient):
         """``POST /v1/detokenize``: text of token ids (a list of texts for id lists)."""
         op = build_detokenize(tokens, model, skip_special_tokens, kwargs)
         return self._send(
-            with_routing_key(op, routing_key), timeout=timeout, retry=self._retry(max_retries)
+            with_routing_key(op, routing_key), timeout=timeout, retry=self._policy(max_retries)
         )
 
     async def async_detokenize(
@@ -670,7 +670,7 @@ class DataPlaneMixin(BaseClient):
         """Async :meth:`detokenize`."""
         op = build_detokenize(tokens, model, skip_special_tokens, kwargs)
         return await self._asend(
-            with_routing_key(op, routing_key), timeout=timeout, retry=self._retry(max_retries)
+            with_routing_key(op, routing_key), timeout=timeout, retry=self._policy(max_retries)
         )
 
     # -- LoRA adapters (a server; the router 404s) -----------------------------------------
@@ -683,23 +683,23 @@ class DataPlaneMixin(BaseClient):
         Requests then select it with ``lora_path=lora_name``. A server started
         without LoRA support answers 400 (:class:`~rlinf_http.BadRequestError`).
         """
-        return self._send(build_load_lora(lora_name, lora_path, pinned), retry=self._retry(None))
+        return self._send(build_load_lora(lora_name, lora_path, pinned), retry=self._policy(None))
 
     async def async_load_lora_adapter(
         self, lora_name: str, lora_path: str, *, pinned: bool = False
     ) -> LoraAdapterResult:
         """Async :meth:`load_lora_adapter`."""
         return await self._asend(
-            build_load_lora(lora_name, lora_path, pinned), retry=self._retry(None)
+            build_load_lora(lora_name, lora_path, pinned), retry=self._policy(None)
         )
 
     def unload_lora_adapter(self, lora_name: str) -> LoraAdapterResult:
         """``POST /unload_lora_adapter``."""
-        return self._send(build_unload_lora(lora_name), retry=self._retry(None))
+        return self._send(build_unload_lora(lora_name), retry=self._policy(None))
 
     async def async_unload_lora_adapter(self, lora_name: str) -> LoraAdapterResult:
         """Async :meth:`unload_lora_adapter`."""
-        return await self._asend(build_unload_lora(lora_name), retry=self._retry(None))
+        return await self._asend(build_unload_lora(lora_name), retry=self._policy(None))
 
 
 def _check_concurrency(concurrency: int) -> int:
