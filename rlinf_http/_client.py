@@ -357,8 +357,14 @@ class InferenceHTTPClient(DataPlaneMixin):
 
         Give exactly one of ``prompt`` (a string, or a list of strings for a batch)
         or ``input_ids`` (a list of token ids, or a list of lists for a batch).
-        Extra keyword arguments are sent as top-level fields (``rid``,
-        ``top_logprobs_num``, ``lora_path``...). A batch, or ``n > 1`` samples,
+        Extra keyword arguments are sent as top-level fields
+        (``top_logprobs_num``, ``logprob_start_len``...); a sampling parameter
+        given as a keyword raises :class:`~rlinf_http.InvalidRequestError` (it
+        belongs in ``sampling_params``). ``rid`` is the request id (generated
+        when absent, so the request can be aborted; for a batch a prefix or one
+        per prompt); ``routing_key`` is sent as ``X-SMG-Routing-Key``;
+        ``priority`` and ``lora_path`` (a loaded adapter's name) are typed
+        fields. A batch, or ``n > 1`` samples,
         returns a list in input order (prompt-major). The sglang router refuses
         text batches (HTTP 422; 0.3.2 passes 2-D ``input_ids`` and ``n > 1``):
         send batches to a server, or use :meth:`generate_many` to fan single
@@ -569,7 +575,10 @@ class InferenceHTTPClient(DataPlaneMixin):
         OpenAI fields (``temperature``, ``max_tokens``, ``stream_options``...) and
         sglang extras (``top_k``, ``regex``, ``chat_template_kwargs``...) alike.
         The router accepts any ``model`` string. ``stream=True`` returns a
-        :class:`Stream` of :class:`ChatCompletionChunk`.
+        :class:`Stream` of :class:`ChatCompletionChunk`. sglang-native names
+        with an OpenAI spelling (``max_new_tokens``) raise
+        :class:`~rlinf_http.InvalidRequestError`. ``routing_key`` is sent as
+        ``X-SMG-Routing-Key``; ``priority`` and ``lora_path`` are typed fields.
         """
         fields = steering_fields(kwargs, priority=priority, lora_path=lora_path)
         op = with_routing_key(
