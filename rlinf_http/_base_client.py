@@ -30,11 +30,15 @@ from ._core.responses import (
     connection_error,
     retry_delay_after_error,
     retry_delay_after_status,
+    undecodable,
 )
 from ._core.retry import RetryPolicy
-from ._errors import APIResponseValidationError, InvalidRequestError, RLinfHTTPError
+from ._errors import InvalidRequestError, RLinfHTTPError
 from .models._base import ResponseModel
 from .transports import AsyncTransport, SyncTransport
+from .transports._httpcore import watched_async_transport, watched_transport
+from .transports._sync import KEEPALIVE_EXPIRY
+from .transports._wire import mark_failure, watch_arrival
 
 __all__ = ["NOT_GIVEN", "BaseClient", "TimeoutTypes", "TransportChoice"]
 
@@ -102,18 +106,6 @@ def _park(guard: AsyncGenerator[None, None]) -> None:
         guard.__anext__().send(None)
     except StopIteration:
         pass
-
-
-def _undecodable(
-    method: str, url: str, status: int, body: bytes, exc: Exception
-) -> APIResponseValidationError:
-    return APIResponseValidationError(
-        f"{method} {url}: the body does not decode as its Content-Encoding says: {exc}",
-        method=method,
-        url=url,
-        status_code=status,
-        raw_body=body,
-    )
 
 
 def _running_loop_token() -> tuple[str, object]:
@@ -256,15 +248,17 @@ class BaseClient:
         return httpx.Limits(
             max_connections=self.max_connections,
             max_keepalive_connections=self.max_connections,
-            keepalive_expiry=60.0,
+            keepalive_expiry=KEEPALIVE_EXPIRY,
         )
 
     def _new_sync_client(self) -> httpx.Client:
-        transport: httpx.BaseTransport | None = None
+        transport: httpx.BaseTransport
         if self.transport == "rlinf" or (self.transport == "auto" and _FAST_DEFAULT):
             transport = SyncTransport(
                 max_connections=self.max_connections, connect_timeout=self.connect_timeout
             )
+        else:
+            transport = watched_transport(self._limits())
         return httpx.Client(
             timeout=self._timeout,
             limits=self._limits(),
@@ -274,7 +268,7 @@ class BaseClient:
         )
 
     def _new_async_client(self, library: str) -> httpx.AsyncClient:
-        transport: httpx.AsyncBaseTransport | None = None
+        transport: httpx.AsyncBaseTransport
         use_ours = self.transport == "rlinf" or (
             self.transport == "auto" and library == "asyncio" and _FAST_DEFAULT
         )
@@ -287,6 +281,8 @@ class BaseClient:
             transport = AsyncTransport(
                 max_connections=self.max_connections, connect_timeout=self.connect_timeout
             )
+        else:
+            transport = watched_async_transport(self._limits())
         return httpx.AsyncClient(
             timeout=self._timeout,
             limits=self._limits(),
@@ -509,13 +505,23 @@ class BaseClient:
         for name, value in headers:
             if len(name) == 16 and name.lower() == b"content-encoding":
                 if value.strip().lower() not in (b"", b"identity"):
-                    # Rare (we never ask for compression): let httpx decode it.
-                    try:
-                        body = httpx.Response(status, headers=headers, content=body).read()
-                    except httpx.DecodingError as exc:
-                        raise _undecodable(method, url, status, body, exc) from exc
+                    body = BaseClient._decoded(method, url, status, headers, body)
                 break
         return RawResponse(method, url, status, raw_headers, body)
+
+    @staticmethod
+    def _decoded(
+        method: str,
+        url: str,
+        status: int,
+        headers: list[tuple[bytes, bytes]] | httpx.Headers,
+        body: bytes,
+    ) -> bytes:
+        """``body`` decoded as its ``Content-Encoding`` says (rare: we never ask for it)."""
+        try:
+            return httpx.Response(status, headers=headers, content=body).read()
+        except httpx.DecodingError as exc:
+            raise undecodable(method, url, status, body, exc) from exc
 
     def _own_transport(self, client: httpx.Client | httpx.AsyncClient, path: str) -> object:
         """The transport of our own session for ``path`` (``None`` for a user's client).
@@ -547,7 +553,7 @@ class BaseClient:
                 self._log(op.method, url, rid, type(exc).__name__, started, op.content)
                 delay = retry_delay_after_error(policy, retries, exc, op.method, url)
             except httpx.DecodingError as exc:  # e.g. httpx.MockTransport decodes eagerly
-                raise _undecodable(op.method, url, 200, b"", exc) from exc
+                raise undecodable(op.method, url, 200, b"", exc) from exc
             else:
                 status = out.status_code
                 self._log(op.method, url, rid, status, started, op.content)
@@ -561,12 +567,17 @@ class BaseClient:
     def _send_httpx(
         self, client: httpx.Client, request: httpx.Request, user_client: bool
     ) -> httpx.Response:
-        if user_client:
-            return client.send(request, stream=True)
-        # Our own session has no hooks, auth, cookies or redirects to run: hand the
-        # request to its transport (respx's using="httpx" mock patches
-        # _transport_for_url, so it still intercepts).
-        response = client._transport_for_url(request.url).handle_request(request)
+        with watch_arrival() as watch:
+            try:
+                if user_client:
+                    return client.send(request, stream=True)
+                # Our own session has no hooks, auth, cookies or redirects to run: hand
+                # the request to its transport (respx's using="httpx" mock patches
+                # _transport_for_url, so it still intercepts).
+                response = client._transport_for_url(request.url).handle_request(request)
+            except httpx.TransportError as exc:
+                mark_failure(exc, watch.arrived, False)  # httpx's transports: see _httpcore
+                raise
         response.request = request
         return response
 
@@ -594,21 +605,20 @@ class BaseClient:
         return out, url
 
     def _read(self, response: httpx.Response, method: str, url: str) -> RawResponse:
+        # The bytes straight from the stream, decoded afterwards if need be (a failed
+        # decode then leaves no half-run body iterator behind).
         try:
-            if "content-encoding" in response.headers:
-                try:
-                    content = response.read()
-                except httpx.DecodingError as exc:
-                    raise _undecodable(method, url, response.status_code, b"", exc) from exc
-            else:  # no decoding to do: take the bytes straight from the stream
-                stream = response.stream
-                assert isinstance(stream, httpx.SyncByteStream)
-                content = b"".join(stream)
+            stream = response.stream
+            assert isinstance(stream, httpx.SyncByteStream)
+            content = b"".join(stream)
         except httpx.TransportError as exc:
             raise connection_error(exc, method, url) from exc
         finally:
             response.close()
-        return RawResponse(method, url, response.status_code, response.headers, content)
+        status, headers = response.status_code, response.headers
+        if "content-encoding" in headers:
+            content = self._decoded(method, url, status, headers, content)
+        return RawResponse(method, url, status, headers, content)
 
     def _send(
         self,
@@ -690,7 +700,7 @@ class BaseClient:
                 self._log(op.method, url, rid, type(exc).__name__, started, op.content)
                 delay = retry_delay_after_error(policy, retries, exc, op.method, url)
             except httpx.DecodingError as exc:  # e.g. httpx.MockTransport decodes eagerly
-                raise _undecodable(op.method, url, 200, b"", exc) from exc
+                raise undecodable(op.method, url, 200, b"", exc) from exc
             else:
                 status = out.status_code
                 self._log(op.method, url, rid, status, started, op.content)
@@ -704,10 +714,15 @@ class BaseClient:
     async def _asend_httpx(
         self, client: httpx.AsyncClient, request: httpx.Request, user_client: bool
     ) -> httpx.Response:
-        if user_client:
-            return await client.send(request, stream=True)
-        transport = client._transport_for_url(request.url)  # see _send_httpx
-        response = await transport.handle_async_request(request)
+        with watch_arrival() as watch:
+            try:
+                if user_client:
+                    return await client.send(request, stream=True)
+                transport = client._transport_for_url(request.url)  # see _send_httpx
+                response = await transport.handle_async_request(request)
+            except httpx.TransportError as exc:
+                mark_failure(exc, watch.arrived, False)
+                raise
         response.request = request
         return response
 
@@ -731,16 +746,10 @@ class BaseClient:
         return out, url
 
     async def _aread(self, response: httpx.Response, method: str, url: str) -> RawResponse:
-        try:
-            if "content-encoding" in response.headers:
-                try:
-                    content = await response.aread()
-                except httpx.DecodingError as exc:
-                    raise _undecodable(method, url, response.status_code, b"", exc) from exc
-            else:  # no decoding to do: take the bytes straight from the stream
-                stream = response.stream
-                assert isinstance(stream, httpx.AsyncByteStream)
-                content = b"".join([chunk async for chunk in stream])
+        try:  # see _read
+            stream = response.stream
+            assert isinstance(stream, httpx.AsyncByteStream)
+            content = b"".join([chunk async for chunk in stream])
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await response.aclose()
@@ -748,7 +757,10 @@ class BaseClient:
                 raise connection_error(exc, method, url) from exc
             raise
         await response.aclose()
-        return RawResponse(method, url, response.status_code, response.headers, content)
+        status, headers = response.status_code, response.headers
+        if "content-encoding" in headers:
+            content = self._decoded(method, url, status, headers, content)
+        return RawResponse(method, url, status, headers, content)
 
     async def _asend(
         self,

@@ -13,13 +13,16 @@ import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 import httpx
 
+from ._core.responses import undecodable
 from ._core.streams import EventStreamParser
 from ._errors import IncompleteStreamError
+from .transports._httpcore import honours_read_deadline
+from .transports._wire import read_deadline
 
 __all__ = ["AsyncStream", "Stream"]
 
@@ -27,6 +30,10 @@ T = TypeVar("T")
 
 #: How long a stream that sent ``[DONE]`` may take to end its body.
 _DRAIN_SECONDS = 1.0
+
+#: What may go wrong reading the end of a body after ``[DONE]``: the data is complete,
+#: so it only costs the connection (which is then closed, not reused).
+_AFTER_DONE = (httpx.TransportError, httpx.DecodingError)
 
 
 class _StreamBase(Generic[T]):
@@ -42,6 +49,24 @@ class _StreamBase(Generic[T]):
         #: ``time.perf_counter()`` when the bytes of the chunk last returned arrived
         #: (before they were parsed); benchmarks time tokens with it.
         self.arrived_at = 0.0
+        # The body is read raw and decoded here (rare: we never ask for an encoding),
+        # so that a body that fails to decode leaves no half-run httpx iterator behind.
+        self._decoder: Any = (
+            response._get_content_decoder() if "content-encoding" in response.headers else None
+        )
+
+    def _feed(self, data: bytes) -> list[T]:
+        decoder = self._decoder
+        return self._parser.feed(data if decoder is None else decoder.decode(data))
+
+    def _at_end(self) -> list[T]:
+        """The end of the body: what the decoder still held, then the parser's end."""
+        items: list[T] = []
+        if self._decoder is not None:
+            tail = self._decoder.flush()
+            if tail:
+                items = self._parser.feed(tail)
+        return items + self._parser.finish()
 
     @property
     def request_id(self) -> str | None:
@@ -56,6 +81,14 @@ class _StreamBase(Generic[T]):
             f"{type(exc).__name__}: {exc or 'connection closed'}"
         )
 
+    def _failure(self, exc: BaseException) -> BaseException:
+        """Our error for a failure while reading the body (``exc`` itself if it is ours)."""
+        if isinstance(exc, httpx.TransportError):
+            return self._broken(exc)
+        if isinstance(exc, httpx.DecodingError):
+            return undecodable(self._method, self._url, self.response.status_code, b"", exc)
+        return exc
+
     @property
     def headers(self) -> httpx.Headers:
         """The response headers."""
@@ -69,7 +102,7 @@ class Stream(_StreamBase[T], Iterator[T]):
         self, response: httpx.Response, parser: EventStreamParser[T], method: str, url: str
     ) -> None:
         super().__init__(response, parser, method, url)
-        self._chunks = response.iter_bytes()
+        self._chunks = response.iter_raw()
 
     def __iter__(self) -> Stream[T]:
         return self
@@ -90,22 +123,34 @@ class Stream(_StreamBase[T], Iterator[T]):
                 self.arrived_at = time.perf_counter()
             except StopIteration:
                 self._finished = True
-                self._pending.extend(self._parser.finish())
+                self._pending.extend(self._at_end())
                 self.close()
                 return
-            self._pending.extend(self._parser.feed(data))
+            self._pending.extend(self._feed(data))
             if self._parser.done:
                 self._finished = True
                 if not self._parser.pending_error:
-                    for _ in self._chunks:  # drain the terminator: the connection is reusable
-                        pass
+                    self._drain()
                 self.close()
-        except httpx.TransportError as exc:
+        except BaseException as exc:
             self.close()
-            raise self._broken(exc) from exc
-        except BaseException:
-            self.close()
-            raise
+            error = self._failure(exc)
+            if error is exc:
+                raise
+            raise error from exc
+
+    def _drain(self) -> None:
+        # Read the end of the body so the connection can be reused, but never wait
+        # long on a server that sends [DONE] and keeps the body open. Where reads
+        # cannot be bounded (a client of the user's), don't wait at all.
+        if not honours_read_deadline(self.response):
+            return
+        try:
+            with read_deadline(_DRAIN_SECONDS):
+                for _ in self._chunks:
+                    pass
+        except _AFTER_DONE:
+            pass
 
     def close(self) -> None:
         """Close the response (and its connection, unless it was read to the end)."""
@@ -134,7 +179,7 @@ class AsyncStream(_StreamBase[T], AsyncIterator[T]):
         self, response: httpx.Response, parser: EventStreamParser[T], method: str, url: str
     ) -> None:
         super().__init__(response, parser, method, url)
-        self._chunks = response.aiter_bytes()
+        self._chunks = response.aiter_raw()
 
     def __aiter__(self) -> AsyncStream[T]:
         return self
@@ -155,25 +200,28 @@ class AsyncStream(_StreamBase[T], AsyncIterator[T]):
                 self.arrived_at = time.perf_counter()
             except StopAsyncIteration:
                 self._finished = True
-                self._pending.extend(self._parser.finish())
+                self._pending.extend(self._at_end())
                 await self.aclose()
                 return
-            self._pending.extend(self._parser.feed(data))
+            self._pending.extend(self._feed(data))
             if self._parser.done:
                 self._finished = True
                 if not self._parser.pending_error:
                     # Drain the terminator so the connection is reusable, but never
                     # wait long on a server that sends [DONE] and keeps the body open.
                     with anyio.move_on_after(_DRAIN_SECONDS):
-                        async for _ in self._chunks:
+                        try:
+                            async for _ in self._chunks:
+                                pass
+                        except _AFTER_DONE:
                             pass
                 await self.aclose()
-        except httpx.TransportError as exc:
+        except BaseException as exc:
             await self.aclose()
-            raise self._broken(exc) from exc
-        except BaseException:
-            await self.aclose()
-            raise
+            error = self._failure(exc)
+            if error is exc:
+                raise
+            raise error from exc
 
     async def aclose(self) -> None:
         """Close the response (and its connection, unless it was read to the end)."""

@@ -65,15 +65,36 @@ def _build_app() -> Any:
         err.print(f"[bold red]error:[/] {message}", highlight=False)
         return typer.Exit(code)
 
-    @app.command(context_settings={"help_option_names": ["-h", "--help"]})
+    @app.command(context_settings={"help_option_names": ["-h", "--help"], "allow_extra_args": True})
     def bench(
+        ctx: typer.Context,
         url: str | None = typer.Option(
-            None, help="router or server URL; omit for the embedded fake workers + router"
+            None,
+            "--url",
+            "--base-url",
+            help="router or server URL; omit for the embedded fake workers + router",
         ),
-        endpoint: str = typer.Option("generate", help="generate (/generate) or chat"),
+        endpoint: str = typer.Option(
+            "generate", help="generate (/generate), chat or completions (/v1/completions)"
+        ),
+        backend: str | None = typer.Option(
+            None, help="bench_serving's name: sglang, sglang-oai, sglang-oai-chat"
+        ),
         stream: bool = typer.Option(True, "--stream/--no-stream", help="stream responses"),
-        dataset: str = typer.Option("random", help="random or sharegpt"),
+        disable_stream: bool = typer.Option(False, help="= --no-stream (bench_serving)"),
+        dataset: str = typer.Option(
+            "random", "--dataset", "--dataset-name", help="random, sharegpt, rl-groups or trace"
+        ),
         dataset_path: str | None = typer.Option(None, help="local ShareGPT JSON file"),
+        group_size: int = typer.Option(8, help="rl-groups: samples per prompt (K)"),
+        rl_batch_size: int = typer.Option(8, help="rl-groups: prompts per batch (B)"),
+        output_len_distribution: str | None = typer.Option(
+            None, help="lognormal, uniform or fixed (rl-groups default: lognormal)"
+        ),
+        output_len_sigma: float = typer.Option(1.0, help="lognormal sigma of output lengths"),
+        trace_file: str | None = typer.Option(None, help="trace: mooncake JSONL file"),
+        trace_speedup: float = typer.Option(1.0, help="trace: replay X times faster"),
+        trace_block_size: int = typer.Option(512, help="trace: tokens per hash id"),
         random_input_len: int = typer.Option(1024, help="input tokens per request"),
         random_output_len: int = typer.Option(128, help="output tokens per request"),
         random_range_ratio: float = typer.Option(
@@ -81,13 +102,34 @@ def _build_app() -> Any:
         ),
         sharegpt_output_len: int | None = typer.Option(None, help="override ShareGPT outputs"),
         seed: int = typer.Option(42, help="seed of prompts and arrival times"),
-        num_prompts: int = typer.Option(1000, help="measured requests"),
+        num_prompts: int | None = typer.Option(
+            None, help="measured requests [default: 1000; a trace: all of it]"
+        ),
         request_rate: str = typer.Option("inf", help="requests/s (Poisson) or inf"),
         burstiness: float = typer.Option(1.0, help="gamma shape of arrivals (1 = Poisson)"),
         max_concurrency: int | None = typer.Option(None, help="cap on requests in flight"),
         warmup_requests: int = typer.Option(1, help="unmeasured requests before the run"),
         extra_request_body: str | None = typer.Option(None, help="JSON merged into each body"),
-        output_file: Path | None = typer.Option(None, help="write the result as JSON"),  # noqa: B008
+        output_file: Path | None = typer.Option(  # noqa: B008
+            None, help="append the result as one JSON line (JSONL)"
+        ),
+        output_details: bool = typer.Option(False, help="add per-request arrays to the JSON"),
+        goodput: list[str] | None = typer.Option(  # noqa: B008
+            None, help="SLOs KEY:MS for ttft, tpot, e2el (e.g. --goodput ttft:200 tpot:20)"
+        ),
+        percentile_metrics: str | None = typer.Option(
+            None, help="metrics shown: ttft,tpot,itl,e2el (default: all)"
+        ),
+        metric_percentiles: str | None = typer.Option(
+            None, help="percentiles, e.g. 50,90,99 (default: 90,95,99)"
+        ),
+        calibrate: bool = typer.Option(
+            False, help="first measure the harness's error against a fake server"
+        ),
+        ray: str | None = typer.Option(
+            None, help="load from Ray actors: local (bare --ray), auto or an address"
+        ),
+        ray_actors: int = typer.Option(1, help="Ray load-generating actors"),
         sweep_concurrency: str | None = typer.Option(None, help="e.g. 1,16,64,256"),
         sweep_rate: str | None = typer.Option(None, help="e.g. 1,2,4,8 (req/s)"),
         plot_file: Path | None = typer.Option(None, help="sweep PNG path"),  # noqa: B008
@@ -109,7 +151,9 @@ def _build_app() -> Any:
         from pydantic import ValidationError
 
         try:
+            from .bench import options as opts
             from .bench.report import (
+                append_jsonl,
                 plot_sweep,
                 render_result,
                 result_to_json,
@@ -120,22 +164,59 @@ def _build_app() -> Any:
         except ImportError as exc:
             raise fail(f"{_MISSING_EXTRA} ({exc})") from None
         try:
+            goodput_values = list(goodput or [])
+            if ctx.args:  # `--goodput ttft:200 tpot:20`: the values after the first
+                if not goodput_values:
+                    raise opts.BenchOptionError("bench", f"unexpected arguments {ctx.args}")
+                goodput_values.extend(ctx.args)
+            if ray is not None and ray.startswith("-"):
+                raise opts.BenchOptionError("--ray", "give local, auto or an address")
+            if output_file is not None:
+                opts.check_writable(output_file)
             extra = json.loads(extra_request_body) if extra_request_body else {}
             if not isinstance(extra, dict):
                 raise ValueError("--extra-request-body must be a JSON object")
+            if output_len_distribution is not None:
+                opts.check_choice(
+                    "--output-len-distribution",
+                    output_len_distribution,
+                    ("lognormal", "uniform", "fixed"),
+                )
+            if ray is not None:
+                from .bench.ray import require_ray
+
+                require_ray()
+            sized = {} if num_prompts is None else {"num_prompts": num_prompts}
             config = BenchConfig(
                 url=url,
-                endpoint=endpoint,  # type: ignore[arg-type]
-                stream=stream,
+                endpoint=opts.parse_backend(backend) if backend else endpoint,  # type: ignore[arg-type]
+                stream=stream and not disable_stream,
                 dataset=dataset,  # type: ignore[arg-type]
                 dataset_path=dataset_path,
+                group_size=group_size,
+                rl_batch_size=rl_batch_size,
+                output_len_distribution=output_len_distribution,  # type: ignore[arg-type]
+                output_len_sigma=output_len_sigma,
+                trace_file=trace_file,
+                trace_speedup=trace_speedup,
+                trace_block_size=trace_block_size,
+                goodput=opts.parse_goodput(goodput_values),
+                percentile_metrics=opts.parse_percentile_metrics(
+                    percentile_metrics or "ttft,tpot,itl,e2el"
+                ),
+                metric_percentiles=opts.parse_metric_percentiles(metric_percentiles)
+                if metric_percentiles
+                else [],
+                calibrate=calibrate,
+                ray_address=ray,
+                ray_actors=ray_actors,
+                **sized,
                 random_input_len=random_input_len,
                 random_output_len=random_output_len,
                 random_range_ratio=random_range_ratio,
                 sharegpt_output_len=sharegpt_output_len,
                 seed=seed,
-                num_prompts=num_prompts,
-                request_rate=_parse_rate(request_rate),
+                request_rate=opts.parse_rate(request_rate),
                 burstiness=burstiness,
                 max_concurrency=max_concurrency,
                 warmup_requests=warmup_requests,
@@ -155,7 +236,12 @@ def _build_app() -> Any:
             rates = _parse_list(sweep_rate, _parse_rate) if sweep_rate else []
             if concurrencies and rates:
                 raise ValueError("give --sweep-concurrency or --sweep-rate, not both")
-        except (ValueError, ValidationError) as exc:
+            if calibrate and (concurrencies or rates):
+                raise opts.BenchOptionError("--calibrate", "calibrates one run; not with sweeps")
+            config.check()
+        except opts.BenchOptionError as exc:
+            raise typer.BadParameter(exc.detail, param_hint=f"'{exc.option}'") from None
+        except (ValueError, ValidationError, ImportError) as exc:
             raise fail(str(exc), 2) from None
 
         where = url or (
@@ -203,15 +289,19 @@ def _build_app() -> Any:
                         )
                     return
                 console.print(f"[bold]rlinf-http bench[/] on {where}", highlight=False)
-                result = run_benchmark(config, progress=progress.callback())
+                result = run_benchmark(
+                    config,
+                    progress=progress.callback(),
+                    status=lambda msg: err.print(msg, highlight=False, markup=False),
+                )
         except KeyboardInterrupt:
             raise fail("interrupted (everything started was stopped)", 130) from None
         except Exception as exc:
             raise fail(f"{type(exc).__name__}: {exc}") from None
         console.print(render_result(result))
         if output_file is not None:
-            write_json(output_file, result_to_json(result))
-            console.print(f"wrote {output_file}", highlight=False)
+            append_jsonl(output_file, result_to_json(result, details=output_details))
+            console.print(f"appended one JSON line to {output_file}", highlight=False)
 
     @app.command()
     def health(
@@ -328,9 +418,17 @@ class _progress:
         self.disabled = disabled
         self.bar: Any = None
         self.task: Any = None
+        self.line_mode = False
+        self.last_line = 0.0
+
+    #: seconds between progress lines when stdout is not a terminal
+    LINE_EVERY_S = 5.0
 
     def __enter__(self) -> "_progress":
         if self.disabled:
+            return self
+        if not self.console.is_terminal:
+            self.line_mode = True
             return self
         from rich.progress import (
             BarColumn,
@@ -353,6 +451,23 @@ class _progress:
         return self
 
     def callback(self) -> Any:
+        if self.line_mode:
+            import time
+
+            started = time.monotonic()
+            self.last_line = started
+
+            def line(done: int, failed: int, total: int) -> None:
+                now = time.monotonic()
+                if done == total or now - self.last_line >= self.LINE_EVERY_S:
+                    self.last_line = now
+                    self.console.print(
+                        f"progress: {done}/{total} requests done, {failed} failed, "
+                        f"{now - started:.0f} s",
+                        highlight=False,
+                    )
+
+            return line
         if self.bar is None:
             return None
 
@@ -414,7 +529,9 @@ def main(argv: list[str] | None = None) -> None:
         print(_MISSING_EXTRA, file=sys.stderr)
         raise SystemExit(1) from None
     app = _build_app()
-    app(args=argv, prog_name="rlinf-http")
+    from .bench.argv import normalize_bench_argv  # a bare --ray means --ray local
+
+    app(args=normalize_bench_argv(sys.argv[1:] if argv is None else argv), prog_name="rlinf-http")
 
 
 if __name__ == "__main__":

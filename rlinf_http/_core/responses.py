@@ -34,6 +34,7 @@ __all__ = [
     "error_details",
     "parse_model",
     "status_error",
+    "undecodable",
 ]
 
 T = TypeVar("T")
@@ -78,6 +79,19 @@ def decode_json(raw: RawResponse) -> Any:
         ) from None
 
 
+def undecodable(
+    method: str, url: str, status: int, body: bytes, exc: Exception
+) -> APIResponseValidationError:
+    """The error for a body that does not decode as its ``Content-Encoding`` says."""
+    return APIResponseValidationError(
+        f"{method} {url}: the body does not decode as its Content-Encoding says: {exc}",
+        method=method,
+        url=url,
+        status_code=status,
+        raw_body=body,
+    )
+
+
 def parse_model(adapter: pydantic.TypeAdapter[T], raw: RawResponse) -> T:
     """Validate a success body straight from bytes into a model (or list of models)."""
     try:
@@ -117,7 +131,7 @@ def error_details(
     text = content.decode("utf-8", errors="replace")
     try:
         body: Any = json.loads(text) if text.strip() else None
-    except ValueError:
+    except Exception:  # not JSON, or nested too deep to parse (RecursionError)
         body = text
     message: str | None = None
     code: str | int | None = None
@@ -259,6 +273,10 @@ def retry_delay_after_error(
     )
     if delay is None:
         raise connection_error(exc, method, url) from exc
+    if getattr(exc, "stale_connection", False):
+        # A keep-alive connection the server closed as we used it: retry at once on
+        # a fresh one (this still counts as one of the policy's retries).
+        return 0.0
     return delay
 
 

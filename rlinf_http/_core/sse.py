@@ -3,7 +3,8 @@
 Implements the event-stream framing of the WHATWG HTML spec that sglang and
 OpenAI-style servers use: lines end in ``\\n``, ``\\r\\n`` or ``\\r``; ``data:``
 lines accumulate (joined by ``\\n``); a blank line dispatches the event; lines
-starting with ``:`` are comments; ``event:``, ``id:`` and ``retry:`` are kept.
+starting with ``:`` are comments; ``event:``, ``id:`` and ``retry:`` are kept
+(a ``retry:`` that is not ASCII digits is ignored, as the spec says).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 __all__ = ["SSEDecoder", "ServerSentEvent"]
 
 _BOM = b"\xef\xbb\xbf"
+#: A ``retry:`` value with more digits than this is ignored (it would be over 30,000 years).
+_RETRY_MAX_DIGITS = 15
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +130,9 @@ class SSEDecoder:
             if "\0" not in value:
                 self._id = value
         elif name == "retry":
-            if value.isdigit():
+            # ASCII digits only (str.isdigit also accepts "²"); a value too long to
+            # be a delay in milliseconds is ignored like any malformed one.
+            if 0 < len(value) <= _RETRY_MAX_DIGITS and value.isascii() and value.isdigit():
                 self._retry = int(value)
         return None
 

@@ -19,8 +19,12 @@ from typing import TYPE_CHECKING, Any
 __all__ = [
     "BenchConfig",
     "BenchResult",
+    "Calibration",
+    "Goodput",
     "Metrics",
+    "RLGroupMetrics",
     "RequestRecord",
+    "ScheduleFidelity",
     "SweepResult",
     "async_run_benchmark",
     "compute_metrics",
@@ -29,7 +33,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .metrics import Metrics, RequestRecord, compute_metrics
+    from .calibrate import Calibration
+    from .metrics import Goodput, Metrics, RequestRecord, compute_metrics
+    from .rl import RLGroupMetrics
     from .runner import (
         BenchConfig,
         BenchResult,
@@ -38,8 +44,13 @@ if TYPE_CHECKING:
         run_benchmark,
         run_sweep,
     )
+    from .trace import ScheduleFidelity
 
 _LAZY = {
+    "Calibration": "calibrate",
+    "Goodput": "metrics",
+    "RLGroupMetrics": "rl",
+    "ScheduleFidelity": "trace",
     "Metrics": "metrics",
     "RequestRecord": "metrics",
     "compute_metrics": "metrics",

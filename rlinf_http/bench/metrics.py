@@ -12,7 +12,12 @@ The definitions follow sglang's ``bench_serving`` (see ``docs/bench.md``):
   output token.
 - E2E latency: request start -> last byte of the response.
 - Statistics: mean, median, population std (``ddof=0``), p90/p95/p99 with numpy's
-  linear interpolation; an empty sample gives 0 for all of them.
+  linear interpolation (plus any percentiles asked for); an empty sample gives 0
+  for all of them.
+- Goodput (vLLM's ``--goodput``): a request is good when it succeeded and meets
+  every given SLO (``ttft``, ``tpot``, ``e2el``, ms, ``<=``); the TPOT of a
+  response with at most one token counts as 0. ``request_goodput`` = good /
+  duration; ``slo_attainment`` = good / all requests (failures count against it).
 
 Times in records are seconds relative to the benchmark start; reported latencies
 are in milliseconds.
@@ -30,14 +35,21 @@ from pydantic import BaseModel, Field
 
 __all__ = [
     "ERROR_KINDS",
+    "GOODPUT_METRICS",
+    "PERCENTILE_METRICS",
+    "QUEUE_AT_T0_NOTE",
     "CPU_SATURATION_THRESHOLD",
     "LAG_SATURATION_MS",
     "ClientHealth",
     "Distribution",
+    "Goodput",
     "Metrics",
     "RequestRecord",
     "assess_client",
     "compute_metrics",
+    "goodput",
+    "percentile_key",
+    "request_tpot",
     "distribution",
     "itl_per_token",
     "peak_concurrency",
@@ -55,6 +67,16 @@ ERROR_KINDS = (
     "invalid_response",
     "other",
 )
+
+#: The SLO keys of ``--goodput`` (vLLM's names), in milliseconds.
+GOODPUT_METRICS = ("ttft", "tpot", "e2el")
+#: The metrics ``--percentile-metrics`` can select (vLLM's names) -> Metrics attribute.
+PERCENTILE_METRICS = {
+    "ttft": "ttft_ms",
+    "tpot": "tpot_ms",
+    "itl": "itl_ms",
+    "e2el": "e2e_latency_ms",
+}
 
 #: A client process using at least this fraction of one core is saturated.
 CPU_SATURATION_THRESHOLD = 0.9
@@ -90,6 +112,8 @@ class RequestRecord:
     status_code: int | None = None
     error: str = ""
     process: int = 0
+    #: the RL group (prompt) this sample belongs to; -1 outside ``rl-groups``
+    group: int = -1
 
     @property
     def e2e(self) -> float:
@@ -126,15 +150,33 @@ class Distribution(BaseModel):
     p99: float = 0.0
     min: float = 0.0
     max: float = 0.0
+    #: the percentiles asked for (``--metric-percentiles``), keyed ``p50``, ``p99.9``...
+    percentiles: dict[str, float] = Field(default_factory=dict)
 
 
-def distribution(values_s: Sequence[float] | np.ndarray, scale: float = 1000.0) -> Distribution:
-    """Mean/median/std(ddof=0)/p90/p95/p99/min/max of ``values_s * scale``."""
+def percentile_key(p: float) -> str:
+    """``50`` -> ``"p50"``, ``99.9`` -> ``"p99.9"`` (vLLM's spelling)."""
+    return f"p{p:g}"
+
+
+def distribution(
+    values_s: Sequence[float] | np.ndarray,
+    scale: float = 1000.0,
+    percentiles: Sequence[float] = (),
+) -> Distribution:
+    """Mean/median/std(ddof=0)/p90/p95/p99/min/max of ``values_s * scale``.
+
+    ``percentiles`` (0-100) are computed too, into ``Distribution.percentiles``.
+    """
     arr = np.asarray(values_s, dtype=float) * scale
     if arr.size == 0:
-        return Distribution()
+        return Distribution(percentiles={percentile_key(p): 0.0 for p in percentiles})
     p90, p95, p99 = np.percentile(arr, [90, 95, 99])
+    extra: list[float] = (
+        [float(x) for x in np.percentile(arr, list(percentiles))] if percentiles else []
+    )
     return Distribution(
+        percentiles={percentile_key(p): float(v) for p, v in zip(percentiles, extra, strict=True)},
         count=int(arr.size),
         mean=float(np.mean(arr)),
         median=float(np.median(arr)),
@@ -274,12 +316,82 @@ def assess_client(
     )
 
 
+def request_tpot(record: RequestRecord) -> float:
+    """TPOT of one request in seconds; 0 with at most one output token (vLLM's goodput rule)."""
+    if record.output_tokens <= 1 or record.ttft is None:
+        return 0.0
+    return (record.e2e - record.ttft) / (record.output_tokens - 1)
+
+
+def _slo_values(record: RequestRecord) -> dict[str, float]:
+    """The SLO quantities of one successful request, in ms."""
+    return {
+        "ttft": 1000.0 * (record.ttft if record.ttft is not None else record.e2e),
+        "tpot": 1000.0 * request_tpot(record),
+        "e2el": 1000.0 * record.e2e,
+    }
+
+
+class Goodput(BaseModel):
+    """Goodput under SLOs (vLLM's ``--goodput`` / sglang's ``goodput.py``)."""
+
+    slos_ms: dict[str, float]
+    good_requests: int = 0
+    #: good requests / duration
+    request_goodput: float = 0.0
+    #: good requests / all requests (failed ones count as not good)
+    slo_attainment: float = 0.0
+    #: per SLO: requests meeting it / all requests
+    slo_attainment_by_metric: dict[str, float] = Field(default_factory=dict)
+
+
+def goodput(
+    records: Sequence[RequestRecord], duration: float, slos_ms: dict[str, float]
+) -> Goodput:
+    """Which requests met every SLO in ``slos_ms`` (keys from :data:`GOODPUT_METRICS`)."""
+    unknown = set(slos_ms) - set(GOODPUT_METRICS)
+    if unknown:
+        raise ValueError(f"unknown goodput metric(s) {sorted(unknown)}; use {GOODPUT_METRICS}")
+    met = dict.fromkeys(slos_ms, 0)
+    good = 0
+    for r in records:
+        if not r.success:
+            continue
+        values = _slo_values(r)
+        ok = True
+        for key, limit in slos_ms.items():
+            if values[key] <= limit:
+                met[key] += 1
+            else:
+                ok = False
+        good += ok
+    n = len(records)
+    return Goodput(
+        slos_ms=dict(slos_ms),
+        good_requests=good,
+        request_goodput=good / duration if duration > 0 else 0.0,
+        slo_attainment=good / n if n else 0.0,
+        slo_attainment_by_metric={k: v / n if n else 0.0 for k, v in met.items()},
+    )
+
+
+#: the note added when every request was scheduled at t=0 and queued in the client
+QUEUE_AT_T0_NOTE = (
+    "All requests were scheduled at t=0 (--request-rate inf), so client queue time is "
+    "how long each request waited for a free --max-concurrency slot: expected in a "
+    "closed-loop run, not a client delay. TTFT and E2E latency exclude it (they start "
+    "when the request is sent)."
+)
+
+
 class Metrics(BaseModel):
     """Aggregate metrics of one benchmark run (bench_serving's definitions)."""
 
     completed: int = 0
     failed: int = 0
     error_breakdown: dict[str, int] = Field(default_factory=dict)
+    #: one example error message per kind of ``error_breakdown``
+    error_examples: dict[str, str] = Field(default_factory=dict)
     duration: float = 0.0
     total_input_tokens: int = 0
     total_output_tokens: int = 0
@@ -303,13 +415,22 @@ class Metrics(BaseModel):
     client_cpu_ms_per_request: float = 0.0
     #: the highest per-process CPU utilisation (fraction of one core)
     client_cpu_utilization: float = 0.0
+    #: present when SLOs were given (``--goodput``)
+    goodput: Goodput | None = None
+    #: the percentiles asked for (``--metric-percentiles``), e.g. ``[50, 90, 99]``
+    metric_percentiles: list[float] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
+    #: explanations of numbers that are easy to misread (not problems)
+    notes: list[str] = Field(default_factory=list)
 
 
 def compute_metrics(
     records: Sequence[RequestRecord],
     duration: float,
     client: Sequence[ClientHealth] = (),
+    *,
+    slos_ms: dict[str, float] | None = None,
+    percentiles: Sequence[float] = (),
 ) -> Metrics:
     """Aggregate per-request records into :class:`Metrics`.
 
@@ -321,6 +442,9 @@ def compute_metrics(
     ok = [r for r in records if r.success]
     bad = [r for r in records if not r.success]
     breakdown = Counter(r.error_key for r in bad)
+    examples: dict[str, str] = {}
+    for r in bad:
+        examples.setdefault(r.error_key, r.error)
     total_in = sum(r.prompt_tokens for r in ok)
     total_out = sum(r.output_tokens for r in ok)
     dur = duration if duration > 0 else 0.0
@@ -346,10 +470,19 @@ def compute_metrics(
     )
     cpu = sum(c.cpu_seconds for c in client)
     warnings = [reason for c in client for reason in c.reasons]
+    queue = [r.queue_time for r in records]
+    notes = []
+    scheduled = [r.scheduled for r in records]
+    # all requests due at one instant (per-process clocks may differ by a little)
+    at_once = len(records) > 1 and max(scheduled) - min(scheduled) <= 0.001
+    if at_once and max(queue) > 0.001:
+        notes.append(QUEUE_AT_T0_NOTE)
+    pcts = list(percentiles)
     return Metrics(
         completed=len(ok),
         failed=len(bad),
         error_breakdown=dict(sorted(breakdown.items())),
+        error_examples=dict(sorted(examples.items())),
         duration=dur,
         total_input_tokens=total_in,
         total_output_tokens=total_out,
@@ -361,15 +494,18 @@ def compute_metrics(
         max_concurrent_requests=peak_concurrency(records),
         concurrency=per_s(sum(e2es)),
         achieved_request_rate=achieved,
-        ttft_ms=distribution(ttfts),
-        itl_ms=distribution(itls),
-        tpot_ms=distribution(tpots),
-        e2e_latency_ms=distribution(e2es),
-        client_queue_ms=distribution([r.queue_time for r in records]),
+        ttft_ms=distribution(ttfts, percentiles=pcts),
+        itl_ms=distribution(itls, percentiles=pcts),
+        tpot_ms=distribution(tpots, percentiles=pcts),
+        e2e_latency_ms=distribution(e2es, percentiles=pcts),
+        client_queue_ms=distribution(queue, percentiles=pcts),
         client=list(client),
         client_saturated=any(c.saturated for c in client),
         client_cpu_seconds=cpu,
         client_cpu_ms_per_request=1000.0 * cpu / len(records) if records else 0.0,
         client_cpu_utilization=max((c.cpu_utilization for c in client), default=0.0),
+        goodput=goodput(records, dur, slos_ms) if slos_ms else None,
+        metric_percentiles=pcts,
         warnings=warnings,
+        notes=notes,
     )

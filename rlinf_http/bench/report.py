@@ -15,16 +15,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .metrics import Distribution, Metrics
+from .metrics import PERCENTILE_METRICS, Distribution, Metrics
 from .runner import BenchResult, SweepResult
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
 __all__ = [
+    "append_jsonl",
     "plot_sweep",
     "print_result",
     "render_result",
+    "request_details",
     "result_to_json",
     "saturation_warning",
     "strict_json",
@@ -57,7 +59,7 @@ def strict_json(value: Any) -> Any:
 
 
 def _dist_keys(name: str, d: Distribution) -> dict[str, float]:
-    return {
+    out = {
         f"mean_{name}_ms": d.mean,
         f"median_{name}_ms": d.median,
         f"std_{name}_ms": d.std,
@@ -66,10 +68,38 @@ def _dist_keys(name: str, d: Distribution) -> dict[str, float]:
         f"p99_{name}_ms": d.p99,
         f"max_{name}_ms": d.max,
     }
+    return out
 
 
-def result_to_json(result: BenchResult) -> dict[str, Any]:
-    """One run as a flat, bench_serving-compatible JSON object (strict)."""
+def request_details(result: BenchResult) -> dict[str, list[Any]]:
+    """Per-request arrays (``--output-details``), in request order.
+
+    bench_serving's ``input_lens, output_lens, ttfts, itls, errors`` plus
+    ``start_times`` and ``scheduled_times`` (s from the run start, vLLM's
+    ``start_times``); ``ttfts``/``itls`` in seconds as bench_serving writes them,
+    ``ttfts`` 0 for failures, ``itls`` the per-token gaps.
+    """
+    from .metrics import itl_per_token
+
+    recs = result.records
+    return {
+        "input_lens": [r.prompt_tokens for r in recs],
+        "output_lens": [r.output_tokens for r in recs],
+        "ttfts": [r.ttft if r.ttft is not None else 0.0 for r in recs],
+        "itls": [itl_per_token(r) for r in recs],
+        "e2e_latencies": [r.e2e for r in recs],
+        "start_times": [r.start for r in recs],
+        "scheduled_times": [r.scheduled for r in recs],
+        "errors": [r.error for r in recs],
+        "groups": [r.group for r in recs],
+    }
+
+
+def result_to_json(result: BenchResult, *, details: bool = False) -> dict[str, Any]:
+    """One run as a flat, bench_serving-compatible JSON object (strict).
+
+    ``details`` adds the per-request arrays of :func:`request_details`.
+    """
     c, m = result.config, result.metrics
     out: dict[str, Any] = {
         "date": result.date,
@@ -79,7 +109,7 @@ def result_to_json(result: BenchResult) -> dict[str, Any]:
         "endpoint": c.endpoint,
         "stream": c.stream,
         "dataset_name": c.dataset,
-        "num_prompts": c.num_prompts,
+        "num_prompts": len(result.records) or c.num_prompts,
         "seed": c.seed,
         "request_rate": c.request_rate,
         "burstiness": c.burstiness,
@@ -96,6 +126,7 @@ def result_to_json(result: BenchResult) -> dict[str, Any]:
         "completed": m.completed,
         "failed": m.failed,
         "error_breakdown": m.error_breakdown,
+        "error_examples": m.error_examples,
         "total_input_tokens": m.total_input_tokens,
         "total_output_tokens": m.total_output_tokens,
         "request_throughput": m.request_throughput,
@@ -109,6 +140,30 @@ def result_to_json(result: BenchResult) -> dict[str, Any]:
     }
     for name, attr in _LATENCY:
         out.update(_dist_keys(name, getattr(m, attr)))
+    for name in c.percentile_metrics:  # vLLM's names: {mean,median,std,p<p>}_<metric>_ms
+        d = getattr(m, PERCENTILE_METRICS[name])
+        out.update({f"mean_{name}_ms": d.mean, f"median_{name}_ms": d.median})
+        out[f"std_{name}_ms"] = d.std
+        out.update({f"{k}_{name}_ms": v for k, v in d.percentiles.items()})
+    if m.goodput is not None:
+        g = m.goodput
+        out.update(
+            {
+                "goodput_slos_ms": g.slos_ms,
+                "request_goodput": g.request_goodput,
+                "good_requests": g.good_requests,
+                "slo_attainment": g.slo_attainment,
+                "slo_attainment_by_metric": g.slo_attainment_by_metric,
+            }
+        )
+    if result.rl_groups is not None:
+        out["rl_groups"] = result.rl_groups.model_dump()
+    if result.schedule is not None:
+        out["schedule_fidelity"] = result.schedule.model_dump()
+    if result.calibration is not None:
+        out["calibration"] = result.calibration.model_dump()
+    if result.ray is not None:
+        out["ray"] = result.ray
     out.update(
         {
             "client_saturated": m.client_saturated,
@@ -117,9 +172,12 @@ def result_to_json(result: BenchResult) -> dict[str, Any]:
             "client_cpu_utilization": m.client_cpu_utilization,
             "client_processes": [h.model_dump() for h in m.client],
             "warnings": m.warnings,
+            "notes": m.notes,
             "config": c.model_dump(),
         }
     )
+    if details:
+        out.update(request_details(result))
     return dict(strict_json(out))
 
 
@@ -144,6 +202,13 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
     """Write strict JSON (raises on any NaN/inf left)."""
     text = json.dumps(strict_json(data), indent=2, allow_nan=False)
     Path(path).write_text(text + "\n", encoding="utf-8")
+
+
+def append_jsonl(path: str | os.PathLike[str], data: Any) -> None:
+    """Append ``data`` as one line of strict JSON (bench_serving's JSONL: runs accumulate)."""
+    line = json.dumps(strict_json(data), allow_nan=False, separators=(",", ":"))
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
 
 
 def saturation_warning(metrics: Metrics) -> str | None:
@@ -204,25 +269,61 @@ def render_result(result: BenchResult) -> RenderableType:
     row("Total token throughput (tok/s):", _fmt(m.total_throughput))
     row("Concurrency:", _fmt(m.concurrency))
     row("Achieved request rate (req/s):", _fmt(m.achieved_request_rate))
+    if m.goodput is not None:
+        g = m.goodput
+        section("Goodput")
+        row("SLOs (ms):", ", ".join(f"{k} <= {v:g}" for k, v in g.slos_ms.items()))
+        row("Request goodput (req/s):", _fmt(g.request_goodput))
+        row("SLO attainment (%):", _fmt(100 * g.slo_attainment))
+        for k, v in g.slo_attainment_by_metric.items():
+            row(f"{k.upper()} SLO attainment (%):", _fmt(100 * v))
     if m.error_breakdown:
         section("Errors")
         for kind, n in m.error_breakdown.items():
-            row(f"{kind}:", n)
-    blocks: Sequence[tuple[str, str, Distribution, bool]] = (
-        ("End-to-End Latency", "E2E Latency", m.e2e_latency_ms, False),
-        ("Time to First Token", "TTFT", m.ttft_ms, False),
-        ("Time per Output Token (excl. 1st token)", "TPOT", m.tpot_ms, False),
-        ("Inter-Token Latency", "ITL", m.itl_ms, True),
+            example = m.error_examples.get(kind, "")
+            row(f"{kind}:", f"{n}  e.g. {example[:120]}" if example else n)
+    blocks: Sequence[tuple[str, str, str, Distribution, bool]] = (
+        ("e2el", "End-to-End Latency", "E2E Latency", m.e2e_latency_ms, False),
+        ("ttft", "Time to First Token", "TTFT", m.ttft_ms, False),
+        ("tpot", "Time per Output Token (excl. 1st token)", "TPOT", m.tpot_ms, False),
+        ("itl", "Inter-Token Latency", "ITL", m.itl_ms, True),
     )
-    for title, short, d, with_max in blocks:
+    for key, title, short, d, with_max in blocks:
+        if key not in c.percentile_metrics:
+            continue
         section(title)
         row(f"Mean {short} (ms):", _fmt(d.mean))
         row(f"Median {short} (ms):", _fmt(d.median))
-        row(f"P90 {short} (ms):", _fmt(d.p90))
-        row(f"P95 {short} (ms):", _fmt(d.p95))
-        row(f"P99 {short} (ms):", _fmt(d.p99))
+        if d.percentiles:
+            for k, v in d.percentiles.items():
+                row(f"{k.upper()} {short} (ms):", _fmt(v))
+        else:
+            row(f"P90 {short} (ms):", _fmt(d.p90))
+            row(f"P95 {short} (ms):", _fmt(d.p95))
+            row(f"P99 {short} (ms):", _fmt(d.p99))
         if with_max:
             row(f"Max {short} (ms):", _fmt(d.max))
+    rl = result.rl_groups
+    if rl is not None:
+        section("RL Rollout Groups")
+        row("Groups x samples:", f"{rl.groups} x {rl.group_size}")
+        row("Complete groups:", rl.complete_groups)
+        row("Batch makespan (ms):", _fmt(rl.batch_makespan_ms))
+        row("Batch output throughput (tok/s):", _fmt(rl.batch_output_throughput))
+        for k, v in rl.group_makespan_ms.percentiles.items():
+            row(f"{k.upper()} group makespan (ms):", _fmt(v))
+        row("Max group makespan (ms):", _fmt(rl.group_makespan_ms.max))
+        row("Median straggler ratio (max/median):", _fmt(rl.straggler_ratio.median))
+        row("P99 straggler ratio:", _fmt(rl.straggler_ratio.percentiles.get("p99", 0.0)))
+    sched = result.schedule
+    if sched is not None:
+        section("Schedule Fidelity (sent - scheduled)")
+        for k, v in sched.send_lateness_ms.percentiles.items():
+            row(f"{k.upper()} send lateness (ms):", _fmt(v))
+        row("Max send lateness (ms):", _fmt(sched.send_lateness_ms.max))
+        for k, v in sched.on_time.items():
+            row(f"Sent within {k} (%):", _fmt(100 * v))
+        row("Pace (scheduled / actual span):", _fmt(sched.pace, 3))
     section("Client Queue (scheduled -> sent)")
     row("Mean queue time (ms):", _fmt(m.client_queue_ms.mean))
     row("Median queue time (ms):", _fmt(m.client_queue_ms.median))
@@ -237,7 +338,23 @@ def render_result(result: BenchResult) -> RenderableType:
     row("Event-loop lag P99 (ms):", _fmt(lag))
     row("Dispatch lateness P99 (ms):", _fmt(late))
     row("Client saturated:", "YES" if m.client_saturated else "no")
+    cal = result.calibration
+    if cal is not None:
+        section(
+            f"Calibration (fake server: TTFT {cal.fake_ttft_ms:g} ms, ITL {cal.fake_itl_ms:g} ms)"
+        )
+        for label, err in (("TTFT", cal.ttft), ("ITL", cal.itl), ("TPOT", cal.tpot)):
+            row(
+                f"{label} error mean / P99 (ms):",
+                f"{err.mean_error_ms:+.2f} / {err.p99_error_ms:+.2f}",
+            )
+        row("Client CPU headroom (%):", _fmt(100 * cal.client_cpu_headroom, 1))
+    if result.ray is not None:
+        section("Ray")
+        row("Actors / nodes:", f"{result.ray['actors']} / {len(result.ray['nodes'])}")
     parts: list[RenderableType] = [table]
+    for note in m.notes:
+        parts.append(Text(f"Note: {note}", style="dim"))
     if result.embedded is not None and result.embedded.note:
         parts.append(Text(result.embedded.note, style="yellow"))
     warning = saturation_warning(m)

@@ -7,7 +7,11 @@ for it is reported as client queue time. Streamed responses are timed when their
 bytes arrive, before they are parsed. A ticker task measures event-loop lag and
 the process CPU time is read around the measured phase, so a run whose client
 was the bottleneck says so. ``processes > 1`` splits the workload over several
-client processes (spawned) that start at the same instant; results are merged.
+client processes (spawned) that start at the same instant; ``ray_actors`` does
+the same over Ray actors (``rlinf_http.bench.ray``); results are merged and go
+through the same metric code as a local run. An ``rl-groups`` workload is
+dispatched one group at a time: a group's samples are released together and take
+their ``max_concurrency`` slots together.
 
 Entry points: :func:`run_benchmark` (sync), :func:`async_run_benchmark` and
 :func:`run_sweep`.
@@ -18,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import math
 import multiprocessing as mp
+import os
 import queue
 import shlex
 import sys
@@ -32,7 +37,10 @@ import anyio
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .._base_client import NOT_GIVEN
 from .._client import InferenceHTTPClient
+from .._core.requests import build_post
+from .._core.streams import EventStreamParser
 from .._errors import (
     APIConnectionError,
     APIResponseValidationError,
@@ -41,13 +49,34 @@ from .._errors import (
     IncompleteStreamError,
     StreamErrorEvent,
 )
+from .._streaming import AsyncStream
 from .._version import __version__
+from .calibrate import Calibration
 from .embedded import EmbeddedInfo, EmbeddedTarget, sigterm_as_interrupt
-from .metrics import Metrics, RequestRecord, assess_client, compute_metrics
+from .metrics import (
+    PERCENTILE_METRICS,
+    ClientHealth,
+    Metrics,
+    RequestRecord,
+    assess_client,
+    compute_metrics,
+)
+from .options import BenchOptionError
+from .rl import OutputLenDistribution, RLGroupMetrics, rl_group_metrics, rl_groups_workload
+from .trace import (
+    DEFAULT_BLOCK_SIZE,
+    ScheduleFidelity,
+    TraceRow,
+    load_trace,
+    schedule_fidelity,
+    trace_schedule,
+    trace_workload,
+)
 from .workload import (
     WorkItem,
     arrival_schedule,
     build_chat_kwargs,
+    build_completion_kwargs,
     build_generate_kwargs,
     random_workload,
     sharegpt_workload,
@@ -58,8 +87,10 @@ __all__ = [
     "BenchConfig",
     "BenchResult",
     "Progress",
+    "Status",
     "SweepResult",
     "async_run_benchmark",
+    "build_plan",
     "build_workload",
     "run_benchmark",
     "run_sweep",
@@ -67,9 +98,14 @@ __all__ = [
 
 #: ``progress(done, failed, total)`` is called after every measured request.
 Progress = Callable[[int, int, int], object]
+#: ``status(message)`` receives what the harness is waiting for (e.g. an unreachable target).
+Status = Callable[[str], object]
 
 _clock = time.perf_counter
 _LAG_TICK_S = 0.01
+#: say what we wait for once readiness takes this long, then every _READY_EVERY_S
+_READY_NOTICE_S = 2.0
+_READY_EVERY_S = 5.0
 
 
 class BenchConfig(BaseModel):
@@ -78,10 +114,20 @@ class BenchConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str | None = None
-    endpoint: Literal["generate", "chat"] = "generate"
+    endpoint: Literal["generate", "chat", "completions"] = "generate"
     stream: bool = True
-    dataset: Literal["random", "sharegpt"] = "random"
+    dataset: Literal["random", "sharegpt", "rl-groups", "trace"] = "random"
     dataset_path: str | None = None
+    #: rl-groups: samples per prompt (K) and prompts per batch (B)
+    group_size: int = Field(8, ge=1)
+    rl_batch_size: int = Field(8, ge=1)
+    #: output lengths of rl-groups (default lognormal) and random (default: the range ratio)
+    output_len_distribution: OutputLenDistribution | None = None
+    output_len_sigma: float = Field(1.0, gt=0.0)
+    #: trace: the mooncake JSONL file, replay speed-up and tokens per hash id
+    trace_file: str | None = None
+    trace_speedup: float = Field(1.0, gt=0.0)
+    trace_block_size: int = Field(DEFAULT_BLOCK_SIZE, ge=1)
     random_input_len: int = Field(1024, ge=1)
     random_output_len: int = Field(128, ge=1)
     random_range_ratio: float = Field(1.0, ge=0.0, le=1.0)
@@ -103,6 +149,16 @@ class BenchConfig(BaseModel):
     request_timeout: float | None = Field(None, gt=0.0)
     headers: dict[str, str] = Field(default_factory=dict)
     flush_cache: bool = False
+    #: SLOs in ms (``ttft``, ``tpot``, ``e2el``): adds goodput to the metrics
+    goodput: dict[str, float] = Field(default_factory=dict)
+    #: which latency metrics the table shows (vLLM's names) and extra percentiles
+    percentile_metrics: list[str] = Field(default_factory=lambda: list(PERCENTILE_METRICS))
+    metric_percentiles: list[float] = Field(default_factory=list)
+    #: first run the same load against the embedded fake server with known latencies
+    calibrate: bool = False
+    #: run the load from Ray actors: "local" (start a local cluster), "auto" or an address
+    ray_address: str | None = None
+    ray_actors: int = Field(1, ge=1)
 
     @field_validator("request_rate")
     @classmethod
@@ -110,6 +166,33 @@ class BenchConfig(BaseModel):
         if not v > 0:
             raise ValueError("request_rate must be > 0 (or inf)")
         return v
+
+    def check(self) -> None:
+        """Cross-option checks (raises :class:`BenchOptionError` before any I/O)."""
+        if self.dataset == "sharegpt" and not self.dataset_path:
+            raise BenchOptionError("--dataset-path", "--dataset sharegpt needs a local JSON file")
+        if self.dataset == "trace" and not self.trace_file:
+            raise BenchOptionError("--trace-file", "--dataset trace needs a mooncake JSONL file")
+        if self.dataset == "trace" and not os.path.isfile(self.trace_file or ""):
+            raise BenchOptionError("--trace-file", f"no such file: {self.trace_file}")
+        if self.dataset == "sharegpt" and not os.path.isfile(self.dataset_path or ""):
+            raise BenchOptionError("--dataset-path", f"no such file: {self.dataset_path}")
+        if self.trace_file and self.dataset != "trace":
+            raise BenchOptionError("--trace-file", "is only used with --dataset trace")
+        if self.dataset == "rl-groups" and self.max_concurrency is not None:
+            parts = max(self.processes, self.ray_actors if self.ray_address else 1)
+            if self.max_concurrency < self.group_size * parts:
+                raise BenchOptionError(
+                    "--max-concurrency",
+                    f"must be at least --group-size ({self.group_size}) per client "
+                    f"process/actor: a group's samples are sent together",
+                )
+        if self.ray_address is not None and self.processes > 1:
+            raise BenchOptionError("--ray", "use --ray-actors, not --processes, with Ray")
+        if self.dataset not in ("random", "rl-groups") and self.output_len_distribution:
+            raise BenchOptionError(
+                "--output-len-distribution", "applies to --dataset random and rl-groups"
+            )
 
 
 class BenchResult(BaseModel):
@@ -126,6 +209,14 @@ class BenchResult(BaseModel):
     embedded: EmbeddedInfo | None = None
     server_info: dict[str, Any] | None = None
     metrics: Metrics
+    #: rl-groups: group and batch makespans, straggler ratios
+    rl_groups: RLGroupMetrics | None = None
+    #: a scheduled (rate or trace) run: how late requests were sent
+    schedule: ScheduleFidelity | None = None
+    #: --calibrate: the harness's measured error against known latencies
+    calibration: Calibration | None = None
+    #: Ray runs: the actors' nodes and clock offsets
+    ray: dict[str, Any] | None = None
     records: list[RequestRecord] = Field(default_factory=list, exclude=True, repr=False)
 
 
@@ -141,8 +232,48 @@ class SweepResult(BaseModel):
 # workload
 
 
+def _trace_rows(config: BenchConfig) -> list[TraceRow]:
+    # --num-prompts limits a trace only when it was given explicitly
+    limit = config.num_prompts if "num_prompts" in config.model_fields_set else None
+    return load_trace(config.trace_file or "", limit)
+
+
+def build_plan(config: BenchConfig) -> tuple[list[WorkItem], list[float]]:
+    """The measured requests of a run and their send times (deterministic for a seed)."""
+    if config.dataset == "trace":
+        rows = _trace_rows(config)
+        items = trace_workload(
+            rows,
+            block_size=config.trace_block_size,
+            seed=config.seed,
+            as_text=config.endpoint == "chat",
+        )
+        return items, trace_schedule(rows, config.trace_speedup)
+    items = build_workload(config)
+    if config.dataset == "rl-groups":
+        per_group = arrival_schedule(
+            config.rl_batch_size, config.request_rate, config.burstiness, config.seed
+        )
+        return items, [per_group[it.group] for it in items]
+    return items, arrival_schedule(len(items), config.request_rate, config.burstiness, config.seed)
+
+
 def build_workload(config: BenchConfig) -> list[WorkItem]:
     """The measured requests of a run (deterministic for a given seed)."""
+    as_text = config.endpoint == "chat"
+    if config.dataset == "trace":
+        return build_plan(config)[0]
+    if config.dataset == "rl-groups":
+        return rl_groups_workload(
+            config.rl_batch_size,
+            config.group_size,
+            config.random_input_len,
+            config.random_output_len,
+            distribution_kind=config.output_len_distribution or "lognormal",
+            sigma=config.output_len_sigma,
+            seed=config.seed,
+            as_text=as_text,
+        )
     if config.dataset == "sharegpt":
         if not config.dataset_path:
             raise ValueError("--dataset sharegpt needs --dataset-path (a local JSON file)")
@@ -155,7 +286,9 @@ def build_workload(config: BenchConfig) -> list[WorkItem]:
         config.random_output_len,
         config.random_range_ratio,
         config.seed,
-        as_text=config.endpoint == "chat",
+        as_text=as_text,
+        output_len_distribution=config.output_len_distribution,
+        output_len_sigma=config.output_len_sigma,
     )
 
 
@@ -256,6 +389,53 @@ async def _chat_stream(
         rec.success = True
 
 
+def _completion_tokens(chunk: Any) -> tuple[bool, int | None]:
+    """(carries text, cumulative completion tokens if reported) of a completions chunk."""
+    if not isinstance(chunk, dict):
+        return False, None
+    usage = chunk.get("usage")
+    reported = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    choices = chunk.get("choices") or []
+    has_text = any(isinstance(c, dict) and c.get("text") for c in choices)
+    return has_text, reported if isinstance(reported, int) else None
+
+
+async def _completion_stream(
+    client: InferenceHTTPClient, body: dict[str, Any], rec: RequestRecord, t0: float
+) -> None:
+    # No typed /v1/completions method yet: the generic POST operation, opened as
+    # an SSE stream of plain dicts through the client's retry-aware transport.
+    op = build_post("/v1/completions", body)
+    response, url = await client._aopen(op, NOT_GIVEN, client._policy(0))
+    stream: AsyncStream[Any] = AsyncStream(
+        response, EventStreamParser(lambda v: v, url), op.method, url
+    )
+    line = _Timeline(rec, t0)
+    usage: dict[str, Any] | None = None
+    async with stream:
+        async for chunk in stream:
+            now = stream.arrived_at - t0
+            rec.end = now
+            has_text, reported = _completion_tokens(chunk)
+            if isinstance(chunk, dict) and isinstance(chunk.get("usage"), dict):
+                usage = chunk["usage"]
+            if has_text:
+                line.tokens_at(now, max(reported or 0, line.tokens + 1))
+    _finish_openai(rec, line.tokens, usage)
+
+
+def _finish_openai(rec: RequestRecord, tokens: int, usage: dict[str, Any] | None) -> None:
+    usage = usage or {}
+    out = usage.get("completion_tokens")
+    prompt = usage.get("prompt_tokens")
+    rec.output_tokens = out if isinstance(out, int) else tokens
+    rec.prompt_tokens = prompt if isinstance(prompt, int) else rec.expected_prompt_tokens
+    if tokens == 0:
+        _empty(rec)
+    else:
+        rec.success = True
+
+
 async def _non_stream(
     client: InferenceHTTPClient,
     endpoint: str,
@@ -268,6 +448,20 @@ async def _non_stream(
         rec.end = _clock() - t0
         rec.output_tokens = out.meta_info.completion_tokens or len(out.output_ids)
         rec.prompt_tokens = out.meta_info.prompt_tokens
+    elif endpoint == "completions":
+        body = await client.async_post("/v1/completions", kwargs)
+        rec.end = _clock() - t0
+        usage = body.get("usage") if isinstance(body, dict) else None
+        choices = body.get("choices") if isinstance(body, dict) else None
+        has_text = isinstance(choices, list) and any(
+            isinstance(c, dict) and c.get("text") for c in choices
+        )
+        if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+            rec.output_tokens = usage["completion_tokens"]
+            rec.prompt_tokens = int(usage.get("prompt_tokens") or rec.expected_prompt_tokens)
+        elif has_text:
+            rec.output_tokens = rec.expected_output_tokens
+            rec.prompt_tokens = rec.expected_prompt_tokens
     else:
         messages = kwargs.pop("messages")
         model = kwargs.pop("model")
@@ -298,6 +492,10 @@ async def _one_request(
     extra = config.extra_request_body or None
     if config.endpoint == "generate":
         kwargs = build_generate_kwargs(item, stream=config.stream, extra=extra)
+    elif config.endpoint == "completions":
+        kwargs = build_completion_kwargs(
+            item, model=config.model, stream=config.stream, extra=extra
+        )
     else:
         kwargs = build_chat_kwargs(item, model=config.model, stream=config.stream, extra=extra)
     rec.start = _clock() - t0
@@ -311,6 +509,8 @@ async def _one_request(
                 await _non_stream(client, config.endpoint, kwargs, rec, t0)
             elif config.endpoint == "generate":
                 await _generate_stream(client, kwargs, rec, t0)
+            elif config.endpoint == "completions":
+                await _completion_stream(client, kwargs, rec, t0)
             else:
                 await _chat_stream(client, kwargs, rec, t0)
     except Exception as exc:
@@ -359,6 +559,7 @@ async def _run_shard(
     fetch_info: bool = True,
     go: Callable[[], Awaitable[float | None]] | None = None,
     progress: Progress | None = None,
+    status: Status | None = None,
 ) -> _Shard:
     assert config.url is not None
     shard = _Shard(process=process)
@@ -372,7 +573,7 @@ async def _run_shard(
     sem = anyio.Semaphore(limit) if limit else None
     try:
         if config.ready_timeout > 0:
-            shard.target_kind = await client.async_wait_until_ready(timeout=config.ready_timeout)
+            shard.target_kind = await _wait_ready(client, config, status)
         if fetch_info:
             with contextlib.suppress(Exception):
                 info = await client.async_server_info()
@@ -391,6 +592,33 @@ async def _run_shard(
         with anyio.CancelScope(shield=True):
             await client.aclose()
     return shard
+
+
+async def _wait_ready(
+    client: InferenceHTTPClient, config: BenchConfig, status: Status | None
+) -> str:
+    """Wait for readiness; after a moment, say every few seconds what we wait for."""
+    if status is None:
+        return await client.async_wait_until_ready(timeout=config.ready_timeout)
+    t0 = _clock()
+
+    async def notices() -> None:
+        await anyio.sleep(_READY_NOTICE_S)
+        while True:
+            status(
+                f"waiting for {config.url} to become ready (GET /readiness on a router, "
+                f"/health on a server): {_clock() - t0:.0f} s of --ready-timeout "
+                f"{config.ready_timeout:g} s"
+            )
+            await anyio.sleep(_READY_EVERY_S)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(notices)
+        try:
+            kind = await client.async_wait_until_ready(timeout=config.ready_timeout)
+        finally:
+            tg.cancel_scope.cancel()
+    return kind
 
 
 async def _warmup(
@@ -422,17 +650,34 @@ async def _measure(
     shard: _Shard,
     progress: Progress | None,
 ) -> list[RequestRecord]:
-    records = [RequestRecord(index=it.index, process=shard.process) for it in items]
+    records = [RequestRecord(index=it.index, process=shard.process, group=it.group) for it in items]
     total = len(items)
     counts = [0, 0]
+    group_lock = anyio.Lock()
 
-    async def one(item: WorkItem, rec: RequestRecord) -> None:
-        async with sem if sem is not None else contextlib.nullcontext():
+    async def one(item: WorkItem, rec: RequestRecord, slot_held: bool = False) -> None:
+        if sem is not None and not slot_held:
+            await sem.acquire()
+        try:
             await _one_request(client, config, item, rec, t0)
+        finally:
+            if sem is not None:
+                sem.release()
         counts[0] += 1
         counts[1] += not rec.success
         if progress is not None:
             progress(counts[0], counts[1], total)
+
+    async def group(members: list[int]) -> None:
+        # A group takes all its slots before any sample is sent, so its samples
+        # start together; one group acquires at a time (no partial deadlock).
+        if sem is not None:
+            async with group_lock:
+                for _ in members:
+                    await sem.acquire()
+        async with anyio.create_task_group() as g:
+            for i in members:
+                g.start_soon(one, items[i], records[i], True)
 
     shard.start_wall = time.time()
     t0 = _clock()
@@ -440,13 +685,19 @@ async def _measure(
     async with anyio.create_task_group() as outer:
         outer.start_soon(_ticker, shard.loop_lags)
         async with anyio.create_task_group() as tg:
-            for item, at, rec in zip(items, schedule, records, strict=True):
+            for members in _units(items):
+                at = schedule[members[0]]
                 delay = t0 + at - _clock()
                 if delay > 0:
                     await anyio.sleep(delay)
-                rec.scheduled = at
-                rec.released = _clock() - t0
-                tg.start_soon(one, item, rec)
+                released = _clock() - t0
+                for i in members:
+                    records[i].scheduled = schedule[i]
+                    records[i].released = released
+                if len(members) == 1:
+                    tg.start_soon(one, items[members[0]], records[members[0]])
+                else:
+                    tg.start_soon(group, members)
         shard.duration = _clock() - t0
         outer.cancel_scope.cancel()
     shard.cpu_seconds = time.process_time() - cpu0
@@ -459,6 +710,30 @@ async def _measure(
 
 def _split(n: int, parts: int) -> list[int]:
     return [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
+
+
+def _units(items: Sequence[WorkItem]) -> list[list[int]]:
+    """Indices dispatched together: an RL group's samples, else one request each."""
+    units: list[list[int]] = []
+    for i, it in enumerate(items):
+        if it.group >= 0 and units and items[units[-1][0]].group == it.group:
+            units[-1].append(i)
+        else:
+            units.append([i])
+    return units
+
+
+def split_plan(
+    items: Sequence[WorkItem], schedule: Sequence[float], parts: int
+) -> list[tuple[list[WorkItem], list[float]]]:
+    """Deal dispatch units (requests, or whole RL groups) round robin over ``parts``."""
+    out: list[tuple[list[WorkItem], list[float]]] = [([], []) for _ in range(parts)]
+    for u, members in enumerate(_units(items)):
+        its, sched = out[u % parts]
+        for i in members:
+            its.append(items[i])
+            sched.append(schedule[i])
+    return out
 
 
 def _child_main(
@@ -500,9 +775,13 @@ def _child_main(
 
 
 def _run_processes(
-    config: BenchConfig, items: list[WorkItem], schedule: list[float]
+    config: BenchConfig,
+    items: list[WorkItem],
+    schedule: list[float],
+    status: Status | None = None,
 ) -> list[_Shard]:
-    n = min(config.processes, len(items))
+    n = min(config.processes, len(_units(items)))
+    parts = split_plan(items, schedule, n)
     ctx = mp.get_context("spawn")
     ready_q = ctx.Queue()
     result_q = ctx.Queue()
@@ -517,8 +796,8 @@ def _run_processes(
                 target=_child_main,
                 args=(
                     config,
-                    items[i::n],
-                    schedule[i::n],
+                    parts[i][0],
+                    parts[i][1],
                     i,
                     max(1, limits[i]) if config.max_concurrency else None,
                     warm,
@@ -532,15 +811,25 @@ def _run_processes(
             )
             p.start()
             procs.append(p)
-        deadline = time.monotonic() + config.ready_timeout + 120.0
+        waited = time.monotonic()
+        deadline = waited + config.ready_timeout + 120.0
+        notice = waited + _READY_NOTICE_S
         ready = 0
         while ready < n:
             try:
                 ready_q.get(timeout=0.5)
                 ready += 1
             except queue.Empty:
-                if time.monotonic() > deadline or any(p.exitcode not in (None, 0) for p in procs):
+                now = time.monotonic()
+                if now > deadline or any(p.exitcode not in (None, 0) for p in procs):
                     raise RuntimeError("a client process failed to start") from None
+                if status is not None and now >= notice:
+                    status(
+                        f"waiting for {n - ready} of {n} client process(es) to be ready "
+                        f"({config.url} readiness and warm-up): {now - waited:.0f} s of "
+                        f"--ready-timeout {config.ready_timeout:g} s"
+                    )
+                    notice = now + _READY_EVERY_S
         start_value.value = time.time() + 0.2
         go_event.set()
         shards: list[_Shard] = []
@@ -590,6 +879,28 @@ def _merge(shards: Sequence[_Shard]) -> tuple[list[RequestRecord], float]:
     return records, end
 
 
+def summarize(
+    config: BenchConfig,
+    records: Sequence[RequestRecord],
+    duration: float,
+    health: list[ClientHealth],
+) -> tuple[Metrics, RLGroupMetrics | None, ScheduleFidelity | None]:
+    """Every number of a run from its raw records: the one metric path (local or Ray)."""
+    metrics = compute_metrics(
+        records,
+        duration,
+        health,
+        slos_ms=config.goodput or None,
+        percentiles=config.metric_percentiles,
+    )
+    scheduled = config.dataset == "trace" or not math.isinf(config.request_rate)
+    return (
+        metrics,
+        rl_group_metrics(records),
+        schedule_fidelity(records) if scheduled else None,
+    )
+
+
 def _result(
     config: BenchConfig,
     shards: Sequence[_Shard],
@@ -607,7 +918,7 @@ def _result(
         )
         for s in shards
     ]
-    metrics = compute_metrics(records, duration, health)
+    metrics, rl, fidelity = summarize(config, records, duration, health)
     info = next((s.server_info for s in shards if s.server_info is not None), None)
     return BenchResult(
         date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -618,17 +929,28 @@ def _result(
         embedded=embedded,
         server_info=info,
         metrics=metrics,
+        rl_groups=rl,
+        schedule=fidelity,
         records=records,
     )
 
 
 async def _run_on(
-    config: BenchConfig, embedded: EmbeddedInfo | None, progress: Progress | None
+    config: BenchConfig,
+    embedded: EmbeddedInfo | None,
+    progress: Progress | None,
+    status: Status | None = None,
 ) -> BenchResult:
-    items = build_workload(config)
-    schedule = arrival_schedule(len(items), config.request_rate, config.burstiness, config.seed)
-    if config.processes > 1:
-        shards = await anyio.to_thread.run_sync(_run_processes, config, items, schedule)
+    items, schedule = build_plan(config)
+    ray_info: dict[str, Any] | None = None
+    if config.ray_address is not None:
+        from .ray import run_on_ray
+
+        shards, ray_info = await anyio.to_thread.run_sync(
+            run_on_ray, config, items, schedule, status
+        )
+    elif config.processes > 1:
+        shards = await anyio.to_thread.run_sync(_run_processes, config, items, schedule, status)
     else:
         shards = [
             await _run_shard(
@@ -638,9 +960,12 @@ async def _run_on(
                 max_concurrency=config.max_concurrency,
                 warmups=warmup_items(items, config.warmup_requests),
                 progress=progress,
+                status=status,
             )
         ]
-    return _result(config, shards, embedded)
+    result = _result(config, shards, embedded)
+    result.ray = ray_info
+    return result
 
 
 def _embedded_target(config: BenchConfig) -> EmbeddedTarget:
@@ -653,20 +978,45 @@ def _embedded_target(config: BenchConfig) -> EmbeddedTarget:
     )
 
 
-async def async_run_benchmark(config: BenchConfig, progress: Progress | None = None) -> BenchResult:
-    """Run one benchmark (embedded default target when ``config.url`` is None)."""
+async def async_run_benchmark(
+    config: BenchConfig, progress: Progress | None = None, status: Status | None = None
+) -> BenchResult:
+    """Run one benchmark (embedded default target when ``config.url`` is None).
+
+    With ``config.calibrate`` the same load first runs against the embedded fake
+    server with known latencies, and the result carries the measured error.
+    ``status`` receives notices (what the run waits for, calibration).
+    """
+    config.check()
+    calibration = None
+    if config.calibrate:
+        from .calibrate import async_calibrate
+
+        if status is not None:
+            status(
+                f"calibrating: the same load against a fake server with TTFT "
+                f"{config.fake_ttft_ms:g} ms and ITL {config.fake_itl_ms:g} ms"
+            )
+        calibration = await async_calibrate(config, _run_on)
     if config.url is not None:
-        return await _run_on(config, None, progress)
-    target = _embedded_target(config)
-    try:
-        info = await anyio.to_thread.run_sync(target.start)
-        return await _run_on(config.model_copy(update={"url": info.url}), info, progress)
-    finally:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(target.stop)
+        result = await _run_on(config, None, progress, status)
+    else:
+        target = _embedded_target(config)
+        try:
+            info = await anyio.to_thread.run_sync(target.start)
+            result = await _run_on(
+                config.model_copy(update={"url": info.url}), info, progress, status
+            )
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(target.stop)
+    result.calibration = calibration
+    return result
 
 
-def run_benchmark(config: BenchConfig, progress: Progress | None = None) -> BenchResult:
+def run_benchmark(
+    config: BenchConfig, progress: Progress | None = None, status: Status | None = None
+) -> BenchResult:
     """Sync :func:`async_run_benchmark` (runs its own event loop).
 
     In the main thread SIGTERM is handled like Ctrl-C, so an embedded target is
@@ -674,7 +1024,7 @@ def run_benchmark(config: BenchConfig, progress: Progress | None = None) -> Benc
     """
 
     async def main() -> BenchResult:
-        return await async_run_benchmark(config, progress)
+        return await async_run_benchmark(config, progress, status)
 
     with sigterm_as_interrupt():
         return anyio.run(main)
@@ -691,6 +1041,9 @@ def run_sweep(
     """One run per ``max_concurrency`` (or ``request_rate``) value, one embedded target."""
     if bool(concurrencies) == bool(rates):
         raise ValueError("give exactly one of concurrencies or rates")
+    config.check()
+    if config.calibrate:
+        raise BenchOptionError("--calibrate", "calibrates one run; not used with sweeps")
     parameter: Literal["max_concurrency", "request_rate"] = (
         "max_concurrency" if concurrencies else "request_rate"
     )

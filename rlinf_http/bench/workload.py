@@ -31,14 +31,18 @@ __all__ = [
     "WorkItem",
     "arrival_schedule",
     "build_chat_kwargs",
+    "build_completion_kwargs",
     "build_generate_kwargs",
+    "draw_output_lengths",
     "merge_body",
     "random_workload",
     "sharegpt_workload",
     "warmup_items",
+    "words",
 ]
 
-Endpoint = Literal["generate", "chat"]
+Endpoint = Literal["generate", "chat", "completions"]
+OutputLenDistribution = Literal["lognormal", "uniform", "fixed"]
 
 #: token ids of random prompts are drawn from this range (valid for any real vocabulary)
 TOKEN_ID_RANGE = (1000, 30000)
@@ -59,6 +63,13 @@ class WorkItem:
     output_len: int
     input_ids: list[int] | None = None
     text: str | None = None
+    #: the RL group (prompt) of this sample; -1 outside ``rl-groups``
+    group: int = -1
+
+
+def words(ids: list[int]) -> str:
+    """Text of one word per token id (for endpoints that take text)."""
+    return " ".join(_WORDS[i % len(_WORDS)] for i in ids)
 
 
 def _lengths(rng: np.random.Generator, length: int, ratio: float, n: int) -> list[int]:
@@ -70,6 +81,37 @@ def _lengths(rng: np.random.Generator, length: int, ratio: float, n: int) -> lis
     return [int(x) for x in rng.integers(low, length + 1, size=n)]
 
 
+def draw_output_lengths(
+    rng: np.random.Generator,
+    kind: OutputLenDistribution,
+    mean: int,
+    n: int,
+    *,
+    sigma: float = 1.0,
+    cap: int | None = None,
+) -> list[int]:
+    """``n`` output lengths with mean ~``mean``.
+
+    ``fixed``: all ``mean``. ``uniform``: integers uniform in ``[1, 2*mean - 1]``.
+    ``lognormal``: ``exp(N(mu, sigma))`` with ``mu`` chosen so the mean is
+    ``mean``, rounded, clipped to ``[1, cap]`` (``cap`` defaults to ``10*mean``).
+    """
+    if mean < 1:
+        raise ValueError(f"the mean output length must be >= 1, got {mean}")
+    if kind == "fixed":
+        return [mean] * n
+    if kind == "uniform":
+        return [int(x) for x in rng.integers(1, 2 * mean, size=n)]
+    if kind == "lognormal":
+        if not sigma > 0:
+            raise ValueError(f"--output-len-sigma must be > 0, got {sigma}")
+        hi = cap if cap is not None else 10 * mean
+        mu = math.log(mean) - sigma * sigma / 2.0
+        raw = rng.lognormal(mu, sigma, size=n)
+        return [int(min(max(round(x), 1), hi)) for x in raw]
+    raise ValueError(f"unknown output length distribution {kind!r}")
+
+
 def random_workload(
     num_prompts: int,
     input_len: int,
@@ -78,11 +120,22 @@ def random_workload(
     seed: int = 42,
     *,
     as_text: bool = False,
+    output_len_distribution: OutputLenDistribution | None = None,
+    output_len_sigma: float = 1.0,
 ) -> list[WorkItem]:
-    """``num_prompts`` seeded random requests (token ids, or text when ``as_text``)."""
+    """``num_prompts`` seeded random requests (token ids, or text when ``as_text``).
+
+    Output lengths follow ``range_ratio`` unless ``output_len_distribution`` is
+    given (then :func:`draw_output_lengths` with mean ``output_len``).
+    """
     rng = np.random.default_rng(seed)
     ins = _lengths(rng, input_len, range_ratio, num_prompts)
-    outs = _lengths(rng, output_len, range_ratio, num_prompts)
+    if output_len_distribution is None:
+        outs = _lengths(rng, output_len, range_ratio, num_prompts)
+    else:
+        outs = draw_output_lengths(
+            rng, output_len_distribution, output_len, num_prompts, sigma=output_len_sigma
+        )
     items: list[WorkItem] = []
     lo, hi = TOKEN_ID_RANGE
     for i, (n_in, n_out) in enumerate(zip(ins, outs, strict=True)):
@@ -154,6 +207,7 @@ def warmup_items(items: list[WorkItem], count: int, max_output: int = 32) -> lis
             min(first.output_len, max_output),
             input_ids=first.input_ids,
             text=first.text,
+            group=-1,
         )
         for i in range(count)
     ]
@@ -232,10 +286,34 @@ def build_chat_kwargs(
     """Keyword arguments of ``InferenceHTTPClient.async_chat_completion`` for one item."""
     text = item.text
     if text is None:  # token ids cannot be sent to chat: one word per id
-        text = " ".join(_WORDS[i % len(_WORDS)] for i in item.input_ids or [])
+        text = words(item.input_ids or [])
     body: dict[str, Any] = {
         "messages": [{"role": "user", "content": text}],
         "model": model,
+        "max_tokens": item.output_len,
+        "ignore_eos": True,
+        "temperature": 0.0,
+    }
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    if extra:
+        body = merge_body(body, extra)
+    body["stream"] = stream
+    return body
+
+
+def build_completion_kwargs(
+    item: WorkItem, *, model: str, stream: bool, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The JSON body of ``POST /v1/completions`` for one item.
+
+    The prompt is always text (one word per token id): sglang-router accepts only
+    a string or a list of strings as ``prompt`` there.
+    """
+    text = item.text if item.text is not None else words(item.input_ids or [])
+    body: dict[str, Any] = {
+        "model": model,
+        "prompt": text,
         "max_tokens": item.output_len,
         "ignore_eos": True,
         "temperature": 0.0,

@@ -22,6 +22,8 @@ from ._http11 import (
     parse_raw_head,
 )
 from ._pool import SLOT, ConnectionPool, Origin, Slot
+from ._sync import KEEPALIVE_EXPIRY
+from ._wire import mark_failure
 
 __all__ = ["AsyncTransport", "SocketOption"]
 
@@ -50,14 +52,13 @@ _TRIO_MESSAGE = (
     "httpx.AsyncHTTPTransport (the rlinf-http client picks it automatically)."
 )
 _CLOSED_MESSAGE = "Cannot send a request, as the transport has been closed."
-_RETRYABLE = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
 _get_running_loop = asyncio.get_running_loop
 #: Keep-alive expiry clock (the pool only compares its own readings).
 _monotonic = time.monotonic
 
 
 class _Retry(Exception):
-    """A reused connection died before any response byte: resend on a fresh one."""
+    """A pooled connection was found closed before the request was written: use another."""
 
 
 class _Waiter:
@@ -285,10 +286,7 @@ class _Connection(asyncio.BufferedProtocol):
             raw.set_result(result)
         else:
             error = self._error or httpx.ReadError("The connection was closed.")
-            if parser.started:
-                # The response had begun: the server got (and may have acted on)
-                # the request, so callers must not resend it.
-                error.response_started = True  # type: ignore[attr-defined]
+            mark_failure(error, parser.started, self.reused)
             raw.set_exception(error)
 
     def _arm_timer(self, timeout: float) -> None:
@@ -410,25 +408,15 @@ class _Connection(asyncio.BufferedProtocol):
         self._writing = False
         self._last_activity = self._loop.time()
 
-    def raw_failed(
-        self, raw: asyncio.Future[RawResponse] | None, exc: BaseException, may_retry: bool
-    ) -> bool:
-        """Clean up after a raw request failed here; True means: resend on a fresh connection."""
+    def raw_failed(self, raw: asyncio.Future[RawResponse] | None, exc: BaseException) -> None:
+        """Clean up after a raw request failed here."""
         if raw is not None and raw.done() and not raw.cancelled() and raw.exception() is None:
-            return False  # complete (cancelled afterwards): already released
+            return  # complete (cancelled afterwards): already released
         self._raw = None
         self._writing = False
         parser = self._parser
-        if (
-            may_retry
-            and self.reused
-            and (parser is None or not parser.started)
-            and isinstance(exc, _RETRYABLE)
-        ):
-            self._discard_keep_slot()
-            return True
+        mark_failure(exc, parser is not None and parser.started, self.reused)
         self._discard()
-        return False
 
     async def send(
         self, head: RequestHead, read_timeout: float | None, write_timeout: float | None
@@ -462,15 +450,8 @@ class _Connection(asyncio.BufferedProtocol):
                     await self._wait()
         except BaseException as exc:
             self._writing = False
-            if (
-                self.reused
-                and head.replayable
-                and not parser.started
-                and isinstance(exc, _RETRYABLE)
-            ):
-                self._discard_keep_slot()
-                raise _Retry() from exc
             self._discard()
+            mark_failure(exc, parser.started, self.reused)
             raise
         self._want_headers = False
         extensions = {"http_version": parser.http_version, "reason_phrase": parser.reason_phrase}
@@ -577,9 +558,13 @@ class AsyncTransport(httpx.AsyncBaseTransport):
     global cap (``max_connections``) served to waiters in FIFO order.  Requests
     honour httpx's per-request ``timeout`` extension (``connect``, ``read``,
     ``write``, ``pool``; None means unbounded); without it ``connect_timeout``
-    applies and everything else is unbounded.  A request that fails on a reused
-    connection before any response byte arrived is sent once more on a fresh
-    connection.  Environment proxies are never consulted.  asyncio only.
+    applies and everything else is unbounded.  A request is sent once: only a
+    pooled connection seen closed *before* the request is written is replaced by
+    a fresh one.  A failure says on the exception whether response bytes had
+    arrived (``response_started``) or a reused connection died under the request
+    (``stale_connection``), for a retry policy to decide (see ``_wire``).  Idle
+    connections expire after ``keepalive_expiry`` seconds (4, below uvicorn's 5).
+    Environment proxies are never consulted.  asyncio only.
     """
 
     def __init__(
@@ -587,7 +572,7 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         *,
         max_connections: int = 16384,
         connect_timeout: float | None = 10.0,
-        keepalive_expiry: float | None = 60.0,
+        keepalive_expiry: float | None = KEEPALIVE_EXPIRY,
         ssl_context: ssl.SSLContext | None = None,
         socket_options: Iterable[SocketOption] | None = None,
     ) -> None:
@@ -681,21 +666,10 @@ class AsyncTransport(httpx.AsyncBaseTransport):
             conn = item
         else:
             conn = await self._acquire(item, origin, loop, pool_timeout, connect_timeout)
-        raw = None
-        try:
-            if conn.closed:
-                raise (httpx.ReadError if conn.reused else httpx.ConnectError)(
-                    "The connection was closed."
-                )
-            raw = conn.start_raw(head, body, is_head, keep_alive, read_timeout)
-            if conn._writing:
-                await conn.drain_raw(write_timeout)
-            return await raw
-        except BaseException as exc:
-            if not conn.raw_failed(raw, exc, True):
-                raise
-        # A reused connection died before answering: once more on a fresh one.
-        conn = await self._connect(origin, loop, connect_timeout)
+        if conn.closed and conn.reused:
+            # Died between release and reuse, before anything was written: a fresh one.
+            conn._discard_keep_slot()
+            conn = await self._connect(origin, loop, connect_timeout)
         raw = None
         try:
             if conn.closed:
@@ -705,7 +679,7 @@ class AsyncTransport(httpx.AsyncBaseTransport):
                 await conn.drain_raw(write_timeout)
             return await raw
         except BaseException as exc:
-            conn.raw_failed(raw, exc, False)
+            conn.raw_failed(raw, exc)
             raise
 
     async def aclose(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import socket
 import ssl
 import threading
@@ -22,6 +23,7 @@ from ._http11 import (
     parse_raw_head,
 )
 from ._pool import SLOT, ConnectionPool, Origin, Slot
+from ._wire import READ_DEADLINE_EXTENSION, mark_failure, read_timeout_within_deadline
 
 __all__ = ["SocketOption", "SyncTransport"]
 
@@ -39,11 +41,28 @@ _TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 _INF = float("inf")
 _CLOSED_MESSAGE = "Cannot send a request, as the transport has been closed."
 _monotonic = time.monotonic
-_RETRYABLE = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+#: Below the 5 s after which uvicorn (sglang's server) closes idle connections, so
+#: that a connection is rarely reused just as the server closes it.
+KEEPALIVE_EXPIRY = 4.0
 
 
 class _Retry(Exception):
-    """A reused connection died before any response byte: resend on a fresh one."""
+    """A pooled connection was found closed before the request was written: use another."""
+
+
+def _peer_gone(sock: socket.socket) -> bool:
+    """An idle connection the peer closed (or sent stray bytes on): readable at once."""
+    try:
+        if _poll is not None:
+            poller = _poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
+
+
+_poll = getattr(select, "poll", None)
 
 
 class _Waiter:
@@ -77,6 +96,7 @@ class _Connection:
     """One keep-alive HTTP/1.1 connection over a blocking socket."""
 
     __slots__ = (
+        "_failed",
         "_owner",
         "_parser",
         "_spare",
@@ -95,6 +115,8 @@ class _Connection:
         self.sock = sock
         self._timeout: float | None = sock.gettimeout()
         self._parser: ResponseParser | None = None
+        #: A read failure held back while the body bytes before it are delivered.
+        self._failed: httpx.TransportError | None = None
         #: The parser of the previous response, kept for the next one.
         self._spare: ResponseParser | None = None
         self.expires_at = _INF
@@ -134,8 +156,18 @@ class _Connection:
             raise httpx.WriteError(str(exc) or type(exc).__name__) from exc
 
     def _read_more(self, parser: ResponseParser) -> None:
+        timeout = read_timeout_within_deadline(self._timeout)
         try:
-            data = self.sock.recv(_RECV_SIZE)
+            if timeout != self._timeout:  # inside a read_deadline() block
+                if timeout is not None and timeout <= 0:
+                    raise TimeoutError
+                self.sock.settimeout(timeout)
+                try:
+                    data = self.sock.recv(_RECV_SIZE)
+                finally:
+                    self.sock.settimeout(self._timeout)
+            else:
+                data = self.sock.recv(_RECV_SIZE)
         except TimeoutError:
             raise httpx.ReadTimeout("Timed out while receiving data from the host.") from None
         except OSError as exc:
@@ -173,6 +205,7 @@ class _Connection:
             parser.restart(is_head)
         self._parser = parser
         self.keep_alive = keep_alive
+        self._failed = None
         return parser
 
     def send_raw(
@@ -186,6 +219,9 @@ class _Connection:
         may_retry: bool,
     ) -> RawResponse:
         """Send a complete request, read the complete response."""
+        if may_retry and self.reused and _peer_gone(self.sock):
+            self.close()  # the slot is kept for the retry
+            raise _Retry()
         parser = self._begin(is_head, keep_alive)
         try:
             self._settimeout(write_timeout)
@@ -200,12 +236,8 @@ class _Connection:
             while not parser.complete:
                 self._read_more(parser)
         except BaseException as exc:
-            if may_retry and self.reused and not parser.started and isinstance(exc, _RETRYABLE):
-                self.close()  # the slot is kept for the retry
-                raise _Retry() from exc
             self._discard()
-            if parser.started and isinstance(exc, httpx.TransportError):
-                exc.response_started = True  # type: ignore[attr-defined]  # see _async
+            mark_failure(exc, parser.started, self.reused)
             raise
         result = (parser.status_code, parser.headers, parser.take_body())
         self._finish()
@@ -214,6 +246,9 @@ class _Connection:
     def send(
         self, head: RequestHead, read_timeout: float | None, write_timeout: float | None
     ) -> httpx.Response:
+        if self.reused and _peer_gone(self.sock):
+            self.close()  # the slot is kept for the retry
+            raise _Retry()
         parser = self._begin(head.is_head, head.keep_alive)
         try:
             self._settimeout(write_timeout)
@@ -222,19 +257,16 @@ class _Connection:
                 self._send_body(head)
             self._settimeout(read_timeout)
             while not parser.headers_complete:
-                self._read_more(parser)
+                self._read_or_defer(parser)
         except BaseException as exc:
-            if (
-                self.reused
-                and head.replayable
-                and not parser.started
-                and isinstance(exc, _RETRYABLE)
-            ):
-                self.close()  # the slot is kept for the retry
-                raise _Retry() from exc
             self._discard()
+            mark_failure(exc, parser.started, self.reused)
             raise
-        extensions = {"http_version": parser.http_version, "reason_phrase": parser.reason_phrase}
+        extensions = {
+            "http_version": parser.http_version,
+            "reason_phrase": parser.reason_phrase,
+            READ_DEADLINE_EXTENSION: True,
+        }
         if parser.complete:
             body = parser.take_body()
             self._finish()
@@ -254,7 +286,20 @@ class _Connection:
             if parser.complete:
                 self._finish()
                 return b""
+            failed = self._failed
+            if failed is not None:
+                raise failed
+            self._read_or_defer(parser)
+
+    def _read_or_defer(self, parser: ResponseParser) -> None:
+        """Read more; a failure once the head is in waits until the body bytes received
+        before it are delivered (:meth:`receive_body` raises it then)."""
+        try:
             self._read_more(parser)
+        except httpx.TransportError as exc:
+            if not parser.headers_complete:
+                raise
+            self._failed = exc
 
     def _finish(self) -> None:
         parser = self._parser
@@ -305,9 +350,11 @@ class SyncTransport(httpx.BaseTransport):
     O(1) acquire/release, a global ``max_connections`` cap and FIFO waiting,
     shared safely by many threads.  Honours httpx's per-request ``timeout``
     extension (None = unbounded); without it ``connect_timeout`` applies and
-    the rest is unbounded.  A request that fails on a reused connection before
-    any response byte arrived (the server closed it while idle) is sent once
-    more on a fresh connection.  Environment proxies are never consulted.
+    the rest is unbounded.  A request is sent once: only a pooled connection
+    seen closed (or readable) *before* the request is written is replaced by a
+    fresh one.  Failures are marked as in :class:`AsyncTransport`.  Idle
+    connections expire after ``keepalive_expiry`` seconds (4, below uvicorn's 5).
+    Environment proxies are never consulted.
     """
 
     def __init__(
@@ -315,7 +362,7 @@ class SyncTransport(httpx.BaseTransport):
         *,
         max_connections: int = 16384,
         connect_timeout: float | None = 10.0,
-        keepalive_expiry: float | None = 60.0,
+        keepalive_expiry: float | None = KEEPALIVE_EXPIRY,
         ssl_context: ssl.SSLContext | None = None,
         socket_options: Iterable[SocketOption] | None = None,
     ) -> None:

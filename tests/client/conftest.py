@@ -137,28 +137,35 @@ class RawHTTPServer:
                 req = SeenRequest(method, target, headers, body, conn_id)
                 with self._lock:
                     self.requests.append(req)
-                    delay = self.next_delays.pop(0) if self.next_delays else None
-                if delay is None:
-                    delay = self.delays.get(target, 0.0)
-                if delay > 0:
-                    # Wait, but notice the client going away or the server stopping.
-                    deadline = time.monotonic() + delay
-                    conn.settimeout(0.05)
-                    while time.monotonic() < deadline and not self._stop.is_set():
-                        try:
-                            data = conn.recv(1, socket.MSG_PEEK)
-                        except TimeoutError:
-                            continue
-                        if data == b"":
-                            return
-                        time.sleep(0.05)
-                    conn.settimeout(None)
-                    if self._stop.is_set():
-                        return
-                status, extra, payload = self.handler(req)
-                out = [f"HTTP/1.1 {status} X", f"content-length: {len(payload)}"]
-                out += [f"{k}: {v}" for k, v in extra.items()]
-                conn.sendall(("\r\n".join(out) + "\r\n\r\n").encode() + payload)
+                if not self._respond(conn, req):
+                    return
+
+    def _respond(self, conn: socket.socket, req: SeenRequest) -> bool:
+        """Answer ``req``; False ends the connection (subclasses misbehave here)."""
+        with self._lock:
+            delay = self.next_delays.pop(0) if self.next_delays else None
+        if delay is None:
+            delay = self.delays.get(req.path, 0.0)
+        if delay > 0:
+            # Wait, but notice the client going away or the server stopping.
+            deadline = time.monotonic() + delay
+            conn.settimeout(0.05)
+            while time.monotonic() < deadline and not self._stop.is_set():
+                try:
+                    data = conn.recv(1, socket.MSG_PEEK)
+                except TimeoutError:
+                    continue
+                if data == b"":
+                    return False
+                time.sleep(0.05)
+            conn.settimeout(None)
+            if self._stop.is_set():
+                return False
+        status, extra, payload = self.handler(req)
+        out = [f"HTTP/1.1 {status} X", f"content-length: {len(payload)}"]
+        out += [f"{k}: {v}" for k, v in extra.items()]
+        conn.sendall(("\r\n".join(out) + "\r\n\r\n").encode() + payload)
+        return True
 
     def close(self) -> None:
         self._stop.set()

@@ -155,9 +155,9 @@ async def test_server_closes_idle_connection(serve: Serve) -> None:
     assert server.connections_opened == 2
 
 
-async def test_stale_reused_connection_is_retried_once(serve: Serve) -> None:
-    # The server closes the idle connection but the client has not noticed yet:
-    # the first request on it sees EOF before any byte and is resent.
+async def test_stale_reused_connection_is_not_resent(serve: Serve) -> None:
+    # The server resets the reused connection after reading the request: the request
+    # reached it, so the transport does not resend it; the error says it was stale.
     async def handler(conn: ServerConn) -> None:
         await conn.read_request()
         await conn.respond(b"fresh")
@@ -168,8 +168,12 @@ async def test_stale_reused_connection_is_retried_once(serve: Serve) -> None:
     server = serve(handler)
     async with client() as c:
         assert (await c.get(server.url)).content == b"fresh"
+        with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)) as info:
+            await c.get(server.url)
+        assert getattr(info.value, "stale_connection", False)
         assert (await c.get(server.url)).content == b"fresh"
     assert server.connections_opened == 2
+    assert len(server.requests) == 3
 
 
 async def test_fresh_connection_failure_not_retried(serve: Serve) -> None:
