@@ -56,6 +56,13 @@ def gen_json(rid: str, finish: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def sse(events: bytes) -> httpx.Response:
+    # an unread body, as a network response is (content= would be pre-read)
+    return httpx.Response(
+        200, stream=httpx.ByteStream(events), headers={"content-type": "text/event-stream"}
+    )
+
+
 def sent(route: respx.Route) -> tuple[dict[str, Any], httpx.Headers]:
     request = route.calls.last.request
     return json.loads(request.content), request.headers
@@ -83,40 +90,49 @@ def test_completion_sync(mock: respx.MockRouter) -> None:
     assert headers[KEY] == "s1"
 
 
+EVENTS = (
+    b'data: {"id":"c","object":"text_completion","choices":[{"index":0,"text":" a"}]}\n\n'
+    b'data: {"id":"c","object":"text_completion","choices":[{"index":0,"text":" b",'
+    b'"finish_reason":"length"}]}\n\n'
+    b"data: [DONE]\n\n"
+)
+
+
+def stream_handler(seen: list[httpx.Request]) -> httpx.MockTransport:
+    """A transport answering /v1/completions with an SSE stream (an unread body)."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if not json.loads(request.content).get("stream"):
+            return httpx.Response(200, json=COMPLETION)
+        return sse(EVENTS)
+
+    return httpx.MockTransport(handle)
+
+
 @pytest.mark.anyio
-async def test_completion_async_and_stream(mock: respx.MockRouter) -> None:
-    events = (
-        b'data: {"id":"c","object":"text_completion","choices":[{"index":0,"text":" a"}]}\n\n'
-        b'data: {"id":"c","object":"text_completion","choices":[{"index":0,"text":" b",'
-        b'"finish_reason":"length"}]}\n\n'
-        b"data: [DONE]\n\n"
-    )
-    route = mock.post("/v1/completions").mock(
-        side_effect=[
-            httpx.Response(200, json=COMPLETION),
-            httpx.Response(200, content=events, headers={"content-type": "text/event-stream"}),
-        ]
-    )
-    async with InferenceHTTPClient(BASE) as client:
+async def test_completion_async_and_stream() -> None:
+    seen: list[httpx.Request] = []
+    http = httpx.AsyncClient(transport=stream_handler(seen))
+    async with http, InferenceHTTPClient(BASE, async_http_client=http) as client:
         out = await client.async_completion([1, 2], "m", routing_key="k")
         assert out.usage.total_tokens == 2
-        assert sent(route)[0]["prompt"] == [1, 2] and sent(route)[1][KEY] == "k"
+        assert json.loads(seen[-1].content)["prompt"] == [1, 2]
+        assert seen[-1].headers[KEY] == "k"
         stream = await client.async_completion("hi", stream=True)
         async with stream:
             texts = [c.choices[0].text async for c in stream]
     assert texts == [" a", " b"]
-    assert sent(route)[0]["stream"] is True
+    assert json.loads(seen[-1].content)["stream"] is True
 
 
-def test_completion_stream_sync(mock: respx.MockRouter) -> None:
-    events = b'data: {"choices":[{"index":0,"text":" z"}]}\n\ndata: [DONE]\n\n'
-    mock.post("/v1/completions").mock(
-        return_value=httpx.Response(
-            200, content=events, headers={"content-type": "text/event-stream"}
-        )
-    )
-    with InferenceHTTPClient(BASE) as client, client.completion("hi", stream=True) as stream:
-        assert [c.choices[0].text for c in stream] == [" z"]
+def test_completion_stream_sync() -> None:
+    seen: list[httpx.Request] = []
+    with httpx.Client(transport=stream_handler(seen)) as http:
+        client = InferenceHTTPClient(BASE, http_client=http)
+        with client.completion("hi", stream=True, routing_key="z") as stream:
+            assert [c.choices[0].text for c in stream] == [" a", " b"]
+    assert seen[-1].headers[KEY] == "z"
 
 
 def test_token_ids_through_the_router_422_says_why(mock: respx.MockRouter) -> None:
