@@ -16,7 +16,7 @@ import anyio.abc
 import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._base_client import NOT_GIVEN, TimeoutTypes
+from ._base_client import NOT_GIVEN, BaseClient, TimeoutTypes
 from ._core import plans
 from ._core.dataplane import (
     fanout_rids,
@@ -177,7 +177,7 @@ class AsCompleted(Generic[R]):
         return None
 
 
-class InferenceHTTPClient(DataPlaneMixin):
+class InferenceHTTPClient(DataPlaneMixin, BaseClient):
     """A typed client for an sglang router or a single sglang server.
 
     A drop-in for RLinf's ``InferenceHTTPClient``: the same constructor, methods
