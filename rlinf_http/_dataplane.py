@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from ._base_client import NOT_GIVEN, BaseClient, TimeoutTypes
+from ._base_client import NOT_GIVEN, TimeoutTypes
 from ._core.dataplane import (
     build_completion,
     build_detokenize,
@@ -27,8 +27,8 @@ from ._core.dataplane import (
     with_routing_key,
 )
 from ._core.requests import DEFAULT_CHAT_MODEL, Operation
-from ._core.retry import RetryPolicy
 from ._errors import InvalidRequestError, UnprocessableEntityError
+from ._fanout import FanOutMixin, check_concurrency
 from ._streaming import AsyncStream, Stream
 from .models import (
     Completion,
@@ -62,16 +62,13 @@ def _explain_422(exc: UnprocessableEntityError, prompt: object) -> None:
         exc.args = (f"{exc.args[0]}{_TOKEN_IDS_HINT}", *exc.args[1:])
 
 
-class DataPlaneMixin(BaseClient):
+class DataPlaneMixin(FanOutMixin):
     """Completions, embeddings, tokenizer and LoRA calls of :class:`InferenceHTTPClient`.
 
     Every call takes ``routing_key=`` (sent as ``X-SMG-Routing-Key``: the router's
     ``manual`` and ``consistent_hashing`` policies keep one key on one worker),
     ``timeout=`` and ``max_retries=`` like the other typed calls.
     """
-
-    def _policy(self, max_retries: int | None) -> RetryPolicy:
-        return self.retry_policy.with_max_retries(max_retries)
 
     # -- /v1/completions -------------------------------------------------------------------
 
@@ -282,7 +279,7 @@ class DataPlaneMixin(BaseClient):
         ops = self._completion_ops(prompts, model, kwargs, routing_key, priority, lora_path)
         return await self._amap(
             ops,
-            concurrency=_check_concurrency(concurrency),
+            concurrency=check_concurrency(concurrency),
             return_exceptions=return_exceptions,
             progress=progress,
             retry=self._policy(max_retries),
@@ -340,7 +337,7 @@ class DataPlaneMixin(BaseClient):
     ) -> list[Any]:
         """Sync :meth:`async_completion_many`."""
         ops = self._completion_ops(prompts, model, kwargs, routing_key, priority, lora_path)
-        limit = _check_concurrency(concurrency)
+        limit = check_concurrency(concurrency)
         policy = self._policy(max_retries)
         return self._run_async(
             lambda: self._amap(
@@ -700,9 +697,3 @@ class DataPlaneMixin(BaseClient):
     async def async_unload_lora_adapter(self, lora_name: str) -> LoraAdapterResult:
         """Async :meth:`unload_lora_adapter`."""
         return await self._asend(build_unload_lora(lora_name), retry=self._policy(None))
-
-
-def _check_concurrency(concurrency: int) -> int:
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise InvalidRequestError(f"concurrency must be an int >= 1, got {concurrency!r}")
-    return concurrency
