@@ -28,7 +28,7 @@ from ._core.dataplane import (
 )
 from ._core.requests import DEFAULT_CHAT_MODEL, Operation
 from ._errors import InvalidRequestError, UnprocessableEntityError
-from ._fanout import FanOutMixin, check_concurrency
+from ._fanout import FanOutMixin
 from ._streaming import AsyncStream, Stream
 from .models import (
     Completion,
@@ -277,14 +277,7 @@ class DataPlaneMixin(FanOutMixin):
         per prompt. Every argument is checked before the first request is sent.
         """
         ops = self._completion_ops(prompts, model, kwargs, routing_key, priority, lora_path)
-        return await self._amap(
-            ops,
-            concurrency=check_concurrency(concurrency),
-            return_exceptions=return_exceptions,
-            progress=progress,
-            retry=self._policy(max_retries),
-            timeout=timeout,
-        )
+        return await self._map(ops, concurrency, return_exceptions, progress, max_retries, timeout)
 
     @overload
     def completion_many(
@@ -337,18 +330,7 @@ class DataPlaneMixin(FanOutMixin):
     ) -> list[Any]:
         """Sync :meth:`async_completion_many`."""
         ops = self._completion_ops(prompts, model, kwargs, routing_key, priority, lora_path)
-        limit = check_concurrency(concurrency)
-        policy = self._policy(max_retries)
-        return self._run_async(
-            lambda: self._amap(
-                ops,
-                concurrency=limit,
-                return_exceptions=return_exceptions,
-                progress=progress,
-                retry=policy,
-                timeout=timeout,
-            )
-        )
+        return self._map_sync(ops, concurrency, return_exceptions, progress, max_retries, timeout)
 
     # -- /v1/embeddings and /encode -------------------------------------------------------
 

@@ -162,6 +162,57 @@ class FanOutMixin(BaseClient):
     def _policy(self, max_retries: int | None) -> RetryPolicy:
         return self.retry_policy.with_max_retries(max_retries)
 
+    async def _map(
+        self,
+        ops: Sequence[Operation[Any]],
+        concurrency: int,
+        return_exceptions: bool,
+        progress: Progress | None,
+        max_retries: int | None,
+        timeout: TimeoutTypes,
+    ) -> list[Any]:
+        """Run ``ops`` with at most ``concurrency`` in flight; results in input order."""
+        return await self._amap(
+            ops,
+            concurrency=check_concurrency(concurrency),
+            return_exceptions=return_exceptions,
+            progress=progress,
+            retry=self._policy(max_retries),
+            timeout=timeout,
+        )
+
+    def _map_sync(
+        self,
+        ops: Sequence[Operation[Any]],
+        concurrency: int,
+        return_exceptions: bool,
+        progress: Progress | None,
+        max_retries: int | None,
+        timeout: TimeoutTypes,
+    ) -> list[Any]:
+        """:meth:`_map` from sync code (on a private event loop and session)."""
+        check_concurrency(concurrency)  # before the loop starts
+        return self._run_async(
+            lambda: self._map(ops, concurrency, return_exceptions, progress, max_retries, timeout)
+        )
+
+    def _as_completed(
+        self,
+        ops: Sequence[Operation[Any]],
+        concurrency: int,
+        return_exceptions: bool,
+        max_retries: int | None,
+        timeout: TimeoutTypes,
+    ) -> AsCompleted[Any]:
+        return AsCompleted(
+            self,
+            ops,
+            check_concurrency(concurrency),
+            return_exceptions,
+            self._policy(max_retries),
+            timeout,
+        )
+
     # -- bounded fan-out --------------------------------------------------------------------
 
     @staticmethod
@@ -340,14 +391,7 @@ class FanOutMixin(BaseClient):
             priority,
             lora_path,
         )
-        return await self._amap(
-            ops,
-            concurrency=check_concurrency(concurrency),
-            return_exceptions=return_exceptions,
-            progress=progress,
-            retry=self._policy(max_retries),
-            timeout=timeout,
-        )
+        return await self._map(ops, concurrency, return_exceptions, progress, max_retries, timeout)
 
     @overload
     async def async_chat_completion_many(
@@ -400,14 +444,7 @@ class FanOutMixin(BaseClient):
     ) -> list[Any]:
         """:meth:`async_generate_many` for chat completions (one conversation each)."""
         ops = self._chat_ops(messages_list, model, kwargs, routing_key, priority, lora_path)
-        return await self._amap(
-            ops,
-            concurrency=check_concurrency(concurrency),
-            return_exceptions=return_exceptions,
-            progress=progress,
-            retry=self._policy(max_retries),
-            timeout=timeout,
-        )
+        return await self._map(ops, concurrency, return_exceptions, progress, max_retries, timeout)
 
     @overload
     def async_generate_as_completed(
@@ -518,14 +555,7 @@ class FanOutMixin(BaseClient):
             priority,
             lora_path,
         )
-        return AsCompleted(
-            self,
-            ops,
-            check_concurrency(concurrency),
-            return_exceptions,
-            self._policy(max_retries),
-            timeout,
-        )
+        return self._as_completed(ops, concurrency, return_exceptions, max_retries, timeout)
 
     @overload
     def async_chat_completion_as_completed(
@@ -575,14 +605,7 @@ class FanOutMixin(BaseClient):
     ) -> AsCompleted[Any]:
         """Chat twin of :meth:`async_generate_as_completed`."""
         ops = self._chat_ops(messages_list, model, kwargs, routing_key, priority, lora_path)
-        return AsCompleted(
-            self,
-            ops,
-            check_concurrency(concurrency),
-            return_exceptions,
-            self._policy(max_retries),
-            timeout,
-        )
+        return self._as_completed(ops, concurrency, return_exceptions, max_retries, timeout)
 
     @overload
     def generate_many(
@@ -694,18 +717,7 @@ class FanOutMixin(BaseClient):
             priority,
             lora_path,
         )
-        concurrency = check_concurrency(concurrency)
-        policy = self._policy(max_retries)
-        return self._run_async(
-            lambda: self._amap(
-                ops,
-                concurrency=concurrency,
-                return_exceptions=return_exceptions,
-                progress=progress,
-                retry=policy,
-                timeout=timeout,
-            )
-        )
+        return self._map_sync(ops, concurrency, return_exceptions, progress, max_retries, timeout)
 
     @overload
     def chat_completion_many(
@@ -758,15 +770,4 @@ class FanOutMixin(BaseClient):
     ) -> list[Any]:
         """Sync :meth:`async_chat_completion_many`."""
         ops = self._chat_ops(messages_list, model, kwargs, routing_key, priority, lora_path)
-        concurrency = check_concurrency(concurrency)
-        policy = self._policy(max_retries)
-        return self._run_async(
-            lambda: self._amap(
-                ops,
-                concurrency=concurrency,
-                return_exceptions=return_exceptions,
-                progress=progress,
-                retry=policy,
-                timeout=timeout,
-            )
-        )
+        return self._map_sync(ops, concurrency, return_exceptions, progress, max_retries, timeout)
