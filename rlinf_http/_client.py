@@ -18,6 +18,7 @@ import anyio.abc
 import httpx
 
 from ._base_client import NOT_GIVEN, BaseClient, TimeoutTypes
+from ._control import ControlMixin
 from ._core import plans
 from ._core.dataplane import (
     steering_fields,
@@ -67,7 +68,7 @@ def _check_stream_mode(mode: object) -> StreamMode:
     )
 
 
-class InferenceHTTPClient(DataPlaneMixin, BaseClient):
+class InferenceHTTPClient(ControlMixin, DataPlaneMixin, BaseClient):
     """A typed client for an sglang router or a single sglang server.
 
     A drop-in for RLinf's ``InferenceHTTPClient``: the same constructor, methods

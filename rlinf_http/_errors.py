@@ -9,7 +9,9 @@ Every error the client raises on purpose derives from :class:`RLinfHTTPError`::
     │   └── APITimeoutError (+ TimeoutError)    the connect (or a per-call) timeout fired
     ├── APIStatusError                          the server answered with a non-2xx status
     │   ├── BadRequestError                 400
-    │   │   └── DuplicateRequestIdError     400: a request with this ``rid`` is in flight
+    │   │   ├── DuplicateRequestIdError     400: a request with this ``rid`` is in flight
+    │   │   └── WeightUpdateError           a weight-update call answered ``success: false``
+    │   │       └── CacheNotFlushedError    the weights WERE loaded; the cache flush after failed
     │   ├── AuthenticationError             401
     │   ├── PermissionDeniedError           403
     │   ├── NotFoundError                   404
@@ -23,7 +25,9 @@ Every error the client raises on purpose derives from :class:`RLinfHTTPError`::
     ├── StreamError                         a streamed response failed after it started
     │   ├── StreamErrorEvent                an ``{"error": ...}`` event inside an HTTP 200 stream
     │   └── IncompleteStreamError           the stream ended without ``data: [DONE]``
-    └── WorkerRegistrationError             the router reported a failed worker registration
+    ├── WorkerRegistrationError             the router reported a failed worker registration
+    ├── FleetError                          a call failed on some workers of a Fleet (all tried)
+    └── WeightVersionMismatchError          workers of a Fleet serve another weight version
 
 The base class is a :class:`RuntimeError` so that code written against the RLinf
 client (which raised ``RuntimeError`` for failed ``post`` calls) keeps working.
@@ -41,8 +45,10 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "CacheNotFlushedError",
     "ConflictError",
     "DuplicateRequestIdError",
+    "FleetError",
     "IncompleteStreamError",
     "InternalServerError",
     "InvalidRequestError",
@@ -56,6 +62,8 @@ __all__ = [
     "StreamErrorEvent",
     "UnprocessableEntityError",
     "UnsupportedMediaTypeError",
+    "WeightUpdateError",
+    "WeightVersionMismatchError",
     "WorkerRegistrationError",
 ]
 
@@ -235,6 +243,71 @@ class IncompleteStreamError(StreamError):
 
 class WorkerRegistrationError(RLinfHTTPError):
     """The router reported that adding a worker failed."""
+
+
+class WeightUpdateError(BadRequestError):
+    """A weight-update call (update, group, session or version) reported failure.
+
+    sglang answers ``{"success": false, "message": ...}`` (HTTP 400); ``message``
+    is the server's text. ``weights_updated`` is ``False``: the server still
+    serves the previous weights.
+    """
+
+    #: Whether the server swapped the weights despite the error.
+    weights_updated: bool = False
+
+
+class CacheNotFlushedError(WeightUpdateError):
+    """The weights WERE loaded, but the cache flush that follows the load failed.
+
+    sglang returns 400 when requests were still running after the load, so its
+    cache still holds entries computed with the old weights. Do not load again:
+    flush the cache once the server is idle (``flush_cache()``).
+    """
+
+    weights_updated = True
+
+
+class FleetError(RLinfHTTPError):
+    """A :class:`~rlinf_http.Fleet` call failed on at least one worker.
+
+    Raised after every worker was tried. ``result`` maps each worker URL to its
+    result or its exception; ``errors`` holds only the failures.
+    """
+
+    def __init__(self, message: str, *, operation: str = "", result: Any = None) -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.result = result
+
+    @property
+    def errors(self) -> dict[str, Exception]:
+        """Worker URL -> the exception its call raised."""
+        return dict(self.result.errors) if self.result is not None else {}
+
+
+class WeightVersionMismatchError(RLinfHTTPError):
+    """Some workers of a :class:`~rlinf_http.Fleet` serve another weight version.
+
+    ``expected`` is the wanted version, ``versions`` maps every worker URL to
+    the version it reports and ``mismatched`` only the disagreeing ones.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        expected: str | None = None,
+        versions: dict[str, str | None] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.versions = versions if versions is not None else {}
+
+    @property
+    def mismatched(self) -> dict[str, str | None]:
+        """Worker URL -> version, for the workers that do not serve ``expected``."""
+        return {url: v for url, v in self.versions.items() if v != self.expected}
 
 
 _STATUS_ERRORS: dict[int, type[APIStatusError]] = {

@@ -9,31 +9,91 @@ imports typer or rich; :func:`main` reports a missing extra clearly.
 # command functions, which are defined inside _build_app().
 
 import json
-import math
+import os
 import sys
+import traceback
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from ._errors import InvalidRequestError
+
 __all__ = ["main"]
+
+#: Set this environment variable to get the full message and traceback of a CLI error.
+_DEBUG_ENV = "RLINF_HTTP_DEBUG"
 
 _MISSING_EXTRA = (
     "rlinf-http: the command line needs the 'cli' extra (typer, rich); the benchmark "
-    "needs the 'bench' extra. Install with:  pip install 'rlinf-http[bench]'"
+    "needs the 'bench' extra. In a clone of the repository:  pip install -e '.[bench]'"
 )
 
 
-def _parse_rate(value: str) -> float:
-    v = value.strip().lower()
-    if v in ("inf", "infinity"):
-        return math.inf
-    rate = float(v)
-    if not rate > 0:
-        raise ValueError(f"request rate must be > 0 or 'inf', got {value!r}")
-    return rate
+class _UsageError(ValueError):
+    """A bad command-line value: exit status 2, the message names the option."""
 
 
-def _parse_list(value: str, conv: Any) -> list[Any]:
-    return [conv(x) for x in value.replace(" ", "").split(",") if x]
+class _Failure(Exception):
+    """An expected CLI failure: printed as one line, exit status ``code``."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def fail(message: str, code: int = 1) -> _Failure:
+    """The exception to raise for a CLI failure (``raise fail("...")``); printed as text."""
+    return _Failure(message, code)
+
+
+def _parse_list(value: str, conv: Any, option: str) -> list[Any]:
+    out = []
+    for x in value.replace(" ", "").split(","):
+        if not x:
+            continue
+        try:
+            out.append(conv(x))
+        except (_UsageError, InvalidRequestError):
+            raise
+        except ValueError:
+            raise _UsageError(
+                f"{option}: expected a comma-separated list of numbers, got {value!r}"
+            ) from None
+    if not out:
+        raise _UsageError(f"{option}: expected a comma-separated list of numbers, got {value!r}")
+    return out
+
+
+def _cli_url(value: str, name: str = "URL") -> str:
+    """A router/server URL from the command line; ``host:port`` means ``http://host:port``."""
+    from ._core.requests import normalize_base_url
+
+    text = value.strip()
+    try:
+        if "://" not in text:
+            # host:port (no scheme): accept it as http://host:port, but only with a port,
+            # so that a typo such as "not-a-url" is an error rather than a DNS lookup
+            url = normalize_base_url("http://" + text)
+            if urllib.parse.urlsplit(url).port is None:
+                raise InvalidRequestError("neither a scheme nor a port")
+            return url
+        return normalize_base_url(text)
+    except InvalidRequestError:
+        raise _UsageError(
+            f"{name}: {value!r} is not a URL; expected http(s)://host[:port][/path] or host:port"
+        ) from None
+
+
+def _parse_json_object(value: str | None, option: str) -> dict[str, Any]:
+    if not value:
+        return {}
+    try:
+        obj = json.loads(value)
+    except ValueError as exc:
+        raise _UsageError(f"{option}: not valid JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise _UsageError(f"{option}: expected a JSON object, got {value!r}")
+    return obj
 
 
 def _parse_headers(values: list[str] | None) -> dict[str, str]:
@@ -50,6 +110,9 @@ def _parse_headers(values: list[str] | None) -> dict[str, str]:
 def _build_app() -> Any:
     import typer
     from rich.console import Console
+    from rich.markup import escape as markup_escape
+
+    from ._core.requests import DEFAULT_CHAT_MODEL
 
     console = Console()
     err = Console(stderr=True)
@@ -59,13 +122,30 @@ def _build_app() -> Any:
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+        cls=_group_class(),
     )
 
-    def fail(message: str, code: int = 1) -> "typer.Exit":
-        err.print(f"[bold red]error:[/] {message}", highlight=False)
-        return typer.Exit(code)
+    def show_version(value: bool) -> None:
+        if value:
+            from ._version import __version__
 
-    @app.command(context_settings={"help_option_names": ["-h", "--help"], "allow_extra_args": True})
+            console.print(f"rlinf-http {__version__}", highlight=False, markup=False)
+            raise typer.Exit()
+
+    @app.callback()
+    def _options(
+        version: bool = typer.Option(
+            False,
+            "--version",
+            callback=show_version,
+            is_eager=True,
+            help="print the version and exit",
+        ),
+    ) -> None:
+        """rlinf-http: a typed client for SGLang routers and servers, and a benchmark."""
+
+    @app.command(context_settings={"allow_extra_args": True})
     def bench(
         ctx: typer.Context,
         url: str | None = typer.Option(
@@ -163,6 +243,7 @@ def _build_app() -> Any:
             from .bench.runner import BenchConfig, run_benchmark, run_sweep
         except ImportError as exc:
             raise fail(f"{_MISSING_EXTRA} ({exc})") from None
+        url = None if url is None else _cli_url(url, "--url")
         try:
             goodput_values = list(goodput or [])
             if ctx.args:  # `--goodput ttft:200 tpot:20`: the values after the first
@@ -173,9 +254,7 @@ def _build_app() -> Any:
                 raise opts.BenchOptionError("--ray", "give local, auto or an address")
             if output_file is not None:
                 opts.check_writable(output_file)
-            extra = json.loads(extra_request_body) if extra_request_body else {}
-            if not isinstance(extra, dict):
-                raise ValueError("--extra-request-body must be a JSON object")
+            extra = _parse_json_object(extra_request_body, "--extra-request-body")
             if output_len_distribution is not None:
                 opts.check_choice(
                     "--output-len-distribution",
@@ -232,21 +311,37 @@ def _build_app() -> Any:
                 headers=_parse_headers(header),
                 flush_cache=flush_cache,
             )
-            concurrencies = _parse_list(sweep_concurrency, int) if sweep_concurrency else []
-            rates = _parse_list(sweep_rate, _parse_rate) if sweep_rate else []
+            concurrencies = (
+                _parse_list(sweep_concurrency, int, "--sweep-concurrency")
+                if sweep_concurrency
+                else []
+            )
+            rates = (
+                _parse_list(
+                    sweep_rate, lambda v: opts.parse_rate(v, "--sweep-rate"), "--sweep-rate"
+                )
+                if sweep_rate
+                else []
+            )
             if concurrencies and rates:
                 raise ValueError("give --sweep-concurrency or --sweep-rate, not both")
             if calibrate and (concurrencies or rates):
                 raise opts.BenchOptionError("--calibrate", "calibrates one run; not with sweeps")
             config.check()
-        except opts.BenchOptionError as exc:
-            raise typer.BadParameter(exc.detail, param_hint=f"'{exc.option}'") from None
-        except (ValueError, ValidationError, ImportError) as exc:
-            raise fail(str(exc), 2) from None
+        except ValidationError:
+            raise  # the CLI's error handler names the options
+        except InvalidRequestError:
+            raise  # BenchOptionError names its option; the handler exits with 2
+        except ValueError as exc:
+            raise _UsageError(str(exc)) from None
 
-        where = url or (
-            f"embedded: {num_workers} fake workers (ttft {fake_ttft_ms:g} ms, "
-            f"itl {fake_itl_ms:g} ms)"
+        where = (
+            markup_escape(url)
+            if url
+            else (
+                f"embedded: {num_workers} fake workers (ttft {fake_ttft_ms:g} ms, "
+                f"itl {fake_itl_ms:g} ms)"
+            )
         )
         try:
             with _progress(console, quiet or processes > 1) as progress:
@@ -296,8 +391,6 @@ def _build_app() -> Any:
                 )
         except KeyboardInterrupt:
             raise fail("interrupted (everything started was stopped)", 130) from None
-        except Exception as exc:
-            raise fail(f"{type(exc).__name__}: {exc}") from None
         console.print(render_result(result))
         if output_file is not None:
             append_jsonl(output_file, result_to_json(result, details=output_details))
@@ -305,27 +398,28 @@ def _build_app() -> Any:
 
     @app.command()
     def health(
-        url: str = typer.Argument(..., help="router or server URL"),
+        url: str = typer.Argument(..., help="router or server URL (host:port means http://)"),
         wait: float = typer.Option(0.0, help="wait up to this many seconds for readiness"),
     ) -> None:
         """GET /health (or wait for readiness); exit 0 when healthy."""
         from ._client import InferenceHTTPClient
 
-        with InferenceHTTPClient(url) as client:
+        base = _cli_url(url)
+        with InferenceHTTPClient(base) as client:
             if wait > 0:
                 try:
                     kind = client.wait_until_ready(timeout=wait)
                 except Exception as exc:
                     raise fail(f"not ready: {exc}") from None
-                console.print(f"ready ({kind})")
+                console.print(f"ready ({kind})", highlight=False, markup=False)
                 return
             if not client.health():
-                raise fail(f"{url} is not healthy")
+                raise fail(f"{base} is not healthy")
             console.print("healthy")
 
     @app.command()
     def generate(
-        url: str = typer.Argument(..., help="router or server URL"),
+        url: str = typer.Argument(..., help="router or server URL (host:port means http://)"),
         prompt: str = typer.Argument(..., help="prompt text"),
         max_new_tokens: int = typer.Option(64, help="max new tokens"),
         temperature: float = typer.Option(0.0, help="sampling temperature"),
@@ -336,25 +430,22 @@ def _build_app() -> Any:
         from .models import SingleSampleParams
 
         params: SingleSampleParams = {"max_new_tokens": max_new_tokens, "temperature": temperature}
-        try:
-            with InferenceHTTPClient(url) as client:
-                if stream:
-                    with client.generate(prompt, sampling_params=params, stream=True) as chunks:
-                        for chunk in chunks:
-                            sys.stdout.write(chunk.delta)
-                            sys.stdout.flush()
-                    sys.stdout.write("\n")
-                    return
-                out = client.generate(prompt, sampling_params=params)
-                console.print(out.text, highlight=False, markup=False)
-        except Exception as exc:
-            raise fail(f"{type(exc).__name__}: {exc}") from None
+        with InferenceHTTPClient(_cli_url(url)) as client:
+            if stream:
+                with client.generate(prompt, sampling_params=params, stream=True) as chunks:
+                    for chunk in chunks:
+                        sys.stdout.write(chunk.delta)
+                        sys.stdout.flush()
+                sys.stdout.write("\n")
+                return
+            out = client.generate(prompt, sampling_params=params)
+            console.print(out.text, highlight=False, markup=False)
 
     @app.command()
     def chat(
-        url: str = typer.Argument(..., help="router or server URL"),
+        url: str = typer.Argument(..., help="router or server URL (host:port means http://)"),
         message: str = typer.Argument(..., help="the user message"),
-        model: str = typer.Option("default", help="model name"),
+        model: str = typer.Option(DEFAULT_CHAT_MODEL, help="model name"),
         max_tokens: int = typer.Option(64, help="max tokens"),
         temperature: float = typer.Option(0.0, help="sampling temperature"),
         stream: bool = typer.Option(False, "--stream/--no-stream", help="stream the output"),
@@ -363,29 +454,26 @@ def _build_app() -> Any:
         from ._client import InferenceHTTPClient
 
         messages = [{"role": "user", "content": message}]
-        try:
-            with InferenceHTTPClient(url) as client:
-                if stream:
-                    with client.chat_completion(
-                        messages,
-                        model,
-                        stream=True,
-                        max_tokens=max_tokens,
-                        temperature=temperature,
-                    ) as chunks:
-                        for chunk in chunks:
-                            for c in chunk.choices:
-                                sys.stdout.write(c.delta.content or "")
-                            sys.stdout.flush()
-                    sys.stdout.write("\n")
-                    return
-                reply = client.chat_completion(
-                    messages, model, max_tokens=max_tokens, temperature=temperature
-                )
-                text = reply.choices[0].message.content if reply.choices else ""
-                console.print(str(text or ""), highlight=False, markup=False)
-        except Exception as exc:
-            raise fail(f"{type(exc).__name__}: {exc}") from None
+        with InferenceHTTPClient(_cli_url(url)) as client:
+            if stream:
+                with client.chat_completion(
+                    messages,
+                    model,
+                    stream=True,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                ) as chunks:
+                    for chunk in chunks:
+                        for c in chunk.choices:
+                            sys.stdout.write(c.delta.content or "")
+                        sys.stdout.flush()
+                sys.stdout.write("\n")
+                return
+            reply = client.chat_completion(
+                messages, model, max_tokens=max_tokens, temperature=temperature
+            )
+            text = reply.choices[0].message.content if reply.choices else ""
+            console.print(str(text or ""), highlight=False, markup=False)
 
     @app.command("serve-fake")
     def serve_fake(
@@ -406,8 +494,135 @@ def _build_app() -> Any:
             run_worker_main(host, port, config)
         except KeyboardInterrupt:
             pass
+        except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise fail(f"cannot listen on {host}:{port} (--host/--port): {reason}") from None
 
     return app
+
+
+def _group_class() -> Any:
+    """The typer group class whose ``main`` is the CLI's one error handler."""
+    from typer.core import TyperGroup
+
+    class Group(TyperGroup):
+        def main(  # type: ignore[override]
+            self,
+            args: Any = None,
+            prog_name: str | None = None,
+            complete_var: str | None = None,
+            standalone_mode: bool = True,
+            **extra: Any,
+        ) -> Any:
+            try:
+                rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            except BaseException as exc:
+                leaf = _leaf_error(exc)
+                if not isinstance(leaf, Exception | KeyboardInterrupt):
+                    raise  # SystemExit, GeneratorExit
+                code = _report_error(leaf)
+            else:
+                code = rv if isinstance(rv, int) else 0
+            if not standalone_mode:
+                return code
+            sys.exit(code)
+
+    return Group
+
+
+def _leaf_error(exc: BaseException) -> BaseException:
+    """The error to report for ``exc``: an exception group (from a task group) is
+    unwrapped; a Ctrl-C or SIGTERM anywhere in it wins."""
+    leaves = _leaves(exc)
+    interrupts = [e for e in leaves if isinstance(e, KeyboardInterrupt)]
+    return (interrupts or leaves)[0]
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    subs = getattr(exc, "exceptions", None)
+    if hasattr(exc, "split") and isinstance(subs, tuple) and subs:  # a (Base)ExceptionGroup
+        return [leaf for sub in subs for leaf in _leaves(sub)]
+    return [exc]
+
+
+def _report_error(exc: BaseException) -> int:
+    """Print ``exc`` as one or two lines of plain text (never markup); the exit status.
+
+    Usage errors (a bad option or argument) exit with 2, failures with 1. The full
+    message and the traceback are printed when ``RLINF_HTTP_DEBUG`` is set.
+    """
+    import typer
+    from pydantic import ValidationError
+
+    click_errors = _click_exceptions()
+    hint = ""
+    no_args = getattr(click_errors, "NoArgsIsHelpError", ())
+    if isinstance(exc, no_args):  # the help was printed (or is the message)
+        if exc.format_message().strip():
+            typer.echo(exc.format_message(), err=True)
+        return 2
+    if isinstance(exc, click_errors.UsageError):
+        message, code = exc.format_message(), 2
+        if exc.ctx is not None:
+            hint = f"Try '{exc.ctx.command_path} -h' for help."
+    elif isinstance(exc, click_errors.ClickException):
+        message, code = exc.format_message(), exc.exit_code
+    elif isinstance(exc, (KeyboardInterrupt, typer.Abort)):
+        message, code = "interrupted", 130
+    elif isinstance(exc, _Failure):
+        message, code = str(exc), exc.code
+    elif isinstance(exc, _UsageError):
+        message, code = str(exc), 2
+    elif isinstance(exc, ValidationError):
+        message, code = _describe_validation(exc), 2
+    elif isinstance(exc, InvalidRequestError):  # a bad value given on the command line
+        message, code = str(exc), 2
+    else:  # a failure: name its type (APIConnectionError, RuntimeError, ...)
+        message, code = f"{type(exc).__name__}: {exc}", 1
+    debug = bool(os.environ.get(_DEBUG_ENV))
+    if debug and not isinstance(exc, click_errors.ClickException):
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    lines = message.strip().splitlines() or [type(exc).__name__]
+    if len(lines) > 1 and not debug:
+        hint = hint or (
+            f"({len(lines) - 1} more lines; set {_DEBUG_ENV}=1 to see them and the traceback)"
+        )
+        lines = lines[:1]
+    typer.secho("error: ", fg="red", bold=True, err=True, nl=False)
+    typer.echo("\n".join(lines), err=True)
+    if hint:
+        typer.echo(hint, err=True)
+    return code
+
+
+def _click_exceptions() -> Any:
+    """``click.exceptions`` as typer uses it (recent typer versions vendor click)."""
+    import typer.core
+
+    vendored = getattr(typer.core, "_click", None)
+    if vendored is not None:
+        return vendored.exceptions
+    import click
+
+    return click.exceptions
+
+
+#: Option names of :class:`~rlinf_http.bench.runner.BenchConfig` fields that differ
+#: from ``--field-name``.
+_OPTION_OF_FIELD = {"use_router": "--router/--no-router", "headers": "--header"}
+
+
+def _describe_validation(exc: Any) -> str:
+    """A pydantic ``ValidationError`` as one line naming the command-line options."""
+    parts = []
+    for e in exc.errors(include_url=False):
+        field = str(e["loc"][0]) if e.get("loc") else ""
+        option = _OPTION_OF_FIELD.get(field, "--" + field.replace("_", "-")) if field else ""
+        msg = str(e.get("msg", "invalid value")).removeprefix("Value error, ")
+        value = e.get("input")
+        shown = f" (got {value!r})" if field and not isinstance(value, dict) else ""
+        parts.append(f"{option}: {msg}{shown}" if option else msg)
+    return "; ".join(parts) or str(exc).splitlines()[0]
 
 
 class _progress:
@@ -531,7 +746,8 @@ def main(argv: list[str] | None = None) -> None:
     app = _build_app()
     from .bench.argv import normalize_bench_argv  # a bare --ray means --ray local
 
-    app(args=normalize_bench_argv(sys.argv[1:] if argv is None else argv), prog_name="rlinf-http")
+    args = normalize_bench_argv(sys.argv[1:] if argv is None else argv)
+    app(args=args, prog_name="rlinf-http")  # errors are reported by the group's main()
 
 
 if __name__ == "__main__":

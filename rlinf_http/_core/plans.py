@@ -160,12 +160,19 @@ def flush_cache_plan() -> Plan[FlushCacheResult]:
 
 
 def abort_request_plan(rid: str, abort_all: bool = False) -> Plan[None]:
-    """``POST /abort_request`` (servers only; the router answers 404)."""
+    """``POST /abort_request`` (servers only; the router answers 404).
+
+    The arguments are checked when the plan is made, before any I/O.
+    """
     if not isinstance(rid, str):
         raise InvalidRequestError(f"rid must be a str, got {rid!r}")
     if not rid and not abort_all:
         raise InvalidRequestError("give a rid, or abort_all=True")
     body = encode_json({"rid": rid, "abort_all": bool(abort_all)})
+    return _abort(body)
+
+
+def _abort(body: bytes) -> Plan[None]:
     yield Call(Operation("POST", "/abort_request", body, _JSON, _ok), max_retries=0)
     return None
 

@@ -5,8 +5,11 @@
 with the fake server's latency model) and, when the ``sglang-router`` package is
 installed, the real router in front of them; otherwise it talks to the first
 worker directly (and says so). Everything is torn down on exit, on an exception,
-on Ctrl-C and on SIGTERM; the workers also exit by themselves when this process
-dies (they watch their stdin and parent pid).
+on Ctrl-C and on SIGTERM, also when :meth:`EmbeddedTarget.stop` runs (from another
+thread) while :meth:`EmbeddedTarget.start` is still waiting for the router. On
+Linux the workers and the router are killed by the kernel when this process
+dies, even by ``kill -9`` (a parent-death signal); the workers also watch their
+stdin and parent pid.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ from ..testing import (
     FakeConfig,
     FakeWorkerProcess,
     RouterProcess,
-    launch_router,
     router_available,
     start_fake_worker,
 )
@@ -99,6 +101,8 @@ class EmbeddedTarget:
         self.router: RouterProcess | None = None
         self.info: EmbeddedInfo | None = None
         self._old_sigterm: Any = None
+        self._lock = threading.Lock()
+        self._stopped = False
 
     @property
     def url(self) -> str:
@@ -107,9 +111,15 @@ class EmbeddedTarget:
         return self.info.url
 
     def start(self) -> EmbeddedInfo:
-        """Start the workers and the router; on any failure stop what was started."""
+        """Start the workers and the router; on any failure stop what was started.
+
+        A :meth:`stop` from another thread meanwhile (Ctrl-C while this runs in a
+        worker thread) kills what was started and makes this raise.
+        """
         self._install_sigterm()
         atexit.register(self.stop)
+        with self._lock:
+            self._stopped = False
         try:
             config = FakeConfig(
                 ttft_s=self.ttft_ms / 1000.0,
@@ -117,19 +127,28 @@ class EmbeddedTarget:
                 incremental_streaming=self.incremental,
             )
             for _ in range(self.num_workers):
-                self.workers.append(
-                    start_fake_worker(config=config, ready_timeout=self.ready_timeout)
-                )
+                worker = start_fake_worker(config=config, ready_timeout=self.ready_timeout)
+                with self._lock:
+                    if self._stopped:
+                        worker.stop()
+                    else:
+                        self.workers.append(worker)
+                self._raise_if_stopped()
             urls = [w.url for w in self.workers]
             note = ""
             if self.use_router:
-                self.router = launch_router(urls, ready_timeout=self.ready_timeout)
-                url = self.router.url
+                router = RouterProcess(urls, ready_timeout=self.ready_timeout)
+                with self._lock:
+                    self.router = router
+                self._raise_if_stopped()
+                router.start()  # a concurrent stop() kills it: start() raises
+                self._raise_if_stopped()
+                url = router.url
             else:
                 url = urls[0]
                 note = (
                     "sglang-router is not installed: benchmarking the first fake worker "
-                    "directly (pip install 'rlinf-http[router]' for the real router)"
+                    "directly (pip install -e '.[router]' in the repository for the real router)"
                 )
             self.info = EmbeddedInfo(
                 url=url,
@@ -146,17 +165,25 @@ class EmbeddedTarget:
             raise
 
     def stop(self) -> None:
-        """Stop the router and every worker (idempotent)."""
+        """Stop the router and every worker (idempotent; callable from any thread)."""
+        with self._lock:
+            self._stopped = True
+            router, self.router = self.router, None
+            workers, self.workers = self.workers, []
         with contextlib.suppress(Exception):
-            if self.router is not None:
-                self.router.cleanup()
-        self.router = None
-        while self.workers:
-            w = self.workers.pop()
+            if router is not None:
+                router.cleanup()
+        while workers:
+            w = workers.pop()
             with contextlib.suppress(Exception):
                 w.stop()
         self._restore_sigterm()
         atexit.unregister(self.stop)
+
+    def _raise_if_stopped(self) -> None:
+        with self._lock:
+            if self._stopped:
+                raise RuntimeError("the embedded target was stopped while starting")
 
     def _install_sigterm(self) -> None:
         if threading.current_thread() is not threading.main_thread():

@@ -51,6 +51,7 @@ from .._errors import (
 )
 from .._streaming import AsyncStream
 from .._version import __version__
+from ..testing._children import die_with_parent
 from .calibrate import Calibration
 from .embedded import EmbeddedInfo, EmbeddedTarget, sigterm_as_interrupt
 from .metrics import (
@@ -748,6 +749,10 @@ def _child_main(
     start_value: Any,
     result_q: Any,
 ) -> None:
+    parent = mp.parent_process()
+    if parent is not None and parent.pid is not None:
+        die_with_parent(parent.pid)  # a killed harness takes its client processes along
+
     async def go() -> float:
         ready_q.put(process)
         ok = await anyio.to_thread.run_sync(go_event.wait, 600.0)

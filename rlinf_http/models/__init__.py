@@ -24,6 +24,13 @@ from .chat import (
     Usage,
 )
 from .completion import Completion, CompletionChoice, CompletionChunk, CompletionLogprobs
+from .control import (
+    GenerationControlResult,
+    Loads,
+    RankLoad,
+    WeightUpdateResult,
+    WeightVersionResult,
+)
 from .embedding import EmbeddingData, EmbeddingResponse, EncodeOutput
 from .generate import (
     FinishAbort,
@@ -60,6 +67,11 @@ __all__ = [
     "ServerInfo",
     "Worker",
     "WorkerList",
+    "GenerationControlResult",
+    "Loads",
+    "RankLoad",
+    "WeightUpdateResult",
+    "WeightVersionResult",
     "ChatChoice",
     "ChatChunkChoice",
     "ChatCompletion",

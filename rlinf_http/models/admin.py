@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, overload
 
 from pydantic import Field
 
@@ -103,11 +104,38 @@ class Worker(ResponseModel):
 
 
 class WorkerList(ResponseModel):
-    """``GET /workers`` of the router (pending registrations are not listed)."""
+    """``GET /workers`` of the router (pending registrations are not listed).
+
+    It is also a sequence of its workers: ``len(listing)``, ``for w in listing``
+    and ``listing[0]`` use ``listing.workers``; a str key (``listing["total"]``)
+    is a wire field, as on every model.
+    """
 
     workers: list[Worker] = Field(default_factory=list)
     total: int | None = None
     stats: dict[str, Any] | None = None
+
+    def __len__(self) -> int:
+        return len(self.workers)
+
+    def __iter__(self) -> Iterator[Worker]:  # type: ignore[override]
+        return iter(self.workers)
+
+    @overload
+    def __getitem__(self, key: int) -> Worker: ...
+    @overload
+    def __getitem__(self, key: slice) -> list[Worker]: ...
+    @overload
+    def __getitem__(self, key: str) -> Any: ...
+    def __getitem__(self, key: int | slice | str) -> Any:
+        if isinstance(key, str):
+            return super().__getitem__(key)
+        return self.workers[key]
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, Worker):
+            return key in self.workers
+        return super().__contains__(key)
 
 
 class Readiness(ResponseModel):

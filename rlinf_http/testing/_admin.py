@@ -118,7 +118,7 @@ class _AdminMixin(_Engine):
         for key, (job, item) in list(self._running.items()):
             if abort_all or key == rid or (prefix is not None and key.startswith(prefix)):
                 if not item.aborted:
-                    job.abort(item)
+                    job.abort(item, queued=self._paused == "retract")
                     n += 1
         if n:
             with self._stats_lock:

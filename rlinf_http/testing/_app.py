@@ -94,34 +94,42 @@ class FakeSGLangApp(_GenerateMixin, _OpenAIMixin, _DataPlaneMixin, _ControlMixin
     def __init__(self, config: FakeConfig | None = None) -> None:
         super().__init__(config)
         self._build_routes()
+        self._worker_urls: dict[Any, str] = {}
+        self._worker_header = (self.config.worker_id or "").encode("latin-1")
 
     # ------------------------------------------------------------------ ASGI entry
 
     def _log_request(self, req: _Req, scope: Scope) -> None:
         worker = self.config.worker_id
         if worker is not None:
-            req.resp_headers.append((b"x-fake-worker", worker.encode("latin-1")))
+            req.resp_headers.append((b"x-fake-worker", self._worker_header))
         else:
             server = scope.get("server")
             if server:
-                host = str(server[0])
-                host = f"[{host}]" if ":" in host else host
-                worker = f"http://{host}:{server[1]}"
-        body = req.json if isinstance(req.json, dict) else {}
-        record = {
-            "seq": next(self._request_seq),
-            "path": req.path,
-            "method": req.method,
-            "worker": worker,
-            "routing_key": req.headers.get("x-smg-routing-key"),
-            "request_id": req.headers.get("x-request-id"),
-            "rid": body.get("rid"),
-            "priority": body.get("priority"),
-            "lora_path": body.get("lora_path"),
-            "stream": body.get("stream") is True,
-        }
-        with self._stats_lock:
-            self._request_log.append(record)
+                worker = self._worker_urls.get(server)
+                if worker is None:
+                    host = str(server[0])
+                    host = f"[{host}]" if ":" in host else host
+                    worker = self._worker_urls[server] = f"http://{host}:{server[1]}"
+        body = req.json
+        headers = req.headers
+        if isinstance(body, dict):
+            get = body.get
+            fields = (get("rid"), get("priority"), get("lora_path"), get("stream") is True)
+        else:
+            fields = (None, None, None, False)
+        # a tuple now, a dict when read: this runs on every data-plane request
+        self._request_log.append(
+            (
+                next(self._request_seq),
+                req.path,
+                req.method,
+                worker,
+                headers.get("x-smg-routing-key"),
+                headers.get("x-request-id"),
+                *fields,
+            )
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

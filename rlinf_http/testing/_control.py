@@ -158,6 +158,8 @@ class _ControlMixin(_Engine):
     async def _continue(self, req: _Req) -> None:
         _struct_body(req, {"torch_empty_cache": f_bool(True)})
         self._paused = None
+        for job, _item in self._running.values():
+            job.retracted = False  # back in the running batch from now on
         self._notify()
         msg = {"message": "Generation continued successfully.", "status": "ok"}
         await self._respond_json(req, 200, msg)
@@ -215,7 +217,7 @@ class _ControlMixin(_Engine):
         message = ok_message
         version = body.get("weight_version")
         if version is not None:
-            self._weight_version = version
+            self._set_weight_version(version)
             if kind == "distributed":
                 message += f" Weight version updated to {version}."
         record = {
@@ -269,7 +271,7 @@ class _ControlMixin(_Engine):
             await self._respond_json(req, 400, {"success": False, "message": msg})
             return
         new = body["new_version"]
-        self._weight_version = new
+        self._set_weight_version(new)
         out = {"success": True, "message": f"Weight version updated to {new}", "new_version": new}
         await self._respond_json(req, 200, out)
 

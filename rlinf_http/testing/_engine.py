@@ -25,6 +25,7 @@ class _Item:
 
     __slots__ = (
         "abort_at",
+        "abort_queued",
         "aborted",
         "finish",
         "index",
@@ -40,10 +41,12 @@ class _Item:
         "sent",
         "stream_interval",
         "top_logprobs_num",
+        "wv_events",
     )
 
     def __init__(self) -> None:
         self.aborted = False
+        self.abort_queued = False  # aborted while in the waiting queue (retracted)
         self.abort_at = 0.0
         self.sent = 0
         self.prompt_ids: list[int] | None = None
@@ -59,10 +62,12 @@ class _Item:
         self.rid = ""
         self.n_out = 0
         self.finish: dict[str, Any] = {}
+        #: weight-version changes while running: (old version, output tokens so far)
+        self.wv_events: list[tuple[str, int]] = []
 
 
 class _Job:
-    __slots__ = ("abort_pending", "batch", "event", "items", "retracted", "start")
+    __slots__ = ("abort_pending", "batch", "event", "items", "retracted", "start", "step")
 
     def __init__(self, items: list[_Item], batch: bool) -> None:
         self.items = items
@@ -72,10 +77,13 @@ class _Job:
         self.abort_pending = False
         #: True while held by a ``retract`` pause (its requests count as waiting)
         self.retracted = False
+        #: lock-step position of a streamed job (-1: not streamed, time decides)
+        self.step = -1
 
-    def abort(self, item: _Item) -> None:
+    def abort(self, item: _Item, queued: bool = False) -> None:
         if not item.aborted:
             item.aborted = True
+            item.abort_queued = queued or self.retracted
             item.abort_at = time.monotonic()
             self.abort_pending = True
             if self.event is not None:
@@ -88,9 +96,27 @@ _ABORT_FINISH = {
     "status_code": None,
     "err_type": None,
 }
+#: sglang's finish reason for a request aborted in the waiting queue (two keys only)
+_ABORT_QUEUED_FINISH = {"type": "abort", "message": "Abort in waiting queue"}
+
+
+def _abort_finish(item: _Item) -> dict[str, Any]:
+    return _ABORT_QUEUED_FINISH if item.abort_queued else _ABORT_FINISH
 
 
 _PAUSE_MODES = ("abort", "retract", "in_place")
+_LOG_FIELDS = (
+    "seq",
+    "path",
+    "method",
+    "worker",
+    "routing_key",
+    "request_id",
+    "rid",
+    "priority",
+    "lora_path",
+    "stream",
+)
 
 Emit = Callable[[_Item, int, int, "dict[str, Any] | None"], Awaitable[bool]]
 
@@ -122,7 +148,7 @@ class _Engine:
         self._served_model_name = c.served_model_name
         self._load_format = c.load_format
         self._loras: dict[str, str] = {}  # loaded LoRA adapters: name -> path
-        self._request_log: deque[dict[str, Any]] = deque(maxlen=max(c.request_log_size, 1))
+        self._request_log: deque[tuple[Any, ...]] = deque(maxlen=max(c.request_log_size, 1))
         self._request_seq = itertools.count(1)
 
     # ------------------------------------------------------------------ public helpers
@@ -187,13 +213,17 @@ class _Engine:
         ``request_id`` (``X-Request-Id``), and from the body ``rid``, ``priority``,
         ``lora_path``, ``stream``.
         """
-        with self._stats_lock:
-            return [dict(r) for r in self._request_log]
+        while True:
+            try:  # appends are atomic and lock-free; a concurrent one makes us retry
+                records = list(self._request_log)
+                break
+            except RuntimeError:
+                continue
+        return [dict(zip(_LOG_FIELDS, r, strict=True)) for r in records]
 
     def clear_request_log(self) -> None:
         """Forget the logged requests."""
-        with self._stats_lock:
-            self._request_log.clear()
+        self._request_log.clear()
 
     @property
     def paused(self) -> str | None:
@@ -260,7 +290,7 @@ class _Engine:
         n = 0
         for job, item in list(self._running.values()):
             if not item.aborted:
-                job.abort(item)
+                job.abort(item, queued=self._paused == "retract")
                 n += 1
         if n:
             with self._stats_lock:
@@ -313,6 +343,43 @@ class _Engine:
                     f"The following requested LoRA adapters are not loaded: {n}. "
                     "The LoRA adapter has never been loaded; load it with /load_lora_adapter."
                 )
+
+    def _set_weight_version(self, new: str) -> None:
+        """Change the weight version; running requests record where it changed."""
+        old = self._weight_version
+        if new == old:
+            return
+        now = time.monotonic()
+        if self._held():
+            now = min(now, max(self._pause_t0, 0.0))
+        for job, item in self._running.values():
+            if job.step >= 0:
+                done = min(job.step, item.n_out)
+            else:
+                done = self._tokens_at(now - job.start, item.n_out)
+            if done > 0:
+                item.wv_events.append((old, done))
+        self._weight_version = new
+
+    def _weight_version_spans(self, item: _Item, n: int) -> list[dict[str, Any]]:
+        """``meta_info.weight_versions``: which version produced which output tokens.
+
+        Spans ``{"version", "start", "end"}`` (``end`` exclusive) over the first
+        ``n`` output tokens; the last one is the current version.
+        """
+        if not item.wv_events:
+            return [{"version": self._weight_version, "start": 0, "end": n}]
+        spans: list[dict[str, Any]] = []
+        for version, upto in [*item.wv_events, (self._weight_version, n)]:
+            end = min(upto, n)
+            prev_end = spans[-1]["end"] if spans else 0
+            if spans and end <= prev_end:
+                continue
+            if spans and spans[-1]["version"] == version:
+                spans[-1]["end"] = end
+            else:
+                spans.append({"version": version, "start": prev_end, "end": end})
+        return spans
 
     def _can_flush(self) -> bool:
         """sglang flushes only when idle; waiting requests are ignored while paused."""
@@ -412,7 +479,7 @@ class _Engine:
         for it in job.items:
             if it.aborted:
                 it.n_out = self._tokens_at(it.abort_at - job.start, it.n_out)
-                it.finish = _ABORT_FINISH
+                it.finish = _abort_finish(it)
 
     async def _run_stream(self, job: _Job, emit: Emit) -> None:
         """Drive all items in lock-step; calls ``emit(item, k0, k1, finish)``."""
@@ -429,8 +496,8 @@ class _Engine:
                     if it.aborted:
                         live.remove(it)
                         k = min(step, it.n_out)
-                        it.finish = _ABORT_FINISH
-                        if not await emit(it, it.sent, k, _ABORT_FINISH):
+                        it.finish = _abort_finish(it)
+                        if not await emit(it, it.sent, k, it.finish):
                             return
                         it.sent = k
                 continue
@@ -443,6 +510,7 @@ class _Engine:
                 if job.abort_pending or self._held():
                     continue
             step += 1
+            job.step = step
             for it in list(live):
                 k = min(step, it.n_out)
                 finished = step >= it.n_out

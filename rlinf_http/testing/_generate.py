@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from ._asgi import _INVALID, _SSE, _BadRequest, _err, _get_int, _Req
-from ._engine import _Engine, _Item, _Job
+from ._engine import _ABORT_QUEUED_FINISH, _Engine, _Item, _Job
 from ._tokens import _IDS, _LPS, _PIECES, _ensure_tokens, _out_ids, _out_text, _word_id
 
 _SAMPLING_KEYS = (
@@ -58,6 +58,14 @@ class _GenerateMixin(_Engine):
             "weight_version": self._weight_version,
             "e2e_latency": time.monotonic() - job.start,
         }
+        if finish is not None:
+            spans = self._weight_version_spans(it, k1)
+            meta["weight_versions"] = spans
+            meta["weight_version"] = spans[-1]["version"]
+            if finish is _ABORT_QUEUED_FINISH:
+                # sglang answers a request aborted in the waiting queue with a reduced meta_info
+                for key in ("prompt_tokens", "cached_tokens"):
+                    del meta[key]
         if it.return_logprob:
             self._add_logprobs(meta, it, lo, k1, with_input=first or not incremental)
         obj: dict[str, Any] = {

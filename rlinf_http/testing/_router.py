@@ -3,7 +3,10 @@
 The router is started as ``python -m sglang_router.launch_router`` in its own
 process group, bound to loopback, with proxy variables removed and the
 HuggingFace hub pointed at a closed loopback port so tokenizer loading can
-never reach the network.
+never reach the network. On Linux the router dies with the process that
+started it, even on ``kill -9`` (a parent-death signal, see ``_children.py``).
+Without the ``router`` extra, starting it raises
+:class:`~rlinf_http.MissingDependencyError`.
 """
 
 from __future__ import annotations
@@ -16,9 +19,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import types
 from collections.abc import Iterable, Sequence
+
+from .._errors import MissingDependencyError
+from ._children import spawn
 
 __all__ = ["RouterProcess", "launch_router", "router_available"]
 
@@ -100,6 +107,8 @@ class RouterProcess:
         self.extra_args = list(extra_args)
         self.ready_timeout = ready_timeout
         self.proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._stopped = False
         fd, self.log_path = tempfile.mkstemp(prefix="rlinf-sglang-router-", suffix=".log")
         os.close(fd)
 
@@ -144,17 +153,25 @@ class RouterProcess:
 
     def start(self) -> RouterProcess:
         """Start the router and wait until all workers are healthy."""
-        if self.proc is not None:
-            raise RuntimeError("router already started")
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                self.command(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=router_env(),
-                start_new_session=True,
+        if not router_available():
+            raise MissingDependencyError(
+                "launch_router needs the 'router' extra (the sglang-router package); "
+                "from a clone of the repository: pip install -e '.[router]'"
             )
+        with self._lock:  # stop() from another thread either precedes or sees the process
+            if self.proc is not None:
+                raise RuntimeError("router already started")
+            if self._stopped:
+                raise RuntimeError("router stopped before it started")
+            with open(self.log_path, "ab") as log:
+                self.proc = spawn(
+                    self.command(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=router_env(),
+                    start_new_session=True,
+                )
         try:
             self._wait_ready()
         except BaseException:
@@ -195,8 +212,14 @@ class RouterProcess:
         )
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Kill the router's process group (SIGTERM, then SIGKILL) and reap it."""
-        proc = self.proc
+        """Kill the router's process group (SIGTERM, then SIGKILL) and reap it.
+
+        Safe from another thread while :meth:`start` waits for readiness: the
+        router dies and :meth:`start` raises.
+        """
+        with self._lock:
+            self._stopped = True
+            proc = self.proc
         if proc is None:
             return
         if proc.poll() is None:
@@ -248,8 +271,10 @@ def launch_router(
         with launch_router([w1.url, w2.url]) as router:
             httpx.post(router.url + "/generate", json={"text": "hi"})
 
-    Raises ``RuntimeError``/``TimeoutError`` (with the router log tail) if the
-    router dies or does not report ``healthy_workers == len(worker_urls)``.
+    Raises :class:`~rlinf_http.MissingDependencyError` without the ``router``
+    extra, and ``RuntimeError``/``TimeoutError`` (with the router log tail) if
+    the router dies or does not report ``healthy_workers == len(worker_urls)``.
+    On Linux the router is killed when this process dies, even by ``kill -9``.
     """
     return RouterProcess(
         worker_urls,

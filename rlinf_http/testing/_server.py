@@ -34,6 +34,7 @@ from typing import Any
 import httptools
 
 from ._app import DropConnection, FakeConfig, FakeSGLangApp, Message, Receive, Scope, Send
+from ._children import spawn
 
 __all__ = ["FakeServer", "FakeWorkerProcess", "serve_asgi", "start_fake_worker"]
 
@@ -605,7 +606,9 @@ class FakeWorkerProcess:
     """A fake SGLang server running in a child process (see :func:`start_fake_worker`).
 
     The child exits when its stdin reaches EOF (i.e. when this process dies or
-    calls :meth:`stop`) and also polls the parent's pid, so it never outlives us.
+    calls :meth:`stop`) and also polls the parent's pid, so it never outlives us;
+    on Linux it is also killed at once when this process dies (a parent-death
+    signal, even on ``kill -9``).
     """
 
     def __init__(self, proc: subprocess.Popen[bytes], url: str, log_path: str) -> None:
@@ -719,7 +722,7 @@ def start_fake_worker(
     for k in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
         env.pop(k, None)
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
+        proc = spawn(
             cmd,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

@@ -22,6 +22,7 @@ META_KEYS = {
     "completion_tokens",
     "cached_tokens",
     "weight_version",
+    "weight_versions",
     "e2e_latency",
 }
 
@@ -57,6 +58,7 @@ async def test_generate_single_text() -> None:
     assert m["completion_tokens"] == 5
     assert m["cached_tokens"] == 0
     assert m["weight_version"] == "default"
+    assert m["weight_versions"] == [{"version": "default", "start": 0, "end": 5}]
     assert isinstance(m["e2e_latency"], float)
     assert isinstance(m["id"], str) and m["id"]
 

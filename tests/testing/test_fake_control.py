@@ -108,6 +108,7 @@ async def test_pause_abort_ends_inflight_stream_and_nonstream(
     assert plain.response is not None and plain.response.status_code == 200
     meta = plain.json["meta_info"]
     assert meta["finish_reason"]["type"] == "abort"
+    assert set(meta["finish_reason"]) == {"type", "message", "status_code", "err_type"}
     assert 0 < meta["completion_tokens"] < LONG
     assert stream.status == 200
     assert stream.events[-1] == "[DONE]"
@@ -174,6 +175,32 @@ async def test_pause_holds_inflight_requests_until_continue(
     assert stream.events[-1] == "[DONE]"
 
 
+async def test_weight_versions_span_a_change_during_generation(
+    slow: FakeServer, client: httpx.AsyncClient
+) -> None:
+    url = slow.url
+    n = 60
+    stream = StreamReader()
+    plain = Result()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stream.run, client, url, gen_body(n, stream=True))
+        tg.start_soon(plain.post, client, url + "/generate", gen_body(n))
+        await until(lambda: len(stream.chunks) >= 3, "first chunks")
+        await client.post(url + "/pause_generation", json={"mode": "retract"})
+        body = {"new_version": "v1", "abort_all_requests": False}
+        assert (await client.post(url + "/update_weight_version", json=body)).status_code == 200
+        await client.post(url + "/continue_generation", json={})
+    for meta in (stream.chunks[-1]["meta_info"], plain.json["meta_info"]):
+        assert meta["finish_reason"]["type"] == "length"
+        first, second = meta["weight_versions"]
+        assert first["version"] == "default" and second["version"] == "v1"
+        assert first["start"] == 0 and 0 < first["end"] == second["start"] < n
+        assert second["end"] == n
+        assert meta["weight_version"] == "v1"
+    # chunks before the end carry only the version, not the spans
+    assert "weight_versions" not in stream.chunks[0]["meta_info"]
+
+
 async def test_abort_request_reaches_a_held_request(
     slow: FakeServer, client: httpx.AsyncClient
 ) -> None:
@@ -187,7 +214,16 @@ async def test_abort_request_reaches_a_held_request(
         assert r.status_code == 200 and r.content == b""
     meta = plain.json["meta_info"]
     assert meta["id"] == "held-1"
-    assert meta["finish_reason"]["type"] == "abort"
+    # retracted means back in the waiting queue: sglang's queued-abort shape
+    assert meta["finish_reason"] == {"type": "abort", "message": "Abort in waiting queue"}
+    assert set(meta) == {
+        "id",
+        "finish_reason",
+        "completion_tokens",
+        "weight_version",
+        "weight_versions",
+        "e2e_latency",
+    }
     assert meta["completion_tokens"] < LONG
     await client.post(url + "/continue_generation", json={})
 
@@ -587,3 +623,67 @@ async def test_flush_cache_timeout_waits_for_idle(
         assert r.status_code == 200
         assert slow.app.running_requests == 0  # the flush waited for the request to finish
     assert plain.json["meta_info"]["finish_reason"]["type"] == "length"
+
+
+async def test_update_weights_from_ipc_is_not_session_gated(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    url = server.url
+    body = {"zmq_handles": {"GPU-0": "ipc:///tmp/x"}, "weight_version": "ipc-1"}
+    r = await client.post(url + "/update_weights_from_ipc", json=body)
+    assert r.json() == {"success": True, "message": "Success"}
+    assert server.app.weight_version == "ipc-1"
+    server.app.faults.add(FaultSpec(path="/update_weights_from_ipc", weight_update_error="load"))
+    r = await client.post(url + "/update_weights_from_ipc", json={**body, "weight_version": "2"})
+    assert r.status_code == 400 and r.json()["message"].startswith("IPC weight update failed")
+    assert server.app.weight_version == "ipc-1"
+    r = await client.post(url + "/update_weights_from_ipc", json={"weight_version": "3"})
+    assert r.status_code == 400 and "zmq_handles" in r.json()["message"]
+
+
+async def test_weight_update_error_values_are_checked(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    with pytest.raises(ValueError, match="weight_update_error"):
+        FaultSpec(weight_update_error="sometimes")
+    r = await client.post(server.url + "/_fake/faults", json={"weight_update_error": "boom"})
+    assert r.status_code == 400
+    assert len(server.app.faults) == 0
+
+
+async def test_legacy_get_load_counts_live_requests(
+    slow: FakeServer, client: httpx.AsyncClient
+) -> None:
+    url = slow.url
+    async with anyio.create_task_group() as tg:
+        for _ in range(2):
+            tg.start_soon(Result().post, client, url + "/generate", gen_body(LONG))
+        await until(lambda: slow.app.running_requests == 2, "start")
+        await client.post(url + "/pause_generation", json={"mode": "retract"})
+        (load,) = (await client.get(url + "/get_load")).json()
+        assert (load["num_reqs"], load["num_waiting_reqs"]) == (0, 2)
+        await client.post(url + "/continue_generation", json={})
+        (load,) = (await client.get(url + "/get_load")).json()
+        assert (load["num_reqs"], load["num_waiting_reqs"]) == (2, 0)
+        await client.post(url + "/abort_request", json={"abort_all": True})
+
+
+async def test_pause_in_process_without_sockets() -> None:
+    # the app's waiting is pure anyio: it also runs inside the caller's trio loop
+    app = FakeSGLangApp(FakeConfig(itl_s=ITL))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://fake") as c:
+        plain = Result()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(plain.post, c, "http://fake/generate", gen_body(LONG))
+            await until(lambda: app.running_requests == 1, "start")
+            await c.post("/pause_generation", json={"mode": "retract"})
+            assert app.paused == "retract"
+            await c.post("/pause_generation", json={"mode": "abort"})
+        assert plain.json["meta_info"]["finish_reason"]["type"] == "abort"
+        late = Result()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(late.post, c, "http://fake/generate", gen_body(2))
+            await until(lambda: app._gate_held == 1, "held")
+            await c.post("/continue_generation", json={})
+        assert late.json["text"] == FakeSGLangApp.output_text(2)

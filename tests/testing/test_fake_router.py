@@ -126,3 +126,23 @@ def test_router_with_worker_processes_and_legacy_info() -> None:
 def test_router_startup_failure_includes_log_tail() -> None:
     with pytest.raises(RuntimeError, match="log tail"):
         launch_router([], extra_args=["--policy", "no-such-policy"], ready_timeout=30)
+
+
+def test_routing_key_and_worker_identity_through_manual_policy(http: httpx.Client) -> None:
+    configs = [FakeConfig(worker_id="w0"), FakeConfig(worker_id="w1")]
+    with FakeServer(config=configs[0]) as a, FakeServer(config=configs[1]) as b:
+        with launch_router([a.url, b.url], policy="manual") as r:
+            body = {"text": "a", "sampling_params": {"max_new_tokens": 1}}
+            served = set()
+            for _ in range(6):
+                resp = http.post(
+                    r.url + "/generate", json=body, headers={"X-SMG-Routing-Key": "sess-A"}
+                )
+                assert resp.status_code == 200
+                served.add(resp.headers["x-fake-worker"])  # worker headers pass through
+        assert len(served) == 1  # one key, one worker
+        (name,) = served
+        chosen = a if name == "w0" else b
+        keyed = [e for e in chosen.app.request_log if e["path"] == "/generate"]
+        assert [e["routing_key"] for e in keyed] == ["sess-A"] * 6
+        assert {e["worker"] for e in keyed} == {name}

@@ -1,0 +1,53 @@
+"""Helpers for control-plane tests on real sockets: fake workers' stats and faults over HTTP."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+
+def fake_stats(url: str) -> dict[str, Any]:
+    """``GET /_fake/stats`` of a fake worker (a child process or an in-process server)."""
+    with httpx.Client(trust_env=False, timeout=10) as http:
+        stats: dict[str, Any] = http.get(url + "/_fake/stats").raise_for_status().json()
+        return stats
+
+
+def add_fault(url: str, **spec: Any) -> None:
+    """``POST /_fake/faults``: inject a FaultSpec into a fake worker."""
+    with httpx.Client(trust_env=False, timeout=10) as http:
+        http.post(url + "/_fake/faults", json=spec).raise_for_status()
+
+
+def clear_faults(url: str) -> None:
+    with httpx.Client(trust_env=False, timeout=10) as http:
+        http.delete(url + "/_fake/faults").raise_for_status()
+
+
+def requests_to(url: str, path: str) -> int:
+    return int(fake_stats(url)["requests"].get(path, 0))
+
+
+def wait_until(condition: Any, what: str, timeout: float = 30.0) -> None:
+    """Poll ``condition()`` until it is true (a deadline only against hangs, not a timing check)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def running(url: str) -> int:
+    """Generations running on a fake worker now (``/v1/loads``)."""
+    with httpx.Client(trust_env=False, timeout=10) as http:
+        loads = http.get(url + "/v1/loads").raise_for_status().json()
+        return sum(int(rank["num_running_reqs"]) for rank in loads["loads"])
+
+
+def control_state(url: str) -> dict[str, Any]:
+    """``GET /_fake/state``: a fake worker's paused mode, weight version, groups..."""
+    with httpx.Client(trust_env=False, timeout=10) as http:
+        state: dict[str, Any] = http.get(url + "/_fake/state").raise_for_status().json()
+        return state
