@@ -75,6 +75,7 @@ def __getattr__(name: str) -> Any:
         from .._errors import MissingDependencyError
 
         raise MissingDependencyError(
-            f"rlinf_http.bench needs the 'bench' extra: pip install 'rlinf-http[bench]' ({exc})"
+            "rlinf_http.bench needs the 'bench' extra (rlinf-http[bench]; in a clone of "
+            f"the repository: pip install -e '.[bench]') ({exc})"
         ) from exc
     return getattr(mod, name)

@@ -43,7 +43,8 @@ def require_ray() -> Any:
         import ray  # type: ignore[import-not-found,unused-ignore]
     except ImportError as exc:
         raise MissingDependencyError(
-            f"--ray needs Ray: pip install 'rlinf-http[ray]' ({exc})"
+            "--ray needs Ray: the 'ray' extra (rlinf-http[ray]; in a clone of the "
+            f"repository: pip install -e '.[ray]') ({exc})"
         ) from None
     return ray
 

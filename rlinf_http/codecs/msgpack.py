@@ -17,7 +17,7 @@ return ``application/msgpack`` bodies in which numpy values are encoded as maps:
 RLinf client applies to a payload before packing it (tensors to arrays, ``Batch``
 objects and mappings to ``dict`` with ``str`` keys, sequences to lists).
 
-``msgpack`` and ``numpy`` are optional (``pip install 'rlinf-http[msgpack]'``): this
+``msgpack`` and ``numpy`` are optional (the ``rlinf-http[msgpack]`` extra): this
 module imports without them and raises :class:`~rlinf_http.MissingDependencyError`
 when :func:`packb` or :func:`unpackb` is called.
 """
@@ -45,7 +45,8 @@ _UNSUPPORTED_KINDS: Final = frozenset("VOc")
 
 _INSTALL_HINT: Final = (
     "the msgpack codec needs the 'msgpack' and 'numpy' packages; "
-    "install them with: pip install 'rlinf-http[msgpack]'"
+    "install the rlinf-http[msgpack] extra (in a clone of the repository: "
+    "pip install -e '.[msgpack]')"
 )
 
 

@@ -498,7 +498,8 @@ def test_missing_dependency_raises_at_call_time(
 ) -> None:
     monkeypatch.setitem(sys.modules, module, None)
     with pytest.raises(
-        MissingDependencyError, match=r"pip install 'rlinf-http\[msgpack\]'"
+        MissingDependencyError,
+        match=r"rlinf-http\[msgpack\] extra \(in a clone of the repository: pip install -e",
     ) as info:
         packb({"a": 1})
     assert isinstance(info.value, ImportError)
