@@ -1,24 +1,29 @@
-"""``InferenceHTTPClient``: the public surface (typed endpoints, streams, fan-out, admin).
+"""``InferenceHTTPClient``: the public surface (typed endpoints, streams, admin).
 
 Each method validates and builds its request in :mod:`rlinf_http._core`, then
 calls one of the I/O drivers of :class:`~rlinf_http._base_client.BaseClient`.
+The fan-out methods live in :mod:`rlinf_http._fanout` and the rest of the data
+plane (completions, embeddings, tokenizer, LoRA) in :mod:`rlinf_http._dataplane`;
+the client inherits both.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Literal, overload
 
 import anyio
 import anyio.abc
 import httpx
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._base_client import NOT_GIVEN, BaseClient, TimeoutTypes
 from ._control import ControlMixin
 from ._core import plans
+from ._core.dataplane import (
+    steering_fields,
+    with_routing_key,
+)
 from ._core.requests import (
     DEFAULT_CHAT_MODEL,
     Operation,
@@ -30,18 +35,18 @@ from ._core.requests import (
 )
 from ._core.retry import RetryPolicy
 from ._core.streams import ChatStreamParser, GenerateStreamChunk, GenerateStreamParser, StreamMode
+from ._dataplane import DataPlaneMixin
 from ._errors import InvalidRequestError
+from ._fanout import AsCompleted, Messages, OneSample, Sampling
 from ._streaming import AsyncStream, Stream
 from .models import (
     ChatCompletion,
     ChatCompletionChunk,
-    ChatMessage,
     FlushCacheResult,
     GenerateOutput,
     ModelInfo,
     ModelList,
     Readiness,
-    SamplingParams,
     ServerInfo,
     Worker,
     WorkerList,
@@ -51,17 +56,8 @@ __all__ = ["AsCompleted", "InferenceHTTPClient"]
 
 Prompt = str | Sequence[str] | None
 InputIds = Sequence[int] | Sequence[Sequence[int]] | None
-Sampling = Mapping[str, Any] | SamplingParams | None
-Messages = Sequence[Mapping[str, Any] | ChatMessage]
-Progress = Callable[[int, int], object]
 
 _SEED_POST_RETRY_STATUSES = frozenset({500, 502, 503, 504})
-
-
-def _check_concurrency(concurrency: int) -> int:
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise InvalidRequestError(f"concurrency must be an int >= 1, got {concurrency!r}")
-    return concurrency
 
 
 def _check_stream_mode(mode: object) -> StreamMode:
@@ -72,105 +68,7 @@ def _check_stream_mode(mode: object) -> StreamMode:
     )
 
 
-class AsCompleted:
-    """``(index, result)`` pairs of a fan-out, in completion order.
-
-    Use it as ``async with client.async_generate_as_completed(...) as results:``
-    then ``async for index, result in results``. Leaving the block early cancels
-    the requests still running. With ``return_exceptions=True`` a failed
-    request yields its exception as the result; otherwise the first error is
-    raised from the iteration and the rest are cancelled.
-    """
-
-    def __init__(
-        self,
-        client: InferenceHTTPClient,
-        ops: Sequence[Operation[Any]],
-        concurrency: int,
-        return_exceptions: bool,
-        retry: RetryPolicy,
-        timeout: TimeoutTypes,
-    ) -> None:
-        self._client = client
-        self._ops = ops
-        self._concurrency = concurrency
-        self._return_exceptions = return_exceptions
-        self._retry = retry
-        self._timeout = timeout
-        self._tg: anyio.abc.TaskGroup | None = None
-        self._receive: MemoryObjectReceiveStream[tuple[int, Any, bool]] | None = None
-
-    async def __aenter__(self) -> AsCompleted:
-        send, receive = anyio.create_memory_object_stream[tuple[int, Any, bool]](
-            max_buffer_size=self._concurrency
-        )
-        self._receive = receive
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
-        self._tg.start_soon(self._produce, send)
-        return self
-
-    async def _produce(self, send: MemoryObjectSendStream[tuple[int, Any, bool]]) -> None:
-        indices = iter(range(len(self._ops)))
-
-        async def worker(
-            out: MemoryObjectSendStream[tuple[int, Any, bool]], scope: anyio.CancelScope
-        ) -> None:
-            # A consumer that left (receive side closed) ends the worker quietly.
-            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-                async with out:
-                    for i in indices:
-                        try:
-                            result = await self._client._asend(
-                                self._ops[i], timeout=self._timeout, retry=self._retry
-                            )
-                        except Exception as exc:
-                            if not self._return_exceptions:
-                                # Stop starting (and cancel) the rest at once; the
-                                # consumer gets the error from the buffer.
-                                scope.cancel()
-                                with anyio.CancelScope(shield=True):
-                                    await out.send((i, exc, True))
-                                return
-                            await out.send((i, exc, True))
-                        else:
-                            await out.send((i, result, False))
-
-        async with send, anyio.create_task_group() as tg:
-            for _ in range(min(self._concurrency, len(self._ops))):
-                tg.start_soon(worker, send.clone(), tg.cancel_scope)
-
-    def __aiter__(self) -> AsCompleted:
-        return self
-
-    async def __anext__(self) -> tuple[int, Any]:
-        if self._receive is None:
-            raise RuntimeError("use 'async with' around AsCompleted")
-        try:
-            index, value, failed = await self._receive.receive()
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None
-        if failed and not self._return_exceptions:
-            raise value
-        return index, value
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        assert self._tg is not None and self._receive is not None
-        # Cancel the requests still running and wait for them; whatever ended the
-        # block (an error from the iteration, the caller's own exception, a
-        # cancellation) then propagates as it is, not wrapped in an ExceptionGroup.
-        self._tg.cancel_scope.cancel()
-        self._receive.close()
-        await self._tg.__aexit__(None, None, None)
-        return None
-
-
-class InferenceHTTPClient(ControlMixin, BaseClient):
+class InferenceHTTPClient(ControlMixin, DataPlaneMixin, BaseClient):
     """A typed client for an sglang router or a single sglang server.
 
     A drop-in for RLinf's ``InferenceHTTPClient``: the same constructor, methods
@@ -237,9 +135,6 @@ class InferenceHTTPClient(ControlMixin, BaseClient):
     def __repr__(self) -> str:
         return f"InferenceHTTPClient({self.base_url!r})"
 
-    def _policy(self, max_retries: int | None) -> RetryPolicy:
-        return self.retry_policy.with_max_retries(max_retries)
-
     # -- /generate -------------------------------------------------------------------
 
     @overload
@@ -247,12 +142,16 @@ class InferenceHTTPClient(ControlMixin, BaseClient):
         self,
         prompt: str,
         input_ids: None = None,
-        sampling_params: Sampling = None,
+        sampling_params: OneSample = None,
         return_logprob: bool = False,
         *,
         stream: Literal[False] = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
     ) -> GenerateOutput: ...
 
@@ -262,13 +161,35 @@ class InferenceHTTPClient(ControlMixin, BaseClient):
         prompt: None = None,
         *,
         input_ids: Sequence[int],
-        sampling_params: Sampling = None,
+        sampling_params: OneSample = None,
         return_logprob: bool = False,
         stream: Literal[False] = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
     ) -> GenerateOutput: ...
+
+    @overload
+    def generate(
+        self,
+        prompt: str | None = None,
+        input_ids: Sequence[int] | None = None,
+        sampling_params: Sampling = None,
+        return_logprob: bool = False,
+        *,
+        stream: Literal[False] = False,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | Sequence[str | None] | None = None,
+        **extra: Any,
+    ) -> GenerateOutput | list[GenerateOutput]: ...
 
     @overload
     def generate(
@@ -282,6 +203,10 @@ class InferenceHTTPClient(ControlMixin, BaseClient):
         stream_mode: StreamMode = "auto",
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
     ) -> Stream[GenerateStreamChunk]: ...
 
@@ -296,6 +221,10 @@ class InferenceHTTPClient(ControlMixin, BaseClient):
         stream: Literal[False] = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
     ) -> list[GenerateOutput]: ...
 
@@ -310,14 +239,24 @@ class InferenceHTTPClient(ControlMixin, BaseClient):
         stream_mode: StreamMode = "auto",
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
     ) -> GenerateOutput | list[GenerateOutput] | Stream[GenerateStreamChunk]:
         """``POST /generate`` (sglang's native API).
 
         Give exactly one of ``prompt`` (a string, or a list of strings for a batch)
         or ``input_ids`` (a list of token ids, or a list of lists for a batch).
-        Extra keyword arguments are sent as top-level fields (``rid``,
-        ``top_logprobs_num``, ``lora_path``...). A batch, or ``n > 1`` samples,
+        Extra keyword arguments are sent as top-level fields
+        (``top_logprobs_num``, ``logprob_start_len``...); a sampling parameter
+        given as a keyword raises :class:`~rlinf_http.InvalidRequestError` (it
+        belongs in ``sampling_params``). ``rid`` is the request id (generated
+        when absent, so the request can be aborted; for a batch a prefix or one
+        per prompt); ``routing_key`` is sent as ``X-SMG-Routing-Key``;
+        ``priority`` and ``lora_path`` (a loaded adapter's name) are typed
+        fields. A batch, or ``n > 1`` samples,
         returns a list in input order (prompt-major). The sglang router refuses
         text batches (HTTP 422; 0.3.2 passes 2-D ``input_ids`` and ``n > 1``):
         send batches to a server, or use :meth:`generate_many` to fan single
@@ -329,14 +268,24 @@ class InferenceHTTPClient(ControlMixin, BaseClient):
         incrementally; ``stream_mode`` fixes the mode instead of detecting it.
         Retries happen only before the stream's first byte.
         """
+        op = with_routing_key(
+            build_generate(
+                prompt,
+                input_ids,
+                sampling_params,
+                return_logprob,
+                extra,
+                stream=stream,
+                rid=rid,
+                priority=priority,
+                lora_path=lora_path,
+            ),
+            routing_key,
+        )
         if stream:
             mode = _check_stream_mode(stream_mode)
-            op = build_generate(
-                prompt, input_ids, sampling_params, return_logprob, extra, stream=True
-            )
             response, url = self._open(op, timeout, self._policy(max_retries))
             return Stream(response, GenerateStreamParser(mode, url), op.method, url)
-        op = build_generate(prompt, input_ids, sampling_params, return_logprob, extra)
         return self._send(op, timeout=timeout, retry=self._policy(max_retries))
 
     @overload
@@ -344,12 +293,16 @@ class InferenceHTTPClient(ControlMixin, BaseClient):
         self,
         prompt: str,
         input_ids: None = None,
-        sampling_params: Sampling = None,
+        sampling_params: OneSample = None,
         return_logprob: bool = False,
         *,
         stream: Literal[False] = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
     ) -> GenerateOutput: ...
 
@@ -359,13 +312,35 @@ class InferenceHTTPClient(ControlMixin, BaseClient):
         prompt: None = None,
         *,
         input_ids: Sequence[int],
-        sampling_params: Sampling = None,
+        sampling_params: OneSample = None,
         return_logprob: bool = False,
         stream: Literal[False] = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
     ) -> GenerateOutput: ...
+
+    @overload
+    async def async_generate(
+        self,
+        prompt: str | None = None,
+        input_ids: Sequence[int] | None = None,
+        sampling_params: Sampling = None,
+        return_logprob: bool = False,
+        *,
+        stream: Literal[False] = False,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | Sequence[str | None] | None = None,
+        **extra: Any,
+    ) -> GenerateOutput | list[GenerateOutput]: ...
 
     @overload
     async def async_generate(
@@ -379,6 +354,10 @@ class InferenceHTTPClient(ControlMixin, BaseClient):
         stream_mode: StreamMode = "auto",
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
     ) -> AsyncStream[GenerateStreamChunk]: ...
 
@@ -393,6 +372,10 @@ class InferenceHTTPClient(ControlMixin, BaseClient):
         stream: Literal[False] = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
     ) -> list[GenerateOutput]: ...
 
@@ -407,17 +390,31 @@ class InferenceHTTPClient(ControlMixin, BaseClient):
         stream_mode: StreamMode = "auto",
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
     ) -> GenerateOutput | list[GenerateOutput] | AsyncStream[GenerateStreamChunk]:
         """Async :meth:`generate` (``stream=True`` returns an :class:`AsyncStream`)."""
+        op = with_routing_key(
+            build_generate(
+                prompt,
+                input_ids,
+                sampling_params,
+                return_logprob,
+                extra,
+                stream=stream,
+                rid=rid,
+                priority=priority,
+                lora_path=lora_path,
+            ),
+            routing_key,
+        )
         if stream:
             mode = _check_stream_mode(stream_mode)
-            op = build_generate(
-                prompt, input_ids, sampling_params, return_logprob, extra, stream=True
-            )
             response, url = await self._aopen(op, timeout, self._policy(max_retries))
             return AsyncStream(response, GenerateStreamParser(mode, url), op.method, url)
-        op = build_generate(prompt, input_ids, sampling_params, return_logprob, extra)
         return await self._asend(op, timeout=timeout, retry=self._policy(max_retries))
 
     # -- /v1/chat/completions -----------------------------------------------------------
@@ -431,6 +428,9 @@ class InferenceHTTPClient(ControlMixin, BaseClient):
         stream: Literal[False] = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **kwargs: Any,
     ) -> ChatCompletion: ...
 
@@ -443,6 +443,9 @@ class InferenceHTTPClient(ControlMixin, BaseClient):
         stream: Literal[True],
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **kwargs: Any,
     ) -> Stream[ChatCompletionChunk]: ...
 
@@ -454,6 +457,9 @@ class InferenceHTTPClient(ControlMixin, BaseClient):
         stream: bool = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **kwargs: Any,
     ) -> ChatCompletion | Stream[ChatCompletionChunk]:
         """``POST /v1/chat/completions``; ``kwargs`` are sent as JSON fields.
@@ -461,9 +467,15 @@ class InferenceHTTPClient(ControlMixin, BaseClient):
         OpenAI fields (``temperature``, ``max_tokens``, ``stream_options``...) and
         sglang extras (``top_k``, ``regex``, ``chat_template_kwargs``...) alike.
         The router accepts any ``model`` string. ``stream=True`` returns a
-        :class:`Stream` of :class:`ChatCompletionChunk`.
+        :class:`Stream` of :class:`ChatCompletionChunk`. sglang-native names
+        with an OpenAI spelling (``max_new_tokens``) raise
+        :class:`~rlinf_http.InvalidRequestError`. ``routing_key`` is sent as
+        ``X-SMG-Routing-Key``; ``priority`` and ``lora_path`` are typed fields.
         """
-        op = build_chat_completion(messages, model, kwargs, stream=stream)
+        fields = steering_fields(kwargs, priority=priority, lora_path=lora_path)
+        op = with_routing_key(
+            build_chat_completion(messages, model, fields, stream=stream), routing_key
+        )
         if stream:
             response, url = self._open(op, timeout, self._policy(max_retries))
             return Stream(response, ChatStreamParser(url), op.method, url)
@@ -478,6 +490,9 @@ class InferenceHTTPClient(ControlMixin, BaseClient):
         stream: Literal[False] = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **kwargs: Any,
     ) -> ChatCompletion: ...
 
@@ -490,6 +505,9 @@ class InferenceHTTPClient(ControlMixin, BaseClient):
         stream: Literal[True],
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **kwargs: Any,
     ) -> AsyncStream[ChatCompletionChunk]: ...
 
@@ -501,218 +519,20 @@ class InferenceHTTPClient(ControlMixin, BaseClient):
         stream: bool = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
         **kwargs: Any,
     ) -> ChatCompletion | AsyncStream[ChatCompletionChunk]:
         """Async :meth:`chat_completion`."""
-        op = build_chat_completion(messages, model, kwargs, stream=stream)
+        fields = steering_fields(kwargs, priority=priority, lora_path=lora_path)
+        op = with_routing_key(
+            build_chat_completion(messages, model, fields, stream=stream), routing_key
+        )
         if stream:
             response, url = await self._aopen(op, timeout, self._policy(max_retries))
             return AsyncStream(response, ChatStreamParser(url), op.method, url)
         return await self._asend(op, timeout=timeout, retry=self._policy(max_retries))
-
-    # -- bounded fan-out --------------------------------------------------------------------
-
-    @staticmethod
-    def _generate_ops(
-        prompts: Sequence[str] | None,
-        input_ids: Sequence[Sequence[int]] | None,
-        sampling_params: Sampling,
-        return_logprob: bool,
-        extra: Mapping[str, Any],
-    ) -> list[Operation[Any]]:
-        if (prompts is None) == (input_ids is None):
-            raise InvalidRequestError("give exactly one of prompts or input_ids")
-        items: Sequence[Any] = prompts if prompts is not None else input_ids  # type: ignore[assignment]
-        if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
-            raise InvalidRequestError("prompts must be a list of str (input_ids a list of lists)")
-        ops: list[Operation[Any]] = []
-        for i, item in enumerate(items):
-            if prompts is not None and not isinstance(item, str):
-                raise InvalidRequestError(f"prompts[{i}] must be a str")
-            if input_ids is not None and (
-                isinstance(item, (str, bytes)) or not isinstance(item, Sequence)
-            ):
-                raise InvalidRequestError(f"input_ids[{i}] must be a list of ints")
-            ops.append(
-                build_generate(
-                    item if prompts is not None else None,
-                    item if input_ids is not None else None,
-                    sampling_params,
-                    return_logprob,
-                    extra,
-                )
-            )
-        return ops
-
-    @staticmethod
-    def _chat_ops(
-        messages_list: Sequence[Messages], model: str, kwargs: Mapping[str, Any]
-    ) -> list[Operation[Any]]:
-        if isinstance(messages_list, (str, bytes)) or not isinstance(messages_list, Sequence):
-            raise InvalidRequestError("messages_list must be a list of message lists")
-        return [build_chat_completion(m, model, kwargs) for m in messages_list]
-
-    async def async_generate_many(
-        self,
-        prompts: Sequence[str] | None = None,
-        *,
-        input_ids: Sequence[Sequence[int]] | None = None,
-        sampling_params: Sampling = None,
-        return_logprob: bool = False,
-        concurrency: int = 256,
-        return_exceptions: bool = False,
-        progress: Progress | None = None,
-        timeout: TimeoutTypes = NOT_GIVEN,
-        max_retries: int | None = None,
-        **extra: Any,
-    ) -> list[Any]:
-        """Generate for many prompts, at most ``concurrency`` in flight (asyncio or trio).
-
-        Each prompt is its own ``/generate`` request (the router refuses
-        batches). Returns the outputs in input order. On the first error the
-        remaining requests are cancelled and the error is raised, unless
-        ``return_exceptions=True``, which puts each failure's exception in its
-        slot instead. ``progress(done, total)`` is called after each request.
-        Every argument is checked before the first request is sent.
-        """
-        ops = self._generate_ops(prompts, input_ids, sampling_params, return_logprob, extra)
-        return await self._amap(
-            ops,
-            concurrency=_check_concurrency(concurrency),
-            return_exceptions=return_exceptions,
-            progress=progress,
-            retry=self._policy(max_retries),
-            timeout=timeout,
-        )
-
-    async def async_chat_completion_many(
-        self,
-        messages_list: Sequence[Messages],
-        model: str = DEFAULT_CHAT_MODEL,
-        *,
-        concurrency: int = 256,
-        return_exceptions: bool = False,
-        progress: Progress | None = None,
-        timeout: TimeoutTypes = NOT_GIVEN,
-        max_retries: int | None = None,
-        **kwargs: Any,
-    ) -> list[Any]:
-        """:meth:`async_generate_many` for chat completions (one conversation each)."""
-        ops = self._chat_ops(messages_list, model, kwargs)
-        return await self._amap(
-            ops,
-            concurrency=_check_concurrency(concurrency),
-            return_exceptions=return_exceptions,
-            progress=progress,
-            retry=self._policy(max_retries),
-            timeout=timeout,
-        )
-
-    def async_generate_as_completed(
-        self,
-        prompts: Sequence[str] | None = None,
-        *,
-        input_ids: Sequence[Sequence[int]] | None = None,
-        sampling_params: Sampling = None,
-        return_logprob: bool = False,
-        concurrency: int = 256,
-        return_exceptions: bool = False,
-        timeout: TimeoutTypes = NOT_GIVEN,
-        max_retries: int | None = None,
-        **extra: Any,
-    ) -> AsCompleted:
-        """Like :meth:`async_generate_many`, yielding ``(index, output)`` as they finish.
-
-        ``async with client.async_generate_as_completed(prompts) as results:``
-        ``async for i, out in results: ...``
-        """
-        ops = self._generate_ops(prompts, input_ids, sampling_params, return_logprob, extra)
-        return AsCompleted(
-            self,
-            ops,
-            _check_concurrency(concurrency),
-            return_exceptions,
-            self._policy(max_retries),
-            timeout,
-        )
-
-    def async_chat_completion_as_completed(
-        self,
-        messages_list: Sequence[Messages],
-        model: str = DEFAULT_CHAT_MODEL,
-        *,
-        concurrency: int = 256,
-        return_exceptions: bool = False,
-        timeout: TimeoutTypes = NOT_GIVEN,
-        max_retries: int | None = None,
-        **kwargs: Any,
-    ) -> AsCompleted:
-        """Chat twin of :meth:`async_generate_as_completed`."""
-        ops = self._chat_ops(messages_list, model, kwargs)
-        return AsCompleted(
-            self,
-            ops,
-            _check_concurrency(concurrency),
-            return_exceptions,
-            self._policy(max_retries),
-            timeout,
-        )
-
-    def generate_many(
-        self,
-        prompts: Sequence[str] | None = None,
-        *,
-        input_ids: Sequence[Sequence[int]] | None = None,
-        sampling_params: Sampling = None,
-        return_logprob: bool = False,
-        concurrency: int = 256,
-        return_exceptions: bool = False,
-        progress: Progress | None = None,
-        timeout: TimeoutTypes = NOT_GIVEN,
-        max_retries: int | None = None,
-        **extra: Any,
-    ) -> list[Any]:
-        """Sync :meth:`async_generate_many`, from plain code or a worker thread."""
-        ops = self._generate_ops(prompts, input_ids, sampling_params, return_logprob, extra)
-        concurrency = _check_concurrency(concurrency)
-        policy = self._policy(max_retries)
-        return self._run_async(
-            lambda: self._amap(
-                ops,
-                concurrency=concurrency,
-                return_exceptions=return_exceptions,
-                progress=progress,
-                retry=policy,
-                timeout=timeout,
-            )
-        )
-
-    def chat_completion_many(
-        self,
-        messages_list: Sequence[Messages],
-        model: str = DEFAULT_CHAT_MODEL,
-        *,
-        concurrency: int = 256,
-        return_exceptions: bool = False,
-        progress: Progress | None = None,
-        timeout: TimeoutTypes = NOT_GIVEN,
-        max_retries: int | None = None,
-        **kwargs: Any,
-    ) -> list[Any]:
-        """Sync :meth:`async_chat_completion_many`."""
-        ops = self._chat_ops(messages_list, model, kwargs)
-        concurrency = _check_concurrency(concurrency)
-        policy = self._policy(max_retries)
-        return self._run_async(
-            lambda: self._amap(
-                ops,
-                concurrency=concurrency,
-                return_exceptions=return_exceptions,
-                progress=progress,
-                retry=policy,
-                timeout=timeout,
-            )
-        )
 
     # -- /health -----------------------------------------------------------------------
 

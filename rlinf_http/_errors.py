@@ -9,6 +9,7 @@ Every error the client raises on purpose derives from :class:`RLinfHTTPError`::
     │   └── APITimeoutError (+ TimeoutError)    the connect (or a per-call) timeout fired
     ├── APIStatusError                          the server answered with a non-2xx status
     │   ├── BadRequestError                 400
+    │   │   ├── DuplicateRequestIdError     400: a request with this ``rid`` is in flight
     │   │   └── WeightUpdateError           a weight-update call answered ``success: false``
     │   │       └── CacheNotFlushedError    the weights WERE loaded; the cache flush after failed
     │   ├── AuthenticationError             401
@@ -46,6 +47,7 @@ __all__ = [
     "BadRequestError",
     "CacheNotFlushedError",
     "ConflictError",
+    "DuplicateRequestIdError",
     "FleetError",
     "IncompleteStreamError",
     "InternalServerError",
@@ -148,6 +150,20 @@ class APIStatusError(RLinfHTTPError):
 
 class BadRequestError(APIStatusError):
     """HTTP 400."""
+
+
+class DuplicateRequestIdError(BadRequestError):
+    """HTTP 400 because a request with the same ``rid`` is still running on the server.
+
+    sglang refuses a second request whose ``rid`` is in flight ("Duplicate request
+    ID detected"). :attr:`rid` is the id the server named.
+    """
+
+    @property
+    def rid(self) -> str | None:
+        """The duplicated request id, as the server's message names it."""
+        _, found, tail = (self.message or "").partition("Duplicate request ID detected:")
+        return (tail.strip() or None) if found else None
 
 
 class AuthenticationError(APIStatusError):

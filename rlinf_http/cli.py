@@ -427,8 +427,9 @@ def _build_app() -> Any:
     ) -> None:
         """POST /generate and print the text."""
         from ._client import InferenceHTTPClient
+        from .models import SingleSampleParams
 
-        params = {"max_new_tokens": max_new_tokens, "temperature": temperature}
+        params: SingleSampleParams = {"max_new_tokens": max_new_tokens, "temperature": temperature}
         with InferenceHTTPClient(_cli_url(url)) as client:
             if stream:
                 with client.generate(prompt, sampling_params=params, stream=True) as chunks:

@@ -22,6 +22,7 @@ from .._errors import APIResponseValidationError, InvalidRequestError
 from .._version import __version__
 from ..models import ChatCompletion, ChatMessage, GenerateOutput, SamplingParams
 from .responses import RawResponse, decode_json, parse_model
+from .steering import check_lora_path, check_priority, check_rid, new_rid
 
 __all__ = [
     "JSON_CONTENT_TYPE",
@@ -30,6 +31,8 @@ __all__ = [
     "build_generate",
     "build_health",
     "build_post",
+    "check_generate_keywords",
+    "check_openai_keywords",
     "check_timeout",
     "default_headers",
     "encode_json",
@@ -232,6 +235,69 @@ def _sampling_to_wire(
     return wire
 
 
+# -- keywords that belong somewhere else ------------------------------------------------
+
+# Sampling parameters sglang reads only inside ``sampling_params`` (none of them is
+# also a top-level ``/generate`` field): sent top-level, the router drops them and
+# the server ignores them, so the call silently runs with defaults.
+_SAMPLING_ONLY = frozenset(SamplingParams.model_fields) | {"beam_width", "watermark"}
+
+# OpenAI spellings a /generate caller may reach for, and their sglang names.
+_OPENAI_TO_NATIVE: Mapping[str, str] = {
+    "max_tokens": "max_new_tokens",
+    "max_completion_tokens": "max_new_tokens",
+    "min_tokens": "min_new_tokens",
+    "seed": "sampling_seed",
+}
+
+# sglang-native names the OpenAI-style endpoints spell differently (they would be
+# ignored there: unknown request fields are dropped).
+_NATIVE_TO_OPENAI: Mapping[str, str] = {
+    "max_new_tokens": "max_tokens",
+    "min_new_tokens": "min_tokens",
+    "sampling_seed": "seed",
+}
+
+
+def check_generate_keywords(extra: Mapping[str, Any]) -> None:
+    """Reject keywords of ``generate`` that are sampling parameters (no I/O).
+
+    ``generate("hi", max_new_tokens=3)`` would send ``max_new_tokens`` as a
+    top-level field, which is dropped: say where it belongs instead. Other
+    unknown keywords pass through as top-level fields.
+    """
+    if not extra:
+        return
+    for key in extra:
+        native = key if key in _SAMPLING_ONLY else _OPENAI_TO_NATIVE.get(key)
+        if native is None:
+            continue
+        spelled = "" if native == key else f" (sglang's name for {key!r})"
+        raise InvalidRequestError(
+            f"{key!r} is a sampling parameter: pass it as "
+            f"sampling_params={{{native!r}: {extra[key]!r}}}{spelled}; as a top-level "
+            "/generate field it would be dropped and the default used"
+        )
+
+
+def check_openai_keywords(kwargs: Mapping[str, Any], endpoint: str) -> None:
+    """Reject sglang-native spellings on an OpenAI-style endpoint (no I/O)."""
+    if not kwargs:
+        return
+    if "sampling_params" in kwargs:
+        raise InvalidRequestError(
+            f"{endpoint} takes sampling fields as keywords (temperature=..., "
+            "max_tokens=...), not sampling_params={...}"
+        )
+    for key in kwargs:
+        openai = _NATIVE_TO_OPENAI.get(key)
+        if openai is not None:
+            raise InvalidRequestError(
+                f"{key!r} is sglang's native name; {endpoint} spells it {openai}= "
+                f"(as {key!r} it would be ignored)"
+            )
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -253,12 +319,20 @@ def build_generate(
     extra: Mapping[str, Any],
     *,
     stream: bool = False,
+    rid: str | Sequence[str] | None = None,
+    priority: int | None = None,
+    lora_path: str | Sequence[str | None] | None = None,
 ) -> Operation[GenerateOutput | list[GenerateOutput]]:
     """``POST /generate``: exactly one of ``prompt`` / ``input_ids``; a list is a batch.
 
     The body mirrors the RLinf client (``return_logprob``, ``text`` or ``input_ids``,
     ``sampling_params``) plus any extra top-level fields. The response is parsed as
     a list when the request is a batch or asks for ``n > 1`` samples.
+
+    ``rid`` (a str; for a batch a str prefix or one id per item) is generated when
+    absent, so that every request can be aborted; not with ``n > 1``, where sglang
+    gives each sample a fresh id anyway. ``priority`` and ``lora_path`` (an
+    adapter name, or one per batch item) are checked and sent when given.
     """
     if (prompt is None) == (input_ids is None):
         raise InvalidRequestError("exactly one of prompt or input_ids must be given")
@@ -294,14 +368,25 @@ def build_generate(
     wire_sampling = _sampling_to_wire(sampling_params)
     if wire_sampling is not None:
         body["sampling_params"] = wire_sampling
+    check_generate_keywords(extra)
     for key, value in extra.items():
         if key in ("text", "input_ids", "sampling_params", "return_logprob"):
             raise InvalidRequestError(f"{key!r} is set through its own argument")
         body[key] = value
+    n = wire_sampling.get("n") if wire_sampling is not None else None
+    many_samples = _is_int(n) and n > 1  # type: ignore[operator]
+    size = len(body["text"] if "text" in body else body["input_ids"]) if batch else None
+    if rid is not None:
+        body["rid"] = check_rid(rid, size)
+    elif "rid" not in body and not many_samples:
+        body["rid"] = new_rid()
+    if priority is not None:
+        body["priority"] = check_priority(priority)
+    if lora_path is not None:
+        body["lora_path"] = check_lora_path(lora_path, size)
     if stream:
         body["stream"] = True
-    n = wire_sampling.get("n") if wire_sampling is not None else None
-    expect_list = batch or (_is_int(n) and n > 1)  # type: ignore[operator]
+    expect_list = batch or many_samples
     return Operation(
         "POST",
         "/generate",
@@ -365,6 +450,7 @@ def build_chat_completion(
         raise InvalidRequestError("messages must not be empty")
     if not isinstance(model, str) or not model:
         raise InvalidRequestError(f"model must be a non-empty string, got {model!r}")
+    check_openai_keywords(kwargs, "chat_completion")
     body: dict[str, Any] = {
         "model": model,
         "messages": [_message_to_wire(i, m) for i, m in enumerate(messages)],

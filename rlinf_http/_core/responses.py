@@ -16,6 +16,7 @@ from .._errors import (
     APIResponseValidationError,
     APIStatusError,
     APITimeoutError,
+    DuplicateRequestIdError,
     preview,
     status_error_class,
 )
@@ -174,6 +175,9 @@ def status_error(raw: RawResponse, sent_request_id: str | None = None) -> APISta
     body, message, code = error_details(raw.content, raw.headers)
     cls = status_error_class(raw.status_code)
     text = f"{raw.method} {raw.url} failed: status={raw.status_code}, body={preview(raw.content)}"
+    if raw.status_code == 400 and message is not None and "Duplicate request ID" in message:
+        cls = DuplicateRequestIdError
+        text += " (a request with this rid is still running: give every request its own rid)"
     return cls(
         text,
         method=raw.method,

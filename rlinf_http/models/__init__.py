@@ -23,6 +23,7 @@ from .chat import (
     ToolCall,
     Usage,
 )
+from .completion import Completion, CompletionChoice, CompletionChunk, CompletionLogprobs
 from .control import (
     GenerationControlResult,
     Loads,
@@ -30,6 +31,7 @@ from .control import (
     WeightUpdateResult,
     WeightVersionResult,
 )
+from .embedding import EmbeddingData, EmbeddingResponse, EncodeOutput
 from .generate import (
     FinishAbort,
     FinishLength,
@@ -40,9 +42,22 @@ from .generate import (
     Logprob,
     MetaInfo,
     SamplingParams,
+    SingleSampleParams,
 )
+from .lora import LoraAdapterResult
+from .tokenize import DetokenizeResult, TokenizeResult
 
 __all__ = [
+    "Completion",
+    "CompletionChoice",
+    "CompletionChunk",
+    "CompletionLogprobs",
+    "DetokenizeResult",
+    "EmbeddingData",
+    "EmbeddingResponse",
+    "EncodeOutput",
+    "LoraAdapterResult",
+    "TokenizeResult",
     "FlushCacheResult",
     "JobStatus",
     "ModelCard",
@@ -73,6 +88,7 @@ __all__ = [
     "Logprob",
     "MetaInfo",
     "SamplingParams",
+    "SingleSampleParams",
     "ToolCall",
     "Usage",
     "WireModel",

@@ -70,14 +70,18 @@ class ChatChoice(WireModel):
 
 
 class ChatCompletion(ResponseModel):
-    """A ``chat.completion`` object."""
+    """A ``chat.completion`` object.
+
+    ``usage`` is required: sglang always reports it on a non-streamed completion
+    (a body without it fails validation rather than typing every read as optional).
+    """
 
     id: str = ""
     object: str = "chat.completion"
     created: int = 0
     model: str = ""
     choices: list[ChatChoice]
-    usage: Usage | None = None
+    usage: Usage
 
 
 class ChatDelta(WireModel):

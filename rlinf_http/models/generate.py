@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, NamedTuple, Union
 
 from pydantic import ConfigDict, Field
+from typing_extensions import TypedDict
 
 from ._base import ResponseModel, WireModel
 
@@ -18,6 +20,7 @@ __all__ = [
     "Logprob",
     "MetaInfo",
     "SamplingParams",
+    "SingleSampleParams",
 ]
 
 
@@ -60,6 +63,44 @@ class SamplingParams(WireModel):
     def to_wire(self) -> dict[str, Any]:
         """The JSON object sent on the wire (unset and ``None`` fields omitted)."""
         return self.model_dump(exclude_none=True)
+
+
+class SingleSampleParams(TypedDict, total=False):
+    """The static type of a ``sampling_params`` dict that asks for one sample.
+
+    Only for type checkers: a dict literal whose keys and value types fit here
+    (``n`` absent or ``1``) makes ``generate(prompt, sampling_params={...})``
+    typed as one :class:`GenerateOutput`. Any other mapping (``n=4``, a key this
+    type does not list, a ``dict[str, Any]`` variable) types the result as
+    ``GenerateOutput | list[GenerateOutput]``, because sglang answers ``n > 1``
+    with a list. At run time it is a plain ``dict``.
+    """
+
+    max_new_tokens: int | None
+    min_new_tokens: int | None
+    temperature: float | None
+    top_p: float | None
+    top_k: int | None
+    min_p: float | None
+    frequency_penalty: float | None
+    presence_penalty: float | None
+    repetition_penalty: float | None
+    stop: str | Sequence[str] | None
+    stop_token_ids: Sequence[int] | None
+    stop_regex: str | Sequence[str] | None
+    n: Literal[1] | None
+    json_schema: str | None
+    regex: str | None
+    ebnf: str | None
+    structural_tag: str | None
+    ignore_eos: bool | None
+    skip_special_tokens: bool | None
+    spaces_between_special_tokens: bool | None
+    no_stop_trim: bool | None
+    custom_params: Mapping[str, object] | None
+    stream_interval: int | None
+    logit_bias: Mapping[str, float] | None
+    sampling_seed: int | None
 
 
 class Logprob(NamedTuple):
@@ -135,3 +176,8 @@ class GenerateOutput(ResponseModel):
     def finish_reason(self) -> FinishReason | None:
         """Shortcut for ``meta_info.finish_reason``."""
         return self.meta_info.finish_reason
+
+    @property
+    def rid(self) -> str | None:
+        """The request id the server used (``meta_info.id``): what ``abort_request`` takes."""
+        return self.meta_info.id

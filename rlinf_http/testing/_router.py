@@ -69,6 +69,15 @@ def router_env(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+# Router policies its command line does not offer, started by setting
+# ``RouterArgs.policy`` after parsing the other arguments.
+_HIDDEN_POLICIES = frozenset({"consistent_hashing", "prefix_hash"})
+_SET_POLICY = (
+    "import sys; from sglang_router.launch_router import launch_router, parse_router_args; "
+    "args = parse_router_args(sys.argv[2:]); args.policy = sys.argv[1]; launch_router(args)"
+)
+
+
 def _fmt_host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
@@ -109,17 +118,20 @@ class RouterProcess:
         return f"http://{_fmt_host(self.host)}:{self.port}"
 
     def command(self) -> list[str]:
-        """The command line used to start the router."""
-        cmd = [
-            sys.executable,
-            "-m",
-            "sglang_router.launch_router",
+        """The command line used to start the router.
+
+        ``consistent_hashing`` and ``prefix_hash`` are known to the router but not
+        offered by its command line (0.3.2): they are set on the parsed arguments.
+        """
+        if self.policy in _HIDDEN_POLICIES:
+            cmd = [sys.executable, "-c", _SET_POLICY, self.policy]
+        else:
+            cmd = [sys.executable, "-m", "sglang_router.launch_router", "--policy", self.policy]
+        cmd += [
             "--host",
             self.host,
             "--port",
             str(self.port),
-            "--policy",
-            self.policy,
             "--prometheus-host",
             "127.0.0.1",
             "--prometheus-port",

@@ -184,9 +184,11 @@ def test_generate_body_and_typed_result(mock: respx.MockRouter) -> None:
     out = client.generate(
         prompt="The capital of France is",
         sampling_params={"temperature": 0.0, "max_new_tokens": 32},
+        rid="r-given",
     )
     client.close()
     assert body(route.calls.last.request) == {
+        "rid": "r-given",
         "return_logprob": False,
         "text": "The capital of France is",
         "sampling_params": {"temperature": 0.0, "max_new_tokens": 32},

@@ -500,7 +500,9 @@ def test_fake_request_body_and_headers(fake: Any) -> None:
     client = InferenceHTTPClient(fake.url, api_key="sk-x")
     client.generate(prompt="The capital of France is", sampling_params={"max_new_tokens": 2})
     stats = fake.app.stats
-    assert stats["last_bodies"]["/generate"] == {
+    body = dict(stats["last_bodies"]["/generate"])
+    assert len(body.pop("rid")) == 32  # generated, so that the request can be aborted
+    assert body == {
         "return_logprob": False,
         "text": "The capital of France is",
         "sampling_params": {"max_new_tokens": 2},

@@ -6,6 +6,7 @@ No sockets: everything here calls ``rlinf_http._core.requests`` directly.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -229,6 +230,53 @@ def test_generate_extra_cannot_shadow_own_arguments(key: str) -> None:
         gen(prompt="x", extra={key: 1})
 
 
+@pytest.mark.parametrize(
+    ("key", "native"),
+    [
+        ("max_new_tokens", "max_new_tokens"),
+        ("temperature", "temperature"),
+        ("n", "n"),
+        ("stop", "stop"),
+        ("beam_width", "beam_width"),
+        ("max_tokens", "max_new_tokens"),
+        ("seed", "sampling_seed"),
+    ],
+)
+def test_generate_sampling_keyword_says_where_it_belongs(key: str, native: str) -> None:
+    # Issue 9 item 9: a sampling parameter passed as a keyword was sent top-level,
+    # dropped by the router, and the default (128 tokens) came back.
+    with pytest.raises(InvalidRequestError, match="sampling_params=") as info:
+        gen(prompt="hi", extra={key: 3})
+    assert repr(native) in str(info.value)
+
+
+def test_generate_unknown_and_top_level_keywords_pass_through() -> None:
+    extra = {"rid": "r", "top_logprobs_num": 2, "lora_path": "a", "my_field": [1]}
+    assert {k: body_of(gen(prompt="hi", extra=extra))[k] for k in extra} == extra
+
+
+@pytest.mark.parametrize(
+    ("key", "openai"),
+    [("max_new_tokens", "max_tokens"), ("min_new_tokens", "min_tokens"), ("sampling_seed", "seed")],
+)
+def test_chat_native_spelling_names_the_openai_one(key: str, openai: str) -> None:
+    with pytest.raises(InvalidRequestError, match=f"spells it {openai}="):
+        build_chat_completion([{"role": "user", "content": "x"}], "m", {key: 3})
+
+
+def test_chat_sampling_params_dict_is_refused() -> None:
+    with pytest.raises(InvalidRequestError, match="as keywords"):
+        build_chat_completion(
+            [{"role": "user", "content": "x"}], "m", {"sampling_params": {"max_new_tokens": 3}}
+        )
+
+
+def test_chat_sglang_extras_without_openai_spelling_pass_through() -> None:
+    kwargs = {"top_k": 5, "min_p": 0.1, "regex": "a+", "ignore_eos": True, "unknown": 1}
+    body = body_of(build_chat_completion([{"role": "user", "content": "x"}], "m", kwargs))
+    assert {k: body[k] for k in kwargs} == kwargs
+
+
 def test_generate_unencodable_extra_is_invalid_request() -> None:
     with pytest.raises(InvalidRequestError, match="JSON"):
         gen(prompt="x", extra={"rid": object()})
@@ -238,19 +286,21 @@ def test_generate_unencodable_extra_is_invalid_request() -> None:
 
 
 def test_generate_prompt_body_matches_seed() -> None:
-    op = gen(prompt="The capital of France is", sampling_params={"temperature": 0.0})
+    op = gen(prompt="The capital of France is", sampling_params={"temperature": 0.0}, rid="r-7")
     assert op.method == "POST"
     assert op.path == "/generate"
     assert dict(op.headers)["content-type"] == "application/json"
-    # The RLinf client's body: return_logprob, text, sampling_params (in this order).
+    # The RLinf client's body: return_logprob, text, sampling_params (in this order),
+    # then the request id.
     assert op.content == (
         b'{"return_logprob":false,"text":"The capital of France is",'
-        b'"sampling_params":{"temperature":0.0}}'
+        b'"sampling_params":{"temperature":0.0},"rid":"r-7"}'
     )
 
 
 def test_generate_without_sampling_params_omits_the_key() -> None:
     body = body_of(gen(input_ids=[1, 2, 3], return_logprob=True))
+    assert re.fullmatch("[0-9a-f]{32}", body.pop("rid"))
     assert body == {"return_logprob": True, "input_ids": [1, 2, 3]}
 
 
@@ -331,8 +381,9 @@ def test_batch_detection_selects_list_or_object(kwargs: dict[str, Any], batch: b
 
 
 def test_batch_prompt_body() -> None:
-    body = body_of(gen(prompt=["a", "b"], sampling_params={"max_new_tokens": 4}))
+    body = body_of(gen(prompt=["a", "b"], sampling_params={"max_new_tokens": 4}, rid="job"))
     assert body == {
+        "rid": "job",
         "return_logprob": False,
         "text": ["a", "b"],
         "sampling_params": {"max_new_tokens": 4},
