@@ -50,8 +50,13 @@ class _StreamBase(Generic[T]):
         self.arrived_at = 0.0
         # The body is read raw and decoded here (rare: we never ask for an encoding),
         # so that a body that fails to decode leaves no half-run httpx iterator behind.
+        # A response that was already read (``httpx.Response(content=...)``, as respx
+        # and MockTransport build them) has only its decoded content left: stream that.
+        self._read_content: bytes | None = getattr(response, "_content", None)
         self._decoder: Any = (
-            response._get_content_decoder() if "content-encoding" in response.headers else None
+            response._get_content_decoder()
+            if self._read_content is None and "content-encoding" in response.headers
+            else None
         )
 
     def _feed(self, data: bytes) -> list[T]:
@@ -101,7 +106,8 @@ class Stream(_StreamBase[T], Iterator[T]):
         self, response: httpx.Response, parser: EventStreamParser[T], method: str, url: str
     ) -> None:
         super().__init__(response, parser, method, url)
-        self._chunks = response.iter_raw()
+        content = self._read_content
+        self._chunks = response.iter_raw() if content is None else iter((content,))
 
     def __iter__(self) -> Stream[T]:
         return self
@@ -176,6 +182,19 @@ class Stream(_StreamBase[T], Iterator[T]):
         self.close()
 
 
+class _Once(AsyncIterator[bytes]):
+    """One piece of bytes as an async iterator (no async generator to finalize)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data: bytes | None = data
+
+    async def __anext__(self) -> bytes:
+        data, self._data = self._data, None
+        if data is None:
+            raise StopAsyncIteration
+        return data
+
+
 class AsyncStream(_StreamBase[T], AsyncIterator[T]):
     """An async iterator of typed chunks; use it in an ``async with`` block."""
 
@@ -183,7 +202,10 @@ class AsyncStream(_StreamBase[T], AsyncIterator[T]):
         self, response: httpx.Response, parser: EventStreamParser[T], method: str, url: str
     ) -> None:
         super().__init__(response, parser, method, url)
-        self._chunks = response.aiter_raw()
+        content = self._read_content
+        self._chunks: AsyncIterator[bytes] = (
+            response.aiter_raw() if content is None else _Once(content)
+        )
 
     def __aiter__(self) -> AsyncStream[T]:
         return self

@@ -915,3 +915,28 @@ def test_post_retries_timeouts_as_the_seed_did(mock: respx.MockRouter, sleeps: l
     with pytest.raises(APITimeoutError):
         client.generate(prompt="x", max_retries=3)
     assert gen.call_count == 1
+
+
+# -- streams from a mock: the response was built already read -----------------------
+
+SSE_BODY = (
+    b'data: {"text": " a", "meta_info": {"completion_tokens": 1}}\n\n'
+    b'data: {"text": " a b", "meta_info": {"completion_tokens": 2}}\n\n'
+    b"data: [DONE]\n\n"
+)
+
+
+def test_stream_from_respx_sync(mock: respx.MockRouter) -> None:
+    # respx hands back httpx.Response(content=...), whose body was read when it was
+    # built: the stream must deliver it, not fail with httpx.StreamConsumed
+    mock.post("/generate").mock(return_value=httpx.Response(200, content=SSE_BODY))
+    with InferenceHTTPClient(BASE) as client, client.generate("hi", stream=True) as chunks:
+        assert [(c.text, c.delta) for c in chunks] == [(" a", " a"), (" a b", " b")]
+
+
+@pytest.mark.anyio
+async def test_stream_from_respx_async(mock: respx.MockRouter) -> None:
+    mock.post("/generate").mock(return_value=httpx.Response(200, content=SSE_BODY))
+    async with InferenceHTTPClient(BASE) as client:
+        async with await client.async_generate("hi", stream=True) as chunks:
+            assert [(c.text, c.delta) async for c in chunks] == [(" a", " a"), (" a b", " b")]
