@@ -31,12 +31,14 @@ from ._base_client import BaseClient
 from ._control import abracket, bracket
 from ._core import control, plans
 from ._core.control import PauseMode, Selector
+from ._core.dataplane import build_load_lora, build_unload_lora
 from ._core.plans import Plan
 from ._errors import FleetError, InvalidRequestError, WeightVersionMismatchError
 from .models import (
     FlushCacheResult,
     GenerationControlResult,
     Loads,
+    LoraAdapterResult,
     ModelInfo,
     ServerInfo,
     WeightUpdateResult,
@@ -469,6 +471,38 @@ class Fleet:
         """Async :meth:`abort_request`."""
         return await self._aall(
             "abort_request", lambda _: plans.abort_request_plan(rid, abort_all), raise_on_error
+        )
+
+    # -- LoRA adapters (the router forwards no adapter management) -------------------------
+
+    def load_lora_adapter(
+        self, lora_name: str, lora_path: str, *, pinned: bool = False, raise_on_error: bool = True
+    ) -> FleetResult[LoraAdapterResult]:
+        """``load_lora_adapter`` on every worker, so ``lora_path=lora_name`` works on any."""
+        op = build_load_lora(lora_name, lora_path, pinned)  # checked before any I/O
+        return self._all("load_lora_adapter", lambda _: plans.call_plan(op), raise_on_error)
+
+    async def async_load_lora_adapter(
+        self, lora_name: str, lora_path: str, *, pinned: bool = False, raise_on_error: bool = True
+    ) -> FleetResult[LoraAdapterResult]:
+        """Async :meth:`load_lora_adapter`."""
+        op = build_load_lora(lora_name, lora_path, pinned)
+        return await self._aall("load_lora_adapter", lambda _: plans.call_plan(op), raise_on_error)
+
+    def unload_lora_adapter(
+        self, lora_name: str, *, raise_on_error: bool = True
+    ) -> FleetResult[LoraAdapterResult]:
+        """``unload_lora_adapter`` on every worker."""
+        op = build_unload_lora(lora_name)
+        return self._all("unload_lora_adapter", lambda _: plans.call_plan(op), raise_on_error)
+
+    async def async_unload_lora_adapter(
+        self, lora_name: str, *, raise_on_error: bool = True
+    ) -> FleetResult[LoraAdapterResult]:
+        """Async :meth:`unload_lora_adapter`."""
+        op = build_unload_lora(lora_name)
+        return await self._aall(
+            "unload_lora_adapter", lambda _: plans.call_plan(op), raise_on_error
         )
 
     # -- weights --------------------------------------------------------------------------

@@ -115,6 +115,12 @@ def _with_fallback(new: str, old: str, parse: Callable[[RawResponse], T]) -> Pla
     return result
 
 
+def call_plan(op: Operation[T]) -> Plan[T]:
+    """A plan of one request: ``op`` sent with the client's retry policy."""
+    result: T = yield Call(op)
+    return result
+
+
 def server_info_plan() -> Plan[ServerInfo]:
     """``/server_info``, falling back to ``/get_server_info`` on 404 (older servers)."""
     return _with_fallback("/server_info", "/get_server_info", _server_info)
