@@ -36,6 +36,7 @@ from ._core.retry import RetryPolicy
 from ._errors import InvalidRequestError, RLinfHTTPError
 from .models._base import ResponseModel
 from .transports import AsyncTransport, SyncTransport
+from .transports._http11 import BufferedStream
 from .transports._httpcore import watched_async_transport, watched_transport
 from .transports._sync import KEEPALIVE_EXPIRY
 from .transports._wire import mark_failure, watch_arrival
@@ -415,18 +416,22 @@ class BaseClient:
             raw.append((b"content-length", b"%d" % len(content)))
         elif op.method in ("POST", "PUT", "PATCH"):
             raw.append((b"content-length", b"0"))
+        body = content or b""
         request = httpx.Request(
             op.method,
             url,
             headers=raw,
-            stream=httpx.ByteStream(content or b""),
+            content=body,
             extensions={
                 "timeout": self._timeout_ext
                 if timeout is NOT_GIVEN
                 else self._timeout_for(timeout).as_dict()
             },
         )
-        request.read()
+        # Not httpx's ByteStream: its async iterator is a generator, which a send
+        # that fails halfway (a stale pooled connection) leaves suspended for the
+        # garbage collector (a ResourceWarning under trio).
+        request.stream = BufferedStream(body)
         return request, url_text
 
     def _log(
