@@ -185,6 +185,8 @@ def _sampling_check_adapter() -> pydantic.TypeAdapter[dict[str, Any]]:
 
 
 _SAMPLING_CHECK = _sampling_check_adapter()
+#: Names that belong in ``sampling_params`` (none is also a top-level ``/generate`` field).
+_SAMPLING_KEYS = frozenset(SamplingParams.model_fields)
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
@@ -297,6 +299,11 @@ def build_generate(
     for key, value in extra.items():
         if key in ("text", "input_ids", "sampling_params", "return_logprob"):
             raise InvalidRequestError(f"{key!r} is set through its own argument")
+        if key in _SAMPLING_KEYS:
+            # sglang ignores unknown top-level fields: it would sample with its defaults.
+            raise InvalidRequestError(
+                f"{key!r} is a sampling parameter: pass sampling_params={{{key!r}: ...}}"
+            )
         body[key] = value
     if stream:
         body["stream"] = True
