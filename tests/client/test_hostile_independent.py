@@ -33,6 +33,7 @@ import anyio
 import pytest
 
 from rlinf_http import (
+    APIConnectionError,
     APITimeoutError,
     Fleet,
     FleetError,
@@ -617,15 +618,25 @@ def _close_after_each(n: int, req: Request) -> list[bytes | str]:
     return [*good(req), CLOSE]  # no "Connection: close": the client believes it may reuse it
 
 
+def check_stale(outcomes: list[object], wire_path: str, server: HostileServer) -> None:
+    """Calls that may be retried all succeed (a dead pooled connection is retried on a
+    fresh one); a weight update, never resent once written, may fail, typed. The
+    server answered every request it read."""
+    errors = [o for o in outcomes if isinstance(o, BaseException)]
+    if wire_path != "/update_weights_from_disk":
+        assert errors == []
+    assert all(isinstance(e, APIConnectionError) for e in errors), errors
+    assert server.count(wire_path) == len(outcomes) - len(errors)
+    assert len(errors) < len(outcomes)
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("path", list(SYNC_PATHS))
 def test_sync_stale_keepalive(path: str, transport: str) -> None:
     call, wire_path, _, _ = SYNC_PATHS[path]
     with hostile(_close_after_each) as server, client_for(server, transport) as client:
-        for i in range(30):
-            outcome = run_sync(lambda: call(client))
-            assert not isinstance(outcome, BaseException), (i, repr(outcome))
-        assert server.count(wire_path) == 30
+        outcomes = [run_sync(lambda: call(client)) for _ in range(30)]
+    check_stale(outcomes, wire_path, server)
 
 
 @pytest.mark.anyio
@@ -635,10 +646,8 @@ async def test_async_stale_keepalive(anyio_backend: str, path: str, transport: s
     call, wire_path, _, _ = ASYNC_PATHS[path]
     with hostile(_close_after_each) as server:
         async with client_for(server, transport) as client:
-            for i in range(30):
-                outcome = await run_async(lambda: call(client))
-                assert not isinstance(outcome, BaseException), (i, repr(outcome))
-        assert server.count(wire_path) == 30
+            outcomes = [await run_async(lambda: call(client)) for _ in range(30)]
+    check_stale(outcomes, wire_path, server)
 
 
 # -- 100 requests, 1 % faults -------------------------------------------------------------
