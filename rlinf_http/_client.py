@@ -316,7 +316,9 @@ class InferenceHTTPClient(ControlMixin, BaseClient):
         Give exactly one of ``prompt`` (a string, or a list of strings for a batch)
         or ``input_ids`` (a list of token ids, or a list of lists for a batch).
         Extra keyword arguments are sent as top-level fields (``rid``,
-        ``top_logprobs_num``, ``lora_path``...). A batch, or ``n > 1`` samples,
+        ``top_logprobs_num``, ``lora_path``...); sampling parameters go in
+        ``sampling_params`` (``temperature=`` as a keyword raises
+        :class:`~rlinf_http.InvalidRequestError`). A batch, or ``n > 1`` samples,
         returns a list in input order (prompt-major). The sglang router refuses
         text batches (HTTP 422; 0.3.2 passes 2-D ``input_ids`` and ``n > 1``):
         send batches to a server, or use :meth:`generate_many` to fan single
