@@ -254,7 +254,7 @@ def good_body(req: Request) -> tuple[str, bytes]:
     if req.path in ("/pause_generation", "/continue_generation"):
         return "application/json", b"{}"
     if req.path == "/health":
-        return "text/plain", b""
+        return "text/plain", b"healthy"
     return "application/json", b"{}"
 
 
@@ -333,6 +333,24 @@ def _retry_superscript(req: Request) -> list[bytes | str]:
     return [response("200 OK", content_type, b"retry: \xc2\xb2\n\n" + body)]
 
 
+def _with_length(req: Request, length: str) -> bytes:
+    content_type, body = good_body(req)
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n"
+    return head.encode() + body
+
+
+def _huge_chunk(req: Request) -> list[bytes | str]:
+    content_type, _ = good_body(req)
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    return [head.encode() + b"ffffffffffffffffffff\r\n{", CLOSE]
+
+
+def _http10(req: Request) -> list[bytes | str]:
+    """A valid HTTP/1.0 answer whose body ends with the connection."""
+    content_type, body = good_body(req)
+    return [f"HTTP/1.0 200 OK\r\nContent-Type: {content_type}\r\n\r\n".encode() + body, CLOSE]
+
+
 def _brackets(status: str) -> Callable[[Request], list[bytes | str]]:
     def steps(req: Request) -> list[bytes | str]:
         content_type, _ = good_body(req)
@@ -369,6 +387,16 @@ FAULTS = [
     Fault("retry-superscript", _retry_superscript, may_succeed=True, stream_only=True),
     Fault("brackets-400", _brackets("400 Bad Request")),
     Fault("brackets-200", _brackets("200 OK"), text_body=True),
+    Fault("negative-content-length", lambda r: [_with_length(r, "-5"), CLOSE]),
+    Fault("two-content-lengths", lambda r: [_with_length(r, "2\r\nContent-Length: 9"), CLOSE]),
+    Fault("status-999", lambda r: [response("999 Odd", "application/json", b"{}")]),
+    Fault("huge-chunk-size", _huge_chunk),
+    Fault(
+        "informational-then-200",
+        lambda r: [b"HTTP/1.1 100 Continue\r\n\r\n", *good(r)],
+        may_succeed=True,
+    ),
+    Fault("http10-close-delimited", _http10, may_succeed=True),
     Fault("reset-before-answer", lambda r: [RESET], started=False),
     Fault("close-before-answer", lambda r: [CLOSE], started=False),
 ]
@@ -845,3 +873,34 @@ def test_fleet_bad_input_is_refused_before_io() -> None:
         with pytest.raises(InvalidRequestError):
             fleet.update_weights_from_disk("")
         assert a.count() + b.count() == 0
+
+
+# -- health() answers a bool whatever the server does -------------------------------------
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("fault", [*FAULTS, Fault("hang", lambda r: [HANG])], ids=lambda f: f.name)
+def test_health_is_a_bool_against_hostile_servers(fault: Fault, transport: str) -> None:
+    with hostile(scripted(fault)) as server:
+        client = InferenceHTTPClient(server.url, transport=transport, health_timeout=0.5)  # type: ignore[arg-type]
+        with client:
+            outcome = run_sync(client.health)
+            assert isinstance(outcome, bool), repr(outcome)
+            assert outcome is False or fault.may_succeed or fault.text_body
+            server.healed.set()
+            assert run_sync(client.health) is True
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("fault", [*FAULTS, Fault("hang", lambda r: [HANG])], ids=lambda f: f.name)
+async def test_async_health_is_a_bool_against_hostile_servers(
+    anyio_backend: str, fault: Fault, transport: str
+) -> None:
+    with hostile(scripted(fault)) as server:
+        client = InferenceHTTPClient(server.url, transport=transport, health_timeout=0.5)  # type: ignore[arg-type]
+        async with client:
+            outcome = await run_async(client.async_health)
+            assert isinstance(outcome, bool), repr(outcome)
+            server.healed.set()
+            assert await run_async(client.async_health) is True
