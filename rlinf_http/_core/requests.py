@@ -358,6 +358,13 @@ def _message_to_wire(i: int, message: object) -> Any:
     return message
 
 
+#: ``/generate`` names a chat request would silently lose, with what to use instead.
+_GENERATE_ONLY = {
+    "sampling_params": "pass each sampling field as a keyword (temperature=..., max_tokens=...)",
+    "max_new_tokens": "use max_tokens",
+}
+
+
 def build_chat_completion(
     messages: Sequence[Mapping[str, Any] | ChatMessage],
     model: str,
@@ -379,6 +386,10 @@ def build_chat_completion(
     for key, value in kwargs.items():
         if key in ("model", "messages"):
             raise InvalidRequestError(f"{key!r} is set through its own argument")
+        hint = _GENERATE_ONLY.get(key)
+        if hint is not None:
+            # /generate's names: the chat endpoint (and the router) drop them silently.
+            raise InvalidRequestError(f"{key!r} is not a chat field: {hint}")
         body[key] = value
     if stream:
         body["stream"] = True

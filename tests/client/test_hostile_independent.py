@@ -839,6 +839,12 @@ BAD_CALLS: dict[str, Callable[[InferenceHTTPClient], object]] = {
     "max-new-tokens-keyword": lambda c: c.generate("p", max_new_tokens=8),
     "stop-keyword-stream": lambda c: c.generate("p", stream=True, stop=["\n"]),
     "top-p-keyword-batch": lambda c: c.generate(["a", "b"], top_p=0.9),
+    "chat-sampling-params": lambda c: c.chat_completion(
+        messages=MESSAGES, model="m", sampling_params={"temperature": 0.0}
+    ),
+    "chat-max-new-tokens": lambda c: c.chat_completion(
+        messages=MESSAGES, model="m", max_new_tokens=8
+    ),
 }
 
 
