@@ -661,8 +661,8 @@ class BaseClient:
             sources = (raw.headers, request.headers)
         return self._attach_request_id(op.parse(raw), sources)
 
-    def _run(self, plan: Plan[T]) -> T:
-        """Drive a core plan with blocking I/O."""
+    def _run(self, plan: Plan[T], timeout: float | None = None) -> T:
+        """Drive a core plan with blocking I/O (``timeout``: for steps that set none)."""
         value: Any = None
         error: RLinfHTTPError | None = None
         while True:
@@ -675,13 +675,14 @@ class BaseClient:
                 time.sleep(step.seconds)
                 continue
             try:
-                value = self._send(step.op, **self._call_options(step))
+                value = self._send(step.op, **self._call_options(step, timeout))
             except RLinfHTTPError as exc:
                 error = exc
 
-    def _call_options(self, step: Call) -> dict[str, Any]:
+    def _call_options(self, step: Call, timeout: float | None = None) -> dict[str, Any]:
+        bound = step.timeout if step.timeout is not None else timeout
         return {
-            "timeout": NOT_GIVEN if step.timeout is None else step.timeout,
+            "timeout": NOT_GIVEN if bound is None else bound,
             "retry": self.retry_policy.with_max_retries(step.max_retries),
         }
 
@@ -803,8 +804,8 @@ class BaseClient:
             sources = (raw.headers, request.headers)
         return self._attach_request_id(op.parse(raw), sources)
 
-    async def _arun(self, plan: Plan[T]) -> T:
-        """Drive a core plan with async I/O."""
+    async def _arun(self, plan: Plan[T], timeout: float | None = None) -> T:
+        """Drive a core plan with async I/O (``timeout``: for steps that set none)."""
         value: Any = None
         error: RLinfHTTPError | None = None
         while True:
@@ -817,7 +818,7 @@ class BaseClient:
                 await anyio.sleep(step.seconds)
                 continue
             try:
-                value = await self._asend(step.op, **self._call_options(step))
+                value = await self._asend(step.op, **self._call_options(step, timeout))
             except RLinfHTTPError as exc:
                 error = exc
 

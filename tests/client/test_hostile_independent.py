@@ -781,6 +781,54 @@ async def test_async_fleet_hanging_worker_deadline(anyio_backend: str, transport
             assert not isinstance(after, BaseException), repr(after)
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_fleet_hanging_worker_is_a_fleet_error_with_call_timeout(transport: str) -> None:
+    with hostile(_healthy) as ok, hostile(_hang_once) as hung:
+        urls = [ok.url, hung.url]
+        with Fleet.from_urls(
+            urls, call_timeout=0.5, retry_policy=FAST, transport=transport
+        ) as fleet:
+            outcome = run_sync(lambda: fleet.update_weights_from_disk("/ckpt"))
+            assert isinstance(outcome, FleetError), repr(outcome)
+            assert isinstance(outcome.result[ok.url], WeightUpdateResult)
+            assert isinstance(outcome.errors[hung.url], APITimeoutError)
+            assert (ok.count(), hung.count()) == (1, 1)  # never resent
+            hung.healed.set()
+
+            def paused_update() -> object:
+                with fleet.paused("retract"):
+                    return fleet.update_weights_from_disk("/ckpt")
+
+            after = run_sync(paused_update)
+            assert not isinstance(after, BaseException), repr(after)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_async_fleet_hanging_worker_is_a_fleet_error_with_call_timeout(
+    anyio_backend: str, transport: str
+) -> None:
+    with hostile(_healthy) as ok, hostile(_hang_once) as hung:
+        urls = [ok.url, hung.url]
+        async with Fleet.from_urls(
+            urls, call_timeout=0.5, retry_policy=FAST, transport=transport
+        ) as fleet:
+            outcome = await run_async(lambda: fleet.async_update_weights_from_disk("/ckpt"))
+            assert isinstance(outcome, FleetError), repr(outcome)
+            assert isinstance(outcome.errors[hung.url], APITimeoutError)
+            assert (ok.count(), hung.count()) == (1, 1)
+
+
+def test_call_timeout_is_checked_before_io() -> None:
+    with hostile(_healthy) as server:
+        for bad in (0, -1.0, float("nan"), "5"):
+            with pytest.raises(InvalidRequestError):
+                Fleet.from_urls([server.url], call_timeout=bad)
+            with InferenceHTTPClient(server.url) as client, pytest.raises(InvalidRequestError):
+                client.fleet(call_timeout=bad)
+        assert server.count() == 0
+
+
 class Boom(Exception):
     pass
 
