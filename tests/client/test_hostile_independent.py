@@ -351,15 +351,21 @@ def _http10(req: Request) -> list[bytes | str]:
     return [f"HTTP/1.0 200 OK\r\nContent-Type: {content_type}\r\n\r\n".encode() + body, CLOSE]
 
 
-def _brackets(status: str) -> Callable[[Request], list[bytes | str]]:
+def _brackets(status: str, closed: bool = False) -> Callable[[Request], list[bytes | str]]:
     def steps(req: Request) -> list[bytes | str]:
         content_type, _ = good_body(req)
-        body = b"[" * 5000
+        body = b"[" * 5000 + (b"]" * 5000 if closed else b"")
         if content_type == "text/event-stream" and status.startswith("200"):
             body = b"data: " + body + b"\n\n"
         return [response(status, content_type, body)]
 
     return steps
+
+
+def _nested_error_event(req: Request) -> list[bytes | str]:
+    """An in-stream error event nested 5,000 deep (valid JSON, deeper than the recursion limit)."""
+    nested = b"[" * 5000 + b"]" * 5000
+    return [response("200 OK", "text/event-stream", b'data: {"error": ' + nested + b"}\n\n")]
 
 
 def _retry_after(value: str) -> Callable[[Request], list[bytes | str]]:
@@ -387,6 +393,9 @@ FAULTS = [
     Fault("retry-superscript", _retry_superscript, may_succeed=True, stream_only=True),
     Fault("brackets-400", _brackets("400 Bad Request")),
     Fault("brackets-200", _brackets("200 OK"), text_body=True),
+    Fault("nested-400", _brackets("400 Bad Request", closed=True)),
+    Fault("nested-200", _brackets("200 OK", closed=True), text_body=True),
+    Fault("nested-error-event", _nested_error_event, stream_only=True),
     Fault("negative-content-length", lambda r: [_with_length(r, "-5"), CLOSE]),
     Fault("two-content-lengths", lambda r: [_with_length(r, "2\r\nContent-Length: 9"), CLOSE]),
     Fault("status-999", lambda r: [response("999 Odd", "application/json", b"{}")]),
@@ -940,7 +949,7 @@ def test_health_is_a_bool_against_hostile_servers(fault: Fault, transport: str) 
         with client:
             outcome = run_sync(client.health)
             assert isinstance(outcome, bool), repr(outcome)
-            assert outcome is False or fault.may_succeed or fault.text_body
+            assert outcome is False or fault.may_succeed or fault.text_body or fault.stream_only
             server.healed.set()
             assert run_sync(client.health) is True
 
