@@ -36,6 +36,7 @@ from ._core.retry import RetryPolicy
 from ._errors import InvalidRequestError, RLinfHTTPError
 from .models._base import ResponseModel
 from .transports import AsyncTransport, SyncTransport
+from .transports._http11 import BufferedStream
 from .transports._sync import KEEPALIVE_EXPIRY
 from .transports._wire import mark_failure, watch_arrival
 
@@ -449,18 +450,22 @@ class BaseClient:
             raw.append((b"content-length", b"%d" % len(content)))
         elif op.method in ("POST", "PUT", "PATCH"):
             raw.append((b"content-length", b"0"))
+        body = content or b""
         request = httpx.Request(
             op.method,
             url,
             headers=raw,
-            stream=httpx.ByteStream(content or b""),
+            content=body,
             extensions={
                 "timeout": self._timeout_ext
                 if timeout is NOT_GIVEN
                 else self._timeout_for(timeout).as_dict()
             },
         )
-        request.read()
+        # Not httpx's ByteStream: its async iterator is a generator, which a send
+        # that fails halfway (a stale pooled connection) leaves suspended for the
+        # garbage collector (a ResourceWarning under trio).
+        request.stream = BufferedStream(body)
         return request, url_text
 
     def _log(
@@ -736,8 +741,8 @@ class BaseClient:
         assert isinstance(raw, RawResponse)
         return self._attach_request_id(op.parse(raw), (raw.headers, request.headers))
 
-    def _run(self, plan: Plan[T]) -> T:
-        """Drive a core plan with blocking I/O."""
+    def _run(self, plan: Plan[T], timeout: float | None = None) -> T:
+        """Drive a core plan with blocking I/O (``timeout``: for steps that set none)."""
         value: Any = None
         error: RLinfHTTPError | None = None
         while True:
@@ -750,13 +755,14 @@ class BaseClient:
                 time.sleep(step.seconds)
                 continue
             try:
-                value = self._send(step.op, **self._call_options(step))
+                value = self._send(step.op, **self._call_options(step, timeout))
             except RLinfHTTPError as exc:
                 error = exc
 
-    def _call_options(self, step: Call) -> dict[str, Any]:
+    def _call_options(self, step: Call, timeout: float | None = None) -> dict[str, Any]:
+        bound = step.timeout if step.timeout is not None else timeout
         return {
-            "timeout": NOT_GIVEN if step.timeout is None else step.timeout,
+            "timeout": NOT_GIVEN if bound is None else bound,
             "retry": self.retry_policy.with_max_retries(step.max_retries),
         }
 
@@ -926,8 +932,8 @@ class BaseClient:
         assert isinstance(raw, RawResponse)
         return self._attach_request_id(op.parse(raw), (raw.headers, request.headers))
 
-    async def _arun(self, plan: Plan[T]) -> T:
-        """Drive a core plan with async I/O."""
+    async def _arun(self, plan: Plan[T], timeout: float | None = None) -> T:
+        """Drive a core plan with async I/O (``timeout``: for steps that set none)."""
         value: Any = None
         error: RLinfHTTPError | None = None
         while True:
@@ -940,7 +946,7 @@ class BaseClient:
                 await anyio.sleep(step.seconds)
                 continue
             try:
-                value = await self._asend(step.op, **self._call_options(step))
+                value = await self._asend(step.op, **self._call_options(step, timeout))
             except RLinfHTTPError as exc:
                 error = exc
 

@@ -21,6 +21,7 @@ from typing_extensions import Self
 from ._base_client import BaseClient
 from ._core import control
 from ._core.control import PauseMode, Selector
+from ._core.requests import check_timeout
 from .models import GenerationControlResult, Loads, WeightUpdateResult, WeightVersionResult
 
 if TYPE_CHECKING:
@@ -471,26 +472,39 @@ class ControlMixin(BaseClient):
     # -- every worker ---------------------------------------------------------------------
 
     def fleet(
-        self, worker_type: str | None = None, *, healthy_only: bool = False, **client_options: Any
+        self,
+        worker_type: str | None = None,
+        *,
+        healthy_only: bool = False,
+        call_timeout: float | None = None,
+        **client_options: Any,
     ) -> Fleet:
         """The workers behind this router (``GET /workers``), or this server alone.
 
         ``worker_type`` keeps ``"regular"``, ``"prefill"`` or ``"decode"``
         workers only. Each worker gets a client with this client's settings;
         ``client_options`` override them (e.g. ``api_key=`` a worker's admin key).
+        ``call_timeout`` bounds each worker's calls (see :meth:`Fleet.from_urls`).
         """
         from ._fleet import Fleet  # here: the fleet module builds clients of this class
 
         options = Fleet._worker_options(self, client_options)
+        check_timeout(call_timeout, "call_timeout")
         urls = self._run(control.discover_workers_plan(worker_type, healthy_only))
-        return Fleet._from_client(self, urls, worker_type, options)
+        return Fleet._from_client(self, urls, worker_type, options, call_timeout)
 
     async def async_fleet(
-        self, worker_type: str | None = None, *, healthy_only: bool = False, **client_options: Any
+        self,
+        worker_type: str | None = None,
+        *,
+        healthy_only: bool = False,
+        call_timeout: float | None = None,
+        **client_options: Any,
     ) -> Fleet:
         """Async :meth:`fleet`."""
         from ._fleet import Fleet
 
         options = Fleet._worker_options(self, client_options)
+        check_timeout(call_timeout, "call_timeout")
         urls = await self._arun(control.discover_workers_plan(worker_type, healthy_only))
-        return Fleet._from_client(self, urls, worker_type, options)
+        return Fleet._from_client(self, urls, worker_type, options, call_timeout)

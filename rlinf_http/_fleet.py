@@ -33,6 +33,7 @@ from ._core import control, plans
 from ._core.control import PauseMode, Selector
 from ._core.dataplane import build_load_lora, build_unload_lora
 from ._core.plans import Plan
+from ._core.requests import check_timeout
 from ._errors import FleetError, InvalidRequestError, WeightVersionMismatchError
 from .models import (
     FlushCacheResult,
@@ -164,7 +165,11 @@ class Fleet:
             fleet.update_weights_from_disk("/ckpt/step-100", weight_version="100")
     """
 
-    def __init__(self, clients: Iterable[InferenceHTTPClient]) -> None:
+    def __init__(
+        self, clients: Iterable[InferenceHTTPClient], *, call_timeout: float | None = None
+    ) -> None:
+        #: seconds each worker's call may wait on its server (``None``: no bound)
+        self.call_timeout = check_timeout(call_timeout, "call_timeout")
         self._clients: dict[str, InferenceHTTPClient] = {}
         for client in clients:
             if client.base_url in self._clients:
@@ -176,18 +181,26 @@ class Fleet:
         weakref.finalize(self, _close_all, list(self._clients.values()))
 
     @classmethod
-    def from_urls(cls, urls: Iterable[str], **client_options: Any) -> Fleet:
+    def from_urls(
+        cls, urls: Iterable[str], *, call_timeout: float | None = None, **client_options: Any
+    ) -> Fleet:
         """A fleet of the workers at ``urls``; ``client_options`` go to each client.
 
         ``@<rank>`` suffixes (as a DP-aware router lists them) are stripped and
-        repeated URLs kept once.
+        repeated URLs kept once. ``call_timeout`` bounds, in seconds, how long each
+        worker's call waits on its server (to connect, and for each read): a worker
+        that hangs then fails with :class:`~rlinf_http.APITimeoutError` inside the
+        :class:`~rlinf_http.FleetError` raised once the others completed. ``None``
+        (the default): no bound, as on a client; a sync call can then only end
+        when every worker answers.
         """
         from ._client import InferenceHTTPClient
 
         if isinstance(urls, str):
             raise InvalidRequestError("urls must be a list of worker URLs, not one str")
         unique = dict.fromkeys(_worker_url(url) for url in urls)
-        return cls(InferenceHTTPClient(url, **client_options) for url in unique)
+        clients = [InferenceHTTPClient(url, **client_options) for url in unique]
+        return cls(clients, call_timeout=call_timeout)
 
     @staticmethod
     def _worker_options(client: BaseClient, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -205,6 +218,7 @@ class Fleet:
         urls: Sequence[str] | None,
         worker_type: str | None,
         options: Mapping[str, Any],
+        call_timeout: float | None = None,
     ) -> Fleet:
         """A fleet of ``urls`` (``None``: ``client``'s own server) built with ``options``."""
         from ._client import InferenceHTTPClient
@@ -217,7 +231,8 @@ class Fleet:
                 result=FleetResult({}, "fleet"),
             )
         targets = [client.base_url] if urls is None else urls
-        return cls(InferenceHTTPClient(url, **options) for url in targets)
+        clients = [InferenceHTTPClient(url, **options) for url in targets]
+        return cls(clients, call_timeout=call_timeout)
 
     # -- the workers ----------------------------------------------------------------------
 
@@ -317,7 +332,7 @@ class Fleet:
 
         def one(url: str, plan: Plan[T]) -> None:
             try:
-                outcomes[url] = self._clients[url]._run(plan)
+                outcomes[url] = self._clients[url]._run(plan, self.call_timeout)
             except Exception as exc:  # collected, not raised: the others go on
                 outcomes[url] = exc
 
@@ -348,7 +363,7 @@ class Fleet:
 
         async def one(url: str, plan: Plan[T]) -> None:
             try:
-                outcomes[url] = await self._clients[url]._arun(plan)
+                outcomes[url] = await self._clients[url]._arun(plan, self.call_timeout)
             except Exception as exc:  # collected, not raised: the others go on
                 outcomes[url] = exc
 

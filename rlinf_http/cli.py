@@ -478,7 +478,7 @@ def _build_app() -> Any:
     @app.command("serve-fake")
     def serve_fake(
         host: str = typer.Option("127.0.0.1", help="bind address"),
-        port: int = typer.Option(30000, help="port (0 = any free port)"),
+        port: int = typer.Option(30000, min=0, max=65535, help="port (0 = any free port)"),
         ttft_ms: float = typer.Option(20.0, help="time to first token (ms)"),
         itl_ms: float = typer.Option(5.0, help="inter-token latency (ms)"),
         incremental: bool = typer.Option(False, help="incremental streaming output"),
