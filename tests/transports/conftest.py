@@ -243,8 +243,11 @@ class Server:
         self._server.close()
         for writer in list(self.writers):
             writer.transport.abort()
-        if self.tasks:
-            await asyncio.wait(list(self.tasks), timeout=2)
+        tasks = list(self.tasks)
+        for task in tasks:  # a handler may wait on something else than its connection
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2)
 
 
 class ServerThread:
