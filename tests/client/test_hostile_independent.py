@@ -626,7 +626,7 @@ async def test_async_never_answers_deadline(anyio_backend: str, path: str, trans
     with hostile(_hang_once) as server:
         async with client_for(server, transport) as client:
             with pytest.raises(TimeoutError):
-                with anyio.fail_after(0.5):
+                with anyio.fail_after(0.2):
                     await call(client)
             assert server.count(wire_path) == 1  # the accepted request was not resent
             server.healed.set()
@@ -639,9 +639,9 @@ async def test_async_never_answers_deadline(anyio_backend: str, path: str, trans
 @pytest.mark.parametrize("path", ["generate", "stream", "chat"])
 def test_sync_never_answers_call_timeout(path: str, transport: str) -> None:
     calls: dict[str, SyncCall] = {
-        "generate": lambda c: c.generate("p", timeout=0.5),
-        "stream": lambda c: list(c.generate("p", stream=True, timeout=0.5)),
-        "chat": lambda c: c.chat_completion(messages=MESSAGES, model="m", timeout=0.5),
+        "generate": lambda c: c.generate("p", timeout=0.2),
+        "stream": lambda c: list(c.generate("p", stream=True, timeout=0.2)),
+        "chat": lambda c: c.chat_completion(messages=MESSAGES, model="m", timeout=0.2),
     }
     call = calls[path]
     with hostile(_hang_once) as server, client_for(server, transport) as client:
