@@ -301,6 +301,7 @@ class _Connection:
         except httpx.TransportError as exc:
             if not parser.headers_complete:
                 raise
+            mark_failure(exc, True, self.reused)
             self._failed = exc
 
     def _finish(self) -> None:

@@ -429,7 +429,9 @@ class _Connection:
             if failed is not None:
                 raise failed
             if self.closed:
-                raise httpx.ReadError("The connection was closed.")
+                closed = httpx.ReadError("The connection was closed.")
+                mark_failure(closed, True, self.reused)
+                raise closed
             try:
                 await self._receive_or_defer(parser, read_timeout, False)
             except _IOErrors as exc:
