@@ -87,3 +87,73 @@ def test_sync_stream_body_failure_is_marked_started(serve: Serve, fault: str) ->
         assert got == b"abc"
         _assert_started(info.value)
     assert len(server.requests) == 2
+
+
+# -- an answer that arrives while the request body is still being written -------------
+
+#: Larger than what loopback socket buffers hold while the server does not read.
+_BIG_BODY = b"x" * (32 * 1024 * 1024)
+_EARLY_ANSWER = b"HTTP/1.1 413 Too Large\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbig"
+
+
+async def _answers_early(conn: ServerConn) -> None:
+    # The second request goes out on a reused connection: the server answers it after
+    # its head, stops reading the body, and resets the connection. The client's write
+    # fails after the answer arrived: the answer is the response (never a "stale"
+    # connection to resend on).
+    await conn.read_request()
+    await conn.respond(b"fresh")
+    try:
+        await conn.reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return
+    conn.server.requests.append(None)  # type: ignore[arg-type]
+    conn.writer.transport.pause_reading()
+    await conn.send(_EARLY_ANSWER)
+    await asyncio.sleep(0.1)
+    conn.abort()
+
+
+_POST_HEAD = b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n" % len(_BIG_BODY)
+_GET_HEAD = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n"
+_TIMEOUTS = (10.0, 10.0, 10.0, 10.0)
+
+
+@pytest.mark.anyio
+async def test_async_answer_before_the_body_is_written_is_the_response(
+    serve: Serve, Transport: TransportClass
+) -> None:
+    server = serve(_answers_early)
+    origin = ("http", "127.0.0.1", server.port)
+    transport = Transport()
+    try:
+        assert (await transport.raw_request(origin, _GET_HEAD, b"", _TIMEOUTS))[2] == b"fresh"
+        status, _, body = await transport.raw_request(origin, _POST_HEAD, _BIG_BODY, _TIMEOUTS)
+        assert (status, body) == (413, b"big")
+        assert (await transport.raw_request(origin, _GET_HEAD, b"", _TIMEOUTS))[2] == b"fresh"
+    finally:
+        await transport.aclose()
+    async with httpx.AsyncClient(transport=Transport(), timeout=10.0) as c:
+        assert (await c.get(server.url)).content == b"fresh"
+        response = await c.post(server.url, content=_BIG_BODY)
+        assert (response.status_code, response.content) == (413, b"big")
+        assert (await c.get(server.url)).content == b"fresh"
+    assert len(server.requests) == 6  # nothing resent
+    assert server.connections_opened == 4  # the answered connection was not reused
+
+
+def test_sync_answer_before_the_body_is_written_is_the_response(serve: Serve) -> None:
+    server = serve(_answers_early)
+    origin = ("http", "127.0.0.1", server.port)
+    with SyncTransport() as transport:
+        assert transport.raw_request(origin, _GET_HEAD, b"", _TIMEOUTS)[2] == b"fresh"
+        status, _, body = transport.raw_request(origin, _POST_HEAD, _BIG_BODY, _TIMEOUTS)
+        assert (status, body) == (413, b"big")
+        assert transport.raw_request(origin, _GET_HEAD, b"", _TIMEOUTS)[2] == b"fresh"
+    with httpx.Client(transport=SyncTransport(), timeout=10.0) as c:
+        assert c.get(server.url).content == b"fresh"
+        response = c.post(server.url, content=_BIG_BODY)
+        assert (response.status_code, response.content) == (413, b"big")
+        assert c.get(server.url).content == b"fresh"
+    assert len(server.requests) == 6
+    assert server.connections_opened == 4
