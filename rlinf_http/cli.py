@@ -254,6 +254,8 @@ def _build_app() -> Any:
                 raise opts.BenchOptionError("--ray", "give local, auto or an address")
             if output_file is not None:
                 opts.check_writable(output_file)
+            if plot_file is not None:
+                opts.check_writable(plot_file, "--plot-file")
             extra = _parse_json_object(extra_request_body, "--extra-request-body")
             if output_len_distribution is not None:
                 opts.check_choice(
@@ -316,6 +318,11 @@ def _build_app() -> Any:
                 if sweep_concurrency
                 else []
             )
+            for level in concurrencies:
+                if level < 1:
+                    raise opts.BenchOptionError(
+                        "--sweep-concurrency", f"{level} is not a concurrency (>= 1)"
+                    )
             rates = (
                 _parse_list(
                     sweep_rate, lambda v: opts.parse_rate(v, "--sweep-rate"), "--sweep-rate"

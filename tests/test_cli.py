@@ -322,10 +322,18 @@ def test_serve_fake_on_a_busy_port() -> None:
         (["--header", "nothing"], ["--header"]),
         (["--num-prompts", "many"], ["--num-prompts"]),
         (["--no-such-option"], ["--no-such-option"]),
+        (["--sweep-concurrency", "0"], ["--sweep-concurrency", "0"]),
+        (["--sweep-concurrency", "-1,2"], ["--sweep-concurrency", "-1"]),
+        (["--sharegpt-output-len", "0"], ["--sharegpt-output-len"]),
+        (
+            ["--sweep-concurrency", "1", "--plot-file", "/nonexistent/dir/sweep.png"],
+            ["--plot-file", "/nonexistent/dir"],
+        ),
     ],
 )
 def test_bench_usage_errors_name_the_option(args: list[str], needles: list[str]) -> None:
-    code, text = _invoke("bench", "--url", "http://127.0.0.1:9", *args)
+    # (--ready-timeout 0: a value wrongly accepted fails fast on the closed port)
+    code, text = _invoke("bench", "--url", "http://127.0.0.1:9", "--ready-timeout", "0", *args)
     assert code == 2, text
     _assert_short_error(text, *needles)
     assert "pydantic" not in text and "validation error" not in text

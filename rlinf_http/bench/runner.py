@@ -132,7 +132,7 @@ class BenchConfig(BaseModel):
     random_input_len: int = Field(1024, ge=1)
     random_output_len: int = Field(128, ge=1)
     random_range_ratio: float = Field(1.0, ge=0.0, le=1.0)
-    sharegpt_output_len: int | None = None
+    sharegpt_output_len: int | None = Field(None, ge=1)
     seed: int = 42
     num_prompts: int = Field(1000, ge=1)
     request_rate: float = math.inf

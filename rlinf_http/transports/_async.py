@@ -488,10 +488,11 @@ class _Connection(asyncio.BufferedProtocol):
             if parser.complete:
                 self._finish()
                 return b""
-            if self._error is not None:
-                raise self._error
-            if self.closed:
-                raise httpx.ReadError("The connection was closed.")
+            if self._error is not None or self.closed:
+                # The head is in: the server has the request (never resend it).
+                error = self._error or httpx.ReadError("The connection was closed.")
+                mark_failure(error, True, self.reused)
+                raise error
             await self._wait()
 
     def _finish(self) -> None:

@@ -25,7 +25,12 @@ from ._http11 import (
     request_timeouts,
 )
 from ._pool import SLOT, ConnectionPool, Origin, Slot
-from ._wire import READ_DEADLINE_EXTENSION, mark_failure, read_timeout_within_deadline
+from ._wire import (
+    READ_DEADLINE_EXTENSION,
+    mark_failure,
+    read_early_answer,
+    read_timeout_within_deadline,
+)
 
 __all__ = ["SocketOption", "SyncTransport"]
 
@@ -46,6 +51,10 @@ _monotonic = time.monotonic
 #: Below the 5 s after which uvicorn (sglang's server) closes idle connections, so
 #: that a connection is rarely reused just as the server closes it.
 KEEPALIVE_EXPIRY = 4.0
+
+
+#: What a failed request write raises (see ``_Connection._answered_early``).
+_WRITE_ERRORS = (httpx.WriteError, httpx.WriteTimeout)
 
 
 class _Retry(Exception):
@@ -186,6 +195,14 @@ class _Connection:
         else:
             parser.feed_eof()
 
+    def _answered_early(self, parser: ResponseParser) -> bool:
+        """A write failed: whether the server had already answered (then that answer
+        is the response, and the connection is closed after it)."""
+        if read_early_answer(self.sock, parser):
+            self.keep_alive = False
+            return True
+        return False
+
     def _send_body(self, head: RequestHead) -> None:
         stream = head.stream
         chunked = head.chunked
@@ -238,9 +255,10 @@ class _Connection:
             while not parser.complete:
                 self._read_more(parser)
         except BaseException as exc:
-            self._discard()
-            mark_failure(exc, parser.started, self.reused)
-            raise
+            if not (isinstance(exc, _WRITE_ERRORS) and self._answered_early(parser)):
+                self._discard()
+                mark_failure(exc, parser.started, self.reused)
+                raise
         result = (parser.status_code, parser.headers, parser.take_body())
         self._finish()
         return result
@@ -261,9 +279,10 @@ class _Connection:
             while not parser.headers_complete:
                 self._read_or_defer(parser)
         except BaseException as exc:
-            self._discard()
-            mark_failure(exc, parser.started, self.reused)
-            raise
+            if not (isinstance(exc, _WRITE_ERRORS) and self._answered_early(parser)):
+                self._discard()
+                mark_failure(exc, parser.started, self.reused)
+                raise
         extensions = {
             "http_version": parser.http_version,
             "reason_phrase": parser.reason_phrase,
@@ -301,6 +320,7 @@ class _Connection:
         except httpx.TransportError as exc:
             if not parser.headers_complete:
                 raise
+            mark_failure(exc, True, self.reused)
             self._failed = exc
 
     def _finish(self) -> None:

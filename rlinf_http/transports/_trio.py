@@ -36,7 +36,7 @@ from ._http11 import (
 )
 from ._pool import ConnectionPool, Origin, Slot
 from ._sync import KEEPALIVE_EXPIRY
-from ._wire import mark_failure
+from ._wire import mark_failure, read_early_answer
 
 __all__ = ["TrioTransport"]
 
@@ -362,14 +362,15 @@ class _Connection:
             while not parser.complete:
                 await self._receive(parser, read_timeout, False)
         except BaseException as exc:
-            self._discard()
             error = _transport_error(exc, writing)
-            if error is None:
-                raise  # cancelled: the connection is gone with its half-done exchange
-            mark_failure(error, parser.started, self.reused)
-            if error is exc:
-                raise
-            raise error from exc
+            if error is None or not (writing and self._answered_early(parser)):
+                self._discard()
+                if error is None:
+                    raise  # cancelled: the connection is gone with its half-done exchange
+                mark_failure(error, parser.started, self.reused)
+                if error is exc:
+                    raise
+                raise error from exc
         result = (parser.status_code, parser.headers, parser.take_body())
         self._finish()
         return result
@@ -390,14 +391,15 @@ class _Connection:
                 await self._receive_or_defer(parser, read_timeout, wait)
                 wait = False
         except BaseException as exc:
-            self._discard()
             error = _transport_error(exc, writing)
-            if error is None:
-                raise  # cancelled: the connection is gone with its half-done exchange
-            mark_failure(error, parser.started, self.reused)
-            if error is exc:
-                raise
-            raise error from exc
+            if error is None or not (writing and self._answered_early(parser)):
+                self._discard()
+                if error is None:
+                    raise  # cancelled: the connection is gone with its half-done exchange
+                mark_failure(error, parser.started, self.reused)
+                if error is exc:
+                    raise
+                raise error from exc
         extensions = {"http_version": parser.http_version, "reason_phrase": parser.reason_phrase}
         if parser.complete:
             body = parser.take_body()
@@ -429,13 +431,23 @@ class _Connection:
             if failed is not None:
                 raise failed
             if self.closed:
-                raise httpx.ReadError("The connection was closed.")
+                closed = httpx.ReadError("The connection was closed.")
+                mark_failure(closed, True, self.reused)
+                raise closed
             try:
                 await self._receive_or_defer(parser, read_timeout, False)
             except _IOErrors as exc:
                 error = _io_error(exc, False)
                 mark_failure(error, True, self.reused)
                 raise error from exc
+
+    def _answered_early(self, parser: ResponseParser) -> bool:
+        """A write failed: whether the server had already answered (then that answer
+        is the response, and the connection is closed after it)."""
+        if self._tls is None and read_early_answer(self._sock, parser):
+            self.keep_alive = False
+            return True
+        return False
 
     async def _receive_or_defer(
         self, parser: ResponseParser, timeout: float | None, wait: bool

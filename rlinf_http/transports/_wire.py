@@ -14,6 +14,10 @@ failures here, on the exception, for the retry policy to read:
 A transport only resends by itself when it saw a pooled connection closed
 *before* writing the request: nothing reached the wire, so nothing is counted.
 
+A write that fails after the server already answered (a ``413`` sent before the
+whole body was read, then a reset) is not a failure: :func:`read_early_answer`
+takes the answer that arrived, and it is the response.
+
 :func:`read_deadline` bounds every blocking read of the current thread (or task)
 until the block ends; the sync stream uses it to drain what follows
 ``data: [DONE]`` without waiting on a server that never ends the body.
@@ -22,11 +26,15 @@ until the block ends; the sync stream uses it to drain what follows
 from __future__ import annotations
 
 import contextlib
+import socket
+import ssl
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
 
 import httpx
+
+from ._http11 import ResponseParser
 
 __all__ = [
     "READ_DEADLINE_EXTENSION",
@@ -34,6 +42,7 @@ __all__ = [
     "STALE_CONNECTION",
     "ArrivalWatch",
     "mark_failure",
+    "read_early_answer",
     "read_deadline",
     "read_timeout_within_deadline",
     "response_started",
@@ -57,6 +66,28 @@ def mark_failure(exc: BaseException, started: bool, reused: bool) -> None:
     elif reused and not isinstance(exc, httpx.TimeoutException):
         # (A timeout means the server had the request and was slow: not stale.)
         setattr(exc, STALE_CONNECTION, True)
+
+
+#: Read without waiting (0 where the platform lacks it: then only non-blocking sockets).
+_DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)
+
+
+def read_early_answer(sock: socket.socket, parser: ResponseParser) -> bool:
+    """After a write failed: feed ``parser`` what the server already sent, without
+    waiting. True when that is a complete response (the request's answer; the
+    caller must not reuse the connection). Plain sockets only (not under TLS)."""
+    if isinstance(sock, ssl.SSLSocket) or (not _DONTWAIT and sock.gettimeout() != 0.0):
+        return False
+    try:
+        while not parser.complete:
+            data = sock.recv(65536, _DONTWAIT)
+            if not data:
+                parser.feed_eof()
+                break
+            parser.feed(data)
+    except (OSError, httpx.RemoteProtocolError):
+        pass  # nothing (more) to read, or not an answer: the write failure stands
+    return parser.complete
 
 
 def response_started(exc: BaseException) -> bool:

@@ -834,6 +834,26 @@ async def test_async_fleet_hanging_worker_is_a_fleet_error_with_call_timeout(
             assert (ok.count(), hung.count()) == (1, 1)
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_fleet_lora_calls_are_bounded_by_call_timeout(transport: str) -> None:
+    # The LoRA methods (added after call_timeout) run through the same bounded driver.
+    with hostile(_healthy) as ok, hostile(_hang_once) as hung:
+        urls = [ok.url, hung.url]
+        with Fleet.from_urls(
+            urls, call_timeout=0.5, retry_policy=FAST, transport=transport
+        ) as fleet:
+            for call in (
+                lambda: fleet.load_lora_adapter("a", "/lora/a"),
+                lambda: fleet.unload_lora_adapter("a"),
+            ):
+                outcome = run_sync(call)
+                assert isinstance(outcome, FleetError), repr(outcome)
+                assert list(outcome.errors) == [hung.url]
+                assert isinstance(outcome.errors[hung.url], APITimeoutError)
+            assert (ok.count(), hung.count()) == (2, 2)  # never resent
+            hung.healed.set()
+
+
 def test_call_timeout_is_checked_before_io() -> None:
     with hostile(_healthy) as server:
         for bad in (0, -1.0, float("nan"), "5"):
