@@ -362,18 +362,25 @@ class _Connection:
             while not parser.complete:
                 await self._receive(parser, read_timeout, False)
         except BaseException as exc:
-            error = _transport_error(exc, writing)
-            if error is None or not (writing and self._answered_early(parser)):
-                self._discard()
-                if error is None:
-                    raise  # cancelled: the connection is gone with its half-done exchange
-                mark_failure(error, parser.started, self.reused)
-                if error is exc:
-                    raise
-                raise error from exc
+            self._failed_exchange(exc, parser, writing)
         result = (parser.status_code, parser.headers, parser.take_body())
         self._finish()
         return result
+
+    def _failed_exchange(self, exc: BaseException, parser: ResponseParser, writing: bool) -> None:
+        """Called from the ``except`` of an exchange: raise our (marked) error, or return
+        when the server had answered in full while the request was still being written
+        (that answer is the response)."""
+        error = _transport_error(exc, writing)
+        if error is not None and writing and self._answered_early(parser):
+            return
+        self._discard()
+        if error is None:
+            raise  # cancelled: the connection is gone with its half-done exchange
+        mark_failure(error, parser.started, self.reused)
+        if error is exc:
+            raise
+        raise error from exc
 
     async def send(
         self, head: RequestHead, read_timeout: float | None, write_timeout: float | None
@@ -391,15 +398,7 @@ class _Connection:
                 await self._receive_or_defer(parser, read_timeout, wait)
                 wait = False
         except BaseException as exc:
-            error = _transport_error(exc, writing)
-            if error is None or not (writing and self._answered_early(parser)):
-                self._discard()
-                if error is None:
-                    raise  # cancelled: the connection is gone with its half-done exchange
-                mark_failure(error, parser.started, self.reused)
-                if error is exc:
-                    raise
-                raise error from exc
+            self._failed_exchange(exc, parser, writing)
         extensions = {"http_version": parser.http_version, "reason_phrase": parser.reason_phrase}
         if parser.complete:
             body = parser.take_body()
