@@ -33,7 +33,9 @@ from ._core.responses import (
     undecodable,
 )
 from ._core.retry import RetryPolicy
+from ._core.streams import EventStreamParser
 from ._errors import InvalidRequestError, RLinfHTTPError
+from ._streaming import AsyncStream, Stream
 from .models._base import ResponseModel
 from .transports import AsyncTransport, SyncTransport
 from .transports._http11 import BufferedStream
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["NOT_GIVEN", "BaseClient", "TimeoutTypes", "TransportChoice"]
 
 T = TypeVar("T")
+C = TypeVar("C")  # a stream chunk
 
 logger = logging.getLogger("rlinf_http")
 
@@ -628,6 +631,17 @@ class BaseClient:
         response.request = request
         return response
 
+    def _stream(
+        self,
+        op: Operation[Any],
+        parser: Callable[[str], EventStreamParser[C]],
+        timeout: TimeoutTypes | _Unset,
+        policy: RetryPolicy,
+    ) -> Stream[C]:
+        """Open ``op`` (see :meth:`_open`) as a stream of what ``parser(url)`` yields."""
+        response, url = self._open(op, timeout, policy)
+        return Stream(response, parser(url), op.method, url)
+
     def _open(
         self, op: Operation[Any], timeout: TimeoutTypes | _Unset, policy: RetryPolicy
     ) -> tuple[httpx.Response, str]:
@@ -817,6 +831,17 @@ class BaseClient:
                 raise
         response.request = request
         return response
+
+    async def _astream(
+        self,
+        op: Operation[Any],
+        parser: Callable[[str], EventStreamParser[C]],
+        timeout: TimeoutTypes | _Unset,
+        policy: RetryPolicy,
+    ) -> AsyncStream[C]:
+        """Async :meth:`_stream`."""
+        response, url = await self._aopen(op, timeout, policy)
+        return AsyncStream(response, parser(url), op.method, url)
 
     async def _aopen(
         self, op: Operation[Any], timeout: TimeoutTypes | _Unset, policy: RetryPolicy

@@ -9,6 +9,7 @@ the client inherits both.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Literal, overload
@@ -284,8 +285,8 @@ class InferenceHTTPClient(ControlMixin, DataPlaneMixin, BaseClient):
         )
         if stream:
             mode = _check_stream_mode(stream_mode)
-            response, url = self._open(op, timeout, self._policy(max_retries))
-            return Stream(response, GenerateStreamParser(mode, url), op.method, url)
+            parser = functools.partial(GenerateStreamParser, mode)
+            return self._stream(op, parser, timeout, self._policy(max_retries))
         return self._send(op, timeout=timeout, retry=self._policy(max_retries))
 
     @overload
@@ -413,8 +414,8 @@ class InferenceHTTPClient(ControlMixin, DataPlaneMixin, BaseClient):
         )
         if stream:
             mode = _check_stream_mode(stream_mode)
-            response, url = await self._aopen(op, timeout, self._policy(max_retries))
-            return AsyncStream(response, GenerateStreamParser(mode, url), op.method, url)
+            parser = functools.partial(GenerateStreamParser, mode)
+            return await self._astream(op, parser, timeout, self._policy(max_retries))
         return await self._asend(op, timeout=timeout, retry=self._policy(max_retries))
 
     # -- /v1/chat/completions -----------------------------------------------------------
@@ -477,8 +478,7 @@ class InferenceHTTPClient(ControlMixin, DataPlaneMixin, BaseClient):
             build_chat_completion(messages, model, fields, stream=stream), routing_key
         )
         if stream:
-            response, url = self._open(op, timeout, self._policy(max_retries))
-            return Stream(response, ChatStreamParser(url), op.method, url)
+            return self._stream(op, ChatStreamParser, timeout, self._policy(max_retries))
         return self._send(op, timeout=timeout, retry=self._policy(max_retries))
 
     @overload
@@ -530,8 +530,7 @@ class InferenceHTTPClient(ControlMixin, DataPlaneMixin, BaseClient):
             build_chat_completion(messages, model, fields, stream=stream), routing_key
         )
         if stream:
-            response, url = await self._aopen(op, timeout, self._policy(max_retries))
-            return AsyncStream(response, ChatStreamParser(url), op.method, url)
+            return await self._astream(op, ChatStreamParser, timeout, self._policy(max_retries))
         return await self._asend(op, timeout=timeout, retry=self._policy(max_retries))
 
     # -- /health -----------------------------------------------------------------------

@@ -142,8 +142,7 @@ class DataPlaneMixin(FanOutMixin):
         policy = self._policy(max_retries)
         try:
             if stream:
-                response, url = self._open(op, timeout, policy)
-                return Stream(response, completion_stream_parser(url), op.method, url)
+                return self._stream(op, completion_stream_parser, timeout, policy)
             return self._send(op, timeout=timeout, retry=policy)
         except UnprocessableEntityError as exc:
             _explain_422(exc, prompt)
@@ -197,8 +196,7 @@ class DataPlaneMixin(FanOutMixin):
         policy = self._policy(max_retries)
         try:
             if stream:
-                response, url = await self._aopen(op, timeout, policy)
-                return AsyncStream(response, completion_stream_parser(url), op.method, url)
+                return await self._astream(op, completion_stream_parser, timeout, policy)
             return await self._asend(op, timeout=timeout, retry=policy)
         except UnprocessableEntityError as exc:
             _explain_422(exc, prompt)
