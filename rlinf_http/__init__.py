@@ -35,6 +35,7 @@ from ._errors import (
     WorkerRegistrationError,
 )
 from ._fleet import Fleet, FleetResult
+from ._options import ClientOptions
 from ._proxy import no_proxy_env
 from ._streaming import AsyncStream, Stream
 from ._version import __version__
@@ -144,6 +145,7 @@ __all__ = [
     "RateLimitError",
     "Readiness",
     "RetryPolicy",
+    "ClientOptions",
     "SamplingParams",
     "SingleSampleParams",
     "ServerInfo",

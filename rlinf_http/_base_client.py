@@ -17,13 +17,14 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import httpx
+from typing_extensions import Self
 
 from ._core.plans import Call, Plan, Sleep
-from ._core.requests import Operation, check_timeout, default_headers, normalize_base_url
+from ._core.requests import Operation, check_timeout
 from ._core.responses import (
     RawHeaders,
     RawResponse,
@@ -35,6 +36,7 @@ from ._core.responses import (
 from ._core.retry import RetryPolicy
 from ._core.streams import EventStreamParser
 from ._errors import InvalidRequestError, RLinfHTTPError
+from ._options import ClientOptions, TransportChoice
 from ._streaming import AsyncStream, Stream
 from .models._base import ResponseModel
 from .transports import AsyncTransport, SyncTransport
@@ -67,7 +69,6 @@ TimeoutTypes = float | httpx.Timeout | None
 
 #: Which transport the client's own sessions use: ``"auto"`` or ``"rlinf"`` (our
 #: fast transports: asyncio, trio, and blocking sockets for sync calls) or ``"httpx"``.
-TransportChoice = Literal["auto", "rlinf", "httpx"]
 
 TimeoutTuple = tuple[float | None, float | None, float | None, float | None]
 
@@ -191,35 +192,66 @@ class BaseClient:
         transport: TransportChoice = "auto",
         log_bodies: bool = False,
     ) -> None:
-        self.base_url = normalize_base_url(base_url)
-        connect_timeout = check_timeout(connect_timeout, "connect_timeout")
-        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
-            raise InvalidRequestError(f"max_connections must be an int, got {max_connections!r}")
-        if max_connections < 1:
-            raise InvalidRequestError(f"max_connections must be >= 1, got {max_connections}")
-        if http_client is not None and not isinstance(http_client, httpx.Client):
-            raise InvalidRequestError("http_client must be an httpx.Client")
-        if async_http_client is not None and not isinstance(async_http_client, httpx.AsyncClient):
-            raise InvalidRequestError("async_http_client must be an httpx.AsyncClient")
-        if transport not in ("auto", "rlinf", "httpx"):
-            raise InvalidRequestError(
-                f"transport must be 'auto', 'rlinf' or 'httpx', got {transport!r}"
+        self._set_options(
+            ClientOptions.build(
+                base_url,
+                connect_timeout=connect_timeout,
+                max_connections=max_connections,
+                max_retries=max_retries,
+                headers=headers,
+                api_key=api_key,
+                http_client=http_client,
+                async_http_client=async_http_client,
+                retry_policy=retry_policy,
+                health_timeout=health_timeout,
+                transport=transport,
+                log_bodies=log_bodies,
             )
-        health_bound = check_timeout(health_timeout, "health_timeout", allow_none=False)
-        assert health_bound is not None
-        self.connect_timeout = connect_timeout
-        self.max_connections = max_connections
-        self.health_timeout: float = health_bound
-        self.transport = transport
-        self.log_bodies = log_bodies
-        self.retry_policy = (retry_policy or RetryPolicy()).with_max_retries(max_retries)
-        self._headers = default_headers(api_key, headers)
-        self._fixed_request_id = self._headers.get("x-request-id")
-        self._timeout = httpx.Timeout(connect=connect_timeout, read=None, write=None, pool=None)
-        self._user_client = http_client
-        self._user_async_client = async_http_client
+        )
         self._init_runtime_state()
         _live_clients.add(self)
+
+    @classmethod
+    def from_options(cls, options: ClientOptions) -> Self:
+        """A client built from ``options`` (see :class:`~rlinf_http.ClientOptions`)."""
+        if not isinstance(options, ClientOptions):
+            raise InvalidRequestError(f"options must be ClientOptions, got {options!r}")
+        client = cls.__new__(cls)
+        client._set_options(options)
+        client._init_runtime_state()
+        _live_clients.add(client)
+        return client
+
+    def copy(self, *, base_url: str | None = None, **overrides: Any) -> Self:
+        """A new client with this one's settings, ``base_url`` and ``overrides`` changed.
+
+        ``overrides`` take the constructor's keyword names (``connect_timeout``,
+        ``max_retries``, ``headers`` -- merged over the current ones, a ``None``
+        value drops one -- ``api_key``, ``transport``...). The copy opens its own
+        sessions; a user's ``http_client`` / ``async_http_client`` is shared.
+        Bad values raise :class:`~rlinf_http.InvalidRequestError` before any I/O.
+        """
+        if base_url is not None:
+            overrides["base_url"] = base_url
+        return self.from_options(self.options.replace(**overrides))
+
+    def _set_options(self, options: ClientOptions) -> None:
+        #: the client's settings, frozen (see :meth:`copy`)
+        self.options = options
+        self.base_url = options.base_url
+        self.connect_timeout = options.connect_timeout
+        self.max_connections = options.max_connections
+        self.health_timeout: float = options.health_timeout
+        self.transport = options.transport
+        self.log_bodies = options.log_bodies
+        self.retry_policy = options.retry_policy
+        self._headers = options.header_map()
+        self._fixed_request_id = self._headers.get("x-request-id")
+        self._timeout = httpx.Timeout(
+            connect=options.connect_timeout, read=None, write=None, pool=None
+        )
+        self._user_client = options.http_client
+        self._user_async_client = options.async_http_client
 
     # -- sessions --------------------------------------------------------------------
 

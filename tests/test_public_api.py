@@ -86,6 +86,7 @@ PUBLIC_NAMES = sorted(
         "Loads",
         "RankLoad",
         "WeightUpdateResult",
+        "ClientOptions",
         "WeightVersionResult",
         "__version__",
         "no_proxy_env",
