@@ -290,7 +290,7 @@ def test_two_asyncio_runs_without_async_with(raw_server: RawHTTPServer) -> None:
         assert asyncio.run(one("a")) == [f"echo:a{i}" for i in range(4)]
         assert asyncio.run(one("b")) == [f"echo:b{i}" for i in range(4)]
         assert asyncio.run(one("c")) == [f"echo:c{i}" for i in range(4)]
-        client._forget_sessions()
+        client._driver._forget_sessions()
         gc.collect()
 
 
@@ -310,7 +310,7 @@ def test_second_asyncio_run_does_not_leak_first_sessions_sockets(
         asyncio.run(one())
         gc.collect()
         leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
-        client._forget_sessions()  # the second session is the test's own business
+        client._driver._forget_sessions()  # the second session is the test's own business
         gc.collect()
     assert leaks == []
 
