@@ -41,8 +41,9 @@ from ._options import ClientOptions, TransportChoice
 from ._streaming import AsyncStream, Stream
 from .models._base import ResponseModel
 from .transports import AsyncTransport, SyncTransport
+from .transports._common import KEEPALIVE_EXPIRY, RawTimeouts, RawTransport
+from .transports._common import raw_transport as raw_transport_of
 from .transports._http11 import BufferedStream
-from .transports._sync import KEEPALIVE_EXPIRY
 from .transports._wire import mark_failure, watch_arrival
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ TimeoutTypes = float | httpx.Timeout | None
 #: Which transport the client's own sessions use: ``"auto"`` or ``"rlinf"`` (our
 #: fast transports: asyncio, trio, and blocking sockets for sync calls) or ``"httpx"``.
 
-TimeoutTuple = tuple[float | None, float | None, float | None, float | None]
+TimeoutTuple = RawTimeouts
 
 # Whether "auto" picks rlinf-http's own transports.
 _FAST_DEFAULT = True
@@ -116,17 +117,9 @@ def _park(guard: AsyncGenerator[None, None]) -> None:
         pass
 
 
-#: The transports ``_asend`` hands complete requests to (``raw_request``); the trio
-#: one joins when it is first imported (trio is an optional dependency).
-_raw_transports: tuple[type, ...] = (AsyncTransport,)
-
-
 def _trio_transport_class() -> type[TrioTransport]:
-    global _raw_transports
     from .transports._trio import TrioTransport
 
-    if TrioTransport not in _raw_transports:
-        _raw_transports = (*_raw_transports, TrioTransport)
     return TrioTransport
 
 
@@ -889,9 +882,9 @@ class Driver:
         client = self._get_async_client()
         user_client = self._user_async_client is not None and client is self._user_async_client
         transport = None if user_client else self._own_transport(client, op.path)
-        if not isinstance(transport, _raw_transports):
+        raw_transport = raw_transport_of(transport)
+        if raw_transport is None:
             return await self._asend_request(op, timeout, policy, client, user_client)
-        raw_transport: AsyncTransport = transport  # type: ignore[assignment]  # or TrioTransport
         origin, head, body, timeouts, url, rid = self._raw_call(op, timeout)
         # The first attempt inline: a success (the common case) returns without the
         # retry loop's coroutine (fewer objects per task in a big gather).
@@ -915,7 +908,7 @@ class Driver:
         self,
         op: Operation[Any],
         policy: RetryPolicy,
-        raw_transport: AsyncTransport,
+        raw_transport: RawTransport,
         call: tuple[tuple[str, str, int], bytes, bytes, TimeoutTuple, str, str],
         first: tuple[RawResponse | httpx.TransportError, float],
     ) -> RawResponse:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 
-from ._control import abracket, bracket
+from ._brackets import abracket, bracket
 from ._core import control, plans
 from ._core.control import PauseMode, Selector
 from ._core.dataplane import build_load_lora, build_unload_lora

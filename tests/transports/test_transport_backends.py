@@ -22,7 +22,7 @@ import trio
 
 from rlinf_http import APIConnectionError, InferenceHTTPClient, RetryPolicy
 from rlinf_http.transports import AsyncTransport, TrioTransport
-from rlinf_http.transports._sync import KEEPALIVE_EXPIRY
+from rlinf_http.transports._common import KEEPALIVE_EXPIRY
 
 from .conftest import Server, ServerConn
 
