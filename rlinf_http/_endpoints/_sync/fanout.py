@@ -14,6 +14,7 @@ from typing import Any, Literal, overload
 from ..._core.fanout import (
     chat_ops,
     completion_ops,
+    generate_group_ops,
     generate_ops,
 )
 from ..._core.requests import DEFAULT_CHAT_MODEL
@@ -270,3 +271,40 @@ class FanOut(Endpoint):
         """
         ops = completion_ops(prompts, model, kwargs, routing_key, priority, lora_path)
         return self._driver.map(ops, concurrency, return_exceptions, progress, max_retries, timeout)
+
+    def generate_groups(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        n: int,
+        input_ids: Sequence[Sequence[int]] | None = None,
+        sampling_params: Sampling = None,
+        return_logprob: bool = False,
+        concurrency: int = 256,
+        progress: Progress | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
+        **extra: Any,
+    ) -> list[list[GenerateOutput]]:
+        """A group of ``n`` samples per prompt (GRPO): ``result[i]`` holds prompt ``i``'s.
+
+        One :meth:`generate_group` request per prompt (the router refuses
+        text batches), at most ``concurrency`` in flight, in input order; the
+        first error cancels the rest and is raised. ``progress(done, total)``
+        counts prompts. Every argument is checked before the first request is sent.
+        """
+        ops = generate_group_ops(
+            prompts,
+            input_ids,
+            n,
+            sampling_params,
+            return_logprob,
+            extra,
+            routing_key,
+            priority,
+            lora_path,
+        )
+        return self._driver.map(ops, concurrency, False, progress, max_retries, timeout)

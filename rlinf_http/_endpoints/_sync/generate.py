@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any, Literal, overload
 
 from ..._core.dataplane import with_routing_key
+from ..._core.fanout import generate_group_op
 from ..._core.requests import build_generate
 from ..._core.streams import GenerateStreamChunk, GenerateStreamParser, StreamMode
 from ..._driver import NOT_GIVEN, TimeoutTypes
@@ -180,4 +181,40 @@ class Generate(Endpoint):
             mode = check_stream_mode(stream_mode)
             parser = functools.partial(GenerateStreamParser, mode)
             return self._driver.stream(op, parser, timeout, self._driver.policy(max_retries))
+        return self._driver.send(op, timeout=timeout, retry=self._driver.policy(max_retries))
+
+    def generate_group(
+        self,
+        prompt: str | None = None,
+        *,
+        n: int,
+        input_ids: Sequence[int] | None = None,
+        sampling_params: Sampling = None,
+        return_logprob: bool = False,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
+        **extra: Any,
+    ) -> list[GenerateOutput]:
+        """``n`` samples of one prompt (a GRPO group), always as a list of ``n`` outputs.
+
+        One ``/generate`` request with ``n`` in its ``sampling_params`` (the sglang
+        router passes ``n > 1`` through), so the group shares the prompt's prefix
+        cache. ``sampling_params`` may not set another ``n``. Give ``prompt`` or
+        ``input_ids`` (one list of token ids); other arguments as in
+        :meth:`generate`. For many prompts use :meth:`generate_groups`.
+        """
+        op = generate_group_op(
+            prompt,
+            input_ids,
+            n,
+            sampling_params,
+            return_logprob,
+            extra,
+            routing_key,
+            priority,
+            lora_path,
+        )
         return self._driver.send(op, timeout=timeout, retry=self._driver.policy(max_retries))
