@@ -845,12 +845,12 @@ async def test_async_close_then_reuse(mock: respx.MockRouter) -> None:
     mock.post("/generate").mock(return_value=httpx.Response(200, json=gen_json()))
     client = InferenceHTTPClient(BASE)
     await client.async_generate(prompt="x")
-    first = client._async_client
+    first = client._driver._async_client
     assert first is not None
     await client.aclose()
     assert first.is_closed
     await client.async_generate(prompt="y")
-    assert client._async_client is not None and client._async_client is not first
+    assert client._driver._async_client is not None and client._driver._async_client is not first
     await client.aclose()
 
 
@@ -859,10 +859,10 @@ def test_sync_close_then_reuse(mock: respx.MockRouter) -> None:
     client = InferenceHTTPClient(BASE)
     with client:
         client.generate(prompt="x")
-        first = client._sync_client
+        first = client._driver._sync_client
     assert first is not None and first.is_closed
     client.generate(prompt="y")
-    assert client._sync_client is not None and client._sync_client is not first
+    assert client._driver._sync_client is not None and client._driver._sync_client is not first
     client.close()
 
 

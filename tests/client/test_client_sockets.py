@@ -242,18 +242,18 @@ async def test_one_shared_async_session(raw_server: RawHTTPServer) -> None:
     client = InferenceHTTPClient(raw_server.url)
     async with client:
         await client.async_generate(prompt="a")
-        session = client._async_client
+        session = client._driver._async_client
         assert session is not None
         reply = await client.async_chat_completion([{"role": "user", "content": "x"}])
         assert reply.choices[0].message.content == "echo:x"
         assert await client.async_health() is True
-        assert client._async_client is session
+        assert client._driver._async_client is session
     assert session.is_closed
     # Used again later: a fresh session.
     await client.async_generate(prompt="b")
-    assert client._async_client is not None and client._async_client is not session
+    assert client._driver._async_client is not None and client._driver._async_client is not session
     await client.aclose()
-    assert client._async_client is None
+    assert client._driver._async_client is None
 
 
 @pytest.mark.anyio

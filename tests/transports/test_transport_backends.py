@@ -44,7 +44,7 @@ async def generate_handler(conn: ServerConn) -> None:
 
 
 def transport_of(client: InferenceHTTPClient) -> Any:
-    session = client._async_client
+    session = client._driver._async_client
     assert session is not None
     return session._transport
 
