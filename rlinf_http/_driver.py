@@ -1096,6 +1096,7 @@ class _LoopThread:
         self._new_session = new_session
         self._user_session = user_session
         self._session: httpx.AsyncClient | None = None
+        self._pid = os.getpid()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="rlinf-http-fanout", daemon=True
@@ -1124,8 +1125,8 @@ class _LoopThread:
             raise
 
     def close(self) -> None:
-        if self._loop.is_closed():
-            return
+        if self._loop.is_closed() or self._pid != os.getpid():
+            return  # closed already, or the parent's (a forked child leaves it alone)
         if self._thread.is_alive():
 
             async def shutdown() -> None:
