@@ -1,475 +1,31 @@
-"""The RL control plane on one server: weights, pause/continue, memory and loads.
+"""Access to every worker behind a router (``fleet()``), and the bracket helpers.
 
-:class:`ControlMixin` gives :class:`~rlinf_http.InferenceHTTPClient` one method
-(and its ``async_`` twin) per sglang control endpoint. Each builds a plan in
-:mod:`rlinf_http._core.control` (arguments are checked there, before any I/O)
-and hands it to the client's sync or async driver. The sglang router forwards
-none of these endpoints: call them on a server, or on every worker at once
-with :meth:`ControlMixin.fleet`.
+The control calls of one server are in :mod:`rlinf_http._endpoints`; this module
+keeps :class:`FleetAccess` (``client.fleet()`` / ``async_fleet()``) until the
+fleet is written once too, and re-exports the brackets from
+:mod:`rlinf_http._brackets`, where they live.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-import anyio
-from typing_extensions import Self
-
-from ._base_client import BaseClient
+from ._brackets import CLEANUP_TIMEOUT_S, abracket, bracket
 from ._core import control
-from ._core.control import PauseMode, Selector
 from ._core.requests import check_timeout
-from .models import GenerationControlResult, Loads, WeightUpdateResult, WeightVersionResult
+from ._endpoints._base import Endpoint
 
 if TYPE_CHECKING:
+    from ._client import InferenceHTTPClient
     from ._fleet import Fleet
 
-__all__ = ["ControlMixin", "abracket", "bracket"]
-
-logger = logging.getLogger("rlinf_http")
-
-#: How long the closing call of a bracket (continue, end of a session) may take
-#: when the block was cancelled: it still runs, shielded, but never hangs.
-CLEANUP_TIMEOUT_S = 60.0
+__all__ = ["CLEANUP_TIMEOUT_S", "FleetAccess", "abracket", "bracket"]
 
 
-@contextlib.contextmanager
-def bracket(enter: Callable[[], object], leave: Callable[[], object], what: str) -> Iterator[None]:
-    """Run ``enter``, the block, then ``leave`` -- also when the block raises.
+class FleetAccess(Endpoint):
+    """``fleet()`` / ``async_fleet()``: one client per worker of this router."""
 
-    If the block raised, its exception wins; a failing ``leave`` is logged. An
-    ``enter`` that fails undoes its own work; one interrupted (Ctrl-C) may have
-    half happened, so ``leave`` runs then too.
-    """
-    try:
-        enter()
-    except Exception:
-        raise
-    except BaseException:
-        _leave_quietly(leave, what)
-        raise
-    try:
-        yield
-    except BaseException:
-        _leave_quietly(leave, what)
-        raise
-    leave()
-
-
-def _leave_quietly(leave: Callable[[], object], what: str) -> None:
-    try:
-        leave()
-    except Exception as exc:
-        logger.warning("%s after a failed block also failed: %s", what, exc)
-
-
-@contextlib.asynccontextmanager
-async def abracket(
-    enter: Callable[[], Awaitable[object]], leave: Callable[[], Awaitable[object]], what: str
-) -> AsyncIterator[None]:
-    """Async :func:`bracket`; ``leave`` runs shielded from cancellation, bounded in time.
-
-    A cancelled ``enter`` may have half happened: ``leave`` runs then too.
-    """
-    try:
-        await enter()
-    except anyio.get_cancelled_exc_class():
-        await _aleave_quietly(leave, what)
-        raise
-    try:
-        yield
-    except BaseException:
-        await _aleave_quietly(leave, what)
-        raise
-    await leave()
-
-
-async def _aleave_quietly(leave: Callable[[], Awaitable[object]], what: str) -> None:
-    with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT_S):
-        try:
-            await leave()
-        except Exception as exc:
-            logger.warning("%s after a failed block also failed: %s", what, exc)
-
-
-class ControlMixin(BaseClient):
-    """The control calls of one sglang server (not the router: it answers 404)."""
-
-    # -- weight updates -------------------------------------------------------------------
-
-    def update_weights_from_disk(
-        self,
-        model_path: str,
-        *,
-        load_format: str | None = None,
-        weight_version: str | None = None,
-        abort_all_requests: bool = False,
-        flush_cache: bool = True,
-        **extra: Any,
-    ) -> WeightUpdateResult:
-        """``POST /update_weights_from_disk``: load the checkpoint at ``model_path`` in place.
-
-        It blocks until the load (and the cache flush) finished; unless the server
-        is paused it first waits for the requests in flight (or aborts them with
-        ``abort_all_requests``). ``weight_version`` becomes the served version on
-        success. ``extra`` fields are sent as well (``torch_empty_cache``...).
-        A refusal raises :class:`~rlinf_http.WeightUpdateError` with the server's
-        message; :class:`~rlinf_http.CacheNotFlushedError` means the weights were
-        loaded but the cache was not flushed (do not load again). Never resent.
-        """
-        return self._run(
-            control.update_weights_from_disk_plan(
-                model_path,
-                load_format=load_format,
-                weight_version=weight_version,
-                abort_all_requests=abort_all_requests,
-                flush_cache=flush_cache,
-                extra=extra,
-            )
-        )
-
-    async def async_update_weights_from_disk(
-        self,
-        model_path: str,
-        *,
-        load_format: str | None = None,
-        weight_version: str | None = None,
-        abort_all_requests: bool = False,
-        flush_cache: bool = True,
-        **extra: Any,
-    ) -> WeightUpdateResult:
-        """Async :meth:`update_weights_from_disk`."""
-        return await self._arun(
-            control.update_weights_from_disk_plan(
-                model_path,
-                load_format=load_format,
-                weight_version=weight_version,
-                abort_all_requests=abort_all_requests,
-                flush_cache=flush_cache,
-                extra=extra,
-            )
-        )
-
-    def init_weights_update_group(
-        self,
-        master_address: str,
-        master_port: int,
-        rank_offset: int,
-        world_size: int,
-        *,
-        group_name: str = "weight_update_group",
-        backend: str = "nccl",
-    ) -> WeightUpdateResult:
-        """``POST /init_weights_update_group``: join the trainer's process group.
-
-        The server's TP ranks join as ``rank_offset + tp_rank`` (the trainer is
-        rank 0). The call returns only once the rendezvous completed, so run the
-        trainer's own group init concurrently.
-        """
-        return self._run(
-            control.init_weights_update_group_plan(
-                master_address,
-                master_port,
-                rank_offset,
-                world_size,
-                group_name=group_name,
-                backend=backend,
-            )
-        )
-
-    async def async_init_weights_update_group(
-        self,
-        master_address: str,
-        master_port: int,
-        rank_offset: int,
-        world_size: int,
-        *,
-        group_name: str = "weight_update_group",
-        backend: str = "nccl",
-    ) -> WeightUpdateResult:
-        """Async :meth:`init_weights_update_group`."""
-        return await self._arun(
-            control.init_weights_update_group_plan(
-                master_address,
-                master_port,
-                rank_offset,
-                world_size,
-                group_name=group_name,
-                backend=backend,
-            )
-        )
-
-    def destroy_weights_update_group(
-        self, group_name: str = "weight_update_group"
-    ) -> WeightUpdateResult:
-        """``POST /destroy_weights_update_group`` (an unknown group is a WeightUpdateError)."""
-        return self._run(control.destroy_weights_update_group_plan(group_name))
-
-    async def async_destroy_weights_update_group(
-        self, group_name: str = "weight_update_group"
-    ) -> WeightUpdateResult:
-        """Async :meth:`destroy_weights_update_group`."""
-        return await self._arun(control.destroy_weights_update_group_plan(group_name))
-
-    def begin_weight_update(self, selector: Selector = "all") -> WeightUpdateResult:
-        """``POST /begin_weight_update``: open the session distributed/tensor updates need."""
-        return self._run(control.begin_weight_update_plan(selector))
-
-    async def async_begin_weight_update(self, selector: Selector = "all") -> WeightUpdateResult:
-        """Async :meth:`begin_weight_update`."""
-        return await self._arun(control.begin_weight_update_plan(selector))
-
-    def end_weight_update(self) -> WeightUpdateResult:
-        """``POST /end_weight_update``: close the session."""
-        return self._run(control.end_weight_update_plan())
-
-    async def async_end_weight_update(self) -> WeightUpdateResult:
-        """Async :meth:`end_weight_update`."""
-        return await self._arun(control.end_weight_update_plan())
-
-    @contextlib.contextmanager
-    def weight_update_session(self, selector: Selector = "all") -> Iterator[Self]:
-        """``with client.weight_update_session():`` begin ... end, even if the block raises.
-
-        sglang 0.5.23 refuses ``update_weights_from_distributed`` and
-        ``update_weights_from_tensor`` outside such a session.
-        """
-        control.begin_weight_update_plan(selector)  # check the selector before any I/O
-        with bracket(
-            lambda: self.begin_weight_update(selector), self.end_weight_update, "end_weight_update"
-        ):
-            yield self
-
-    @contextlib.asynccontextmanager
-    async def async_weight_update_session(self, selector: Selector = "all") -> AsyncIterator[Self]:
-        """Async :meth:`weight_update_session` (``async with``)."""
-        control.begin_weight_update_plan(selector)
-        async with abracket(
-            lambda: self.async_begin_weight_update(selector),
-            self.async_end_weight_update,
-            "end_weight_update",
-        ):
-            yield self
-
-    def update_weights_from_distributed(
-        self,
-        names: Sequence[str],
-        dtypes: Sequence[Any],
-        shapes: Sequence[Sequence[int]],
-        *,
-        group_name: str = "weight_update_group",
-        flush_cache: bool = True,
-        abort_all_requests: bool = False,
-        weight_version: str | None = None,
-        load_format: str | None = None,
-        selector: Selector = "all",
-        wrap_session: bool = False,
-        **extra: Any,
-    ) -> WeightUpdateResult:
-        """``POST /update_weights_from_distributed``: receive the trainer's broadcast.
-
-        ``names``, ``dtypes`` (``"bfloat16"``, or torch dtypes) and ``shapes`` give
-        one entry per tensor, in the order the trainer (rank 0 of the group)
-        broadcasts them while this call is pending. Run it inside
-        :meth:`weight_update_session`, or pass ``wrap_session=True`` to send
-        ``/begin_weight_update`` before and ``/end_weight_update`` after it.
-        """
-        return self._run(
-            control.update_weights_from_distributed_plan(
-                names,
-                dtypes,
-                shapes,
-                group_name=group_name,
-                flush_cache=flush_cache,
-                abort_all_requests=abort_all_requests,
-                weight_version=weight_version,
-                load_format=load_format,
-                selector=selector,
-                wrap_session=wrap_session,
-                extra=extra,
-            )
-        )
-
-    async def async_update_weights_from_distributed(
-        self,
-        names: Sequence[str],
-        dtypes: Sequence[Any],
-        shapes: Sequence[Sequence[int]],
-        *,
-        group_name: str = "weight_update_group",
-        flush_cache: bool = True,
-        abort_all_requests: bool = False,
-        weight_version: str | None = None,
-        load_format: str | None = None,
-        selector: Selector = "all",
-        wrap_session: bool = False,
-        **extra: Any,
-    ) -> WeightUpdateResult:
-        """Async :meth:`update_weights_from_distributed`."""
-        return await self._arun(
-            control.update_weights_from_distributed_plan(
-                names,
-                dtypes,
-                shapes,
-                group_name=group_name,
-                flush_cache=flush_cache,
-                abort_all_requests=abort_all_requests,
-                weight_version=weight_version,
-                load_format=load_format,
-                selector=selector,
-                wrap_session=wrap_session,
-                extra=extra,
-            )
-        )
-
-    def update_weights_from_tensor(
-        self,
-        serialized_named_tensors: Sequence[bytes | str],
-        *,
-        load_format: str | None = None,
-        flush_cache: bool = True,
-        abort_all_requests: bool = False,
-        weight_version: str | None = None,
-        selector: Selector = "all",
-        wrap_session: bool = False,
-        **extra: Any,
-    ) -> WeightUpdateResult:
-        """``POST /update_weights_from_tensor``: one serialized payload per TP rank.
-
-        Each entry is the bytes of a torch-pickled ``[(name, tensor), ...]``
-        (base64-encoded for the wire here; a str entry must already be base64).
-        Needs a session, like :meth:`update_weights_from_distributed`.
-        """
-        return self._run(
-            control.update_weights_from_tensor_plan(
-                serialized_named_tensors,
-                load_format=load_format,
-                flush_cache=flush_cache,
-                abort_all_requests=abort_all_requests,
-                weight_version=weight_version,
-                selector=selector,
-                wrap_session=wrap_session,
-                extra=extra,
-            )
-        )
-
-    async def async_update_weights_from_tensor(
-        self,
-        serialized_named_tensors: Sequence[bytes | str],
-        *,
-        load_format: str | None = None,
-        flush_cache: bool = True,
-        abort_all_requests: bool = False,
-        weight_version: str | None = None,
-        selector: Selector = "all",
-        wrap_session: bool = False,
-        **extra: Any,
-    ) -> WeightUpdateResult:
-        """Async :meth:`update_weights_from_tensor`."""
-        return await self._arun(
-            control.update_weights_from_tensor_plan(
-                serialized_named_tensors,
-                load_format=load_format,
-                flush_cache=flush_cache,
-                abort_all_requests=abort_all_requests,
-                weight_version=weight_version,
-                selector=selector,
-                wrap_session=wrap_session,
-                extra=extra,
-            )
-        )
-
-    # -- weight version -------------------------------------------------------------------
-
-    def update_weight_version(
-        self, new_version: str, *, abort_all_requests: bool = True
-    ) -> WeightVersionResult:
-        """``POST /update_weight_version``: relabel the served weights.
-
-        Like sglang, it aborts every request in flight unless
-        ``abort_all_requests=False``.
-        """
-        return self._run(control.update_weight_version_plan(new_version, abort_all_requests))
-
-    async def async_update_weight_version(
-        self, new_version: str, *, abort_all_requests: bool = True
-    ) -> WeightVersionResult:
-        """Async :meth:`update_weight_version`."""
-        return await self._arun(control.update_weight_version_plan(new_version, abort_all_requests))
-
-    def weight_version(self) -> str | None:
-        """The weight version the server serves now (``/model_info``)."""
-        return self._run(control.weight_version_plan())
-
-    async def async_weight_version(self) -> str | None:
-        """Async :meth:`weight_version`."""
-        return await self._arun(control.weight_version_plan())
-
-    # -- generation -----------------------------------------------------------------------
-
-    def pause_generation(self, mode: PauseMode = "abort") -> GenerationControlResult:
-        """``POST /pause_generation``; new requests wait until :meth:`continue_generation`.
-
-        ``"abort"`` ends the running requests (they return with
-        ``finish_reason.type == "abort"``) and returns once none is left;
-        ``"retract"`` (KV freed, recomputed later) and ``"in_place"`` (KV kept)
-        hold them and return at once.
-        """
-        return self._run(control.pause_generation_plan(mode))
-
-    async def async_pause_generation(self, mode: PauseMode = "abort") -> GenerationControlResult:
-        """Async :meth:`pause_generation`."""
-        return await self._arun(control.pause_generation_plan(mode))
-
-    def continue_generation(self, *, torch_empty_cache: bool = True) -> GenerationControlResult:
-        """``POST /continue_generation``: resume after :meth:`pause_generation`."""
-        return self._run(control.continue_generation_plan(torch_empty_cache))
-
-    async def async_continue_generation(
-        self, *, torch_empty_cache: bool = True
-    ) -> GenerationControlResult:
-        """Async :meth:`continue_generation`."""
-        return await self._arun(control.continue_generation_plan(torch_empty_cache))
-
-    # -- memory and load ------------------------------------------------------------------
-
-    def release_memory_occupation(self, tags: Sequence[str] | None = None) -> None:
-        """``POST /release_memory_occupation`` of ``tags`` (``None``: all of
-        ``kv_cache``, ``weights``, ``cuda_graph``). Pause first: the server must be idle."""
-        self._run(control.release_memory_occupation_plan(tags))
-
-    async def async_release_memory_occupation(self, tags: Sequence[str] | None = None) -> None:
-        """Async :meth:`release_memory_occupation`."""
-        await self._arun(control.release_memory_occupation_plan(tags))
-
-    def resume_memory_occupation(self, tags: Sequence[str] | None = None) -> None:
-        """``POST /resume_memory_occupation``: resume exactly the tags released."""
-        self._run(control.resume_memory_occupation_plan(tags))
-
-    async def async_resume_memory_occupation(self, tags: Sequence[str] | None = None) -> None:
-        """Async :meth:`resume_memory_occupation`."""
-        await self._arun(control.resume_memory_occupation_plan(tags))
-
-    def loads(
-        self, include: str | Sequence[str] | None = None, *, dp_rank: int | None = None
-    ) -> Loads:
-        """``GET /v1/loads``: running and waiting requests, token usage... per DP rank.
-
-        ``include`` names sections (``core``, ``memory``, ``spec``, ``lora``,
-        ``disagg``, ``queues``, ``all``; default all).
-        """
-        return self._run(control.loads_plan(include, dp_rank))
-
-    async def async_loads(
-        self, include: str | Sequence[str] | None = None, *, dp_rank: int | None = None
-    ) -> Loads:
-        """Async :meth:`loads`."""
-        return await self._arun(control.loads_plan(include, dp_rank))
-
-    # -- every worker ---------------------------------------------------------------------
+    __slots__ = ()
 
     def fleet(
         self,
@@ -488,10 +44,11 @@ class ControlMixin(BaseClient):
         """
         from ._fleet import Fleet  # here: the fleet module builds clients of this class
 
-        options = Fleet._worker_options(self, client_options)
+        client = cast("InferenceHTTPClient", self)
+        options = Fleet._worker_options(client, client_options)
         check_timeout(call_timeout, "call_timeout")
-        urls = self._run(control.discover_workers_plan(worker_type, healthy_only))
-        return Fleet._from_client(self, urls, worker_type, options, call_timeout)
+        urls = self._driver.run(control.discover_workers_plan(worker_type, healthy_only))
+        return Fleet._from_client(client, urls, worker_type, options, call_timeout)
 
     async def async_fleet(
         self,
@@ -504,7 +61,8 @@ class ControlMixin(BaseClient):
         """Async :meth:`fleet`."""
         from ._fleet import Fleet
 
-        options = Fleet._worker_options(self, client_options)
+        client = cast("InferenceHTTPClient", self)
+        options = Fleet._worker_options(client, client_options)
         check_timeout(call_timeout, "call_timeout")
-        urls = await self._arun(control.discover_workers_plan(worker_type, healthy_only))
-        return Fleet._from_client(self, urls, worker_type, options, call_timeout)
+        urls = await self._driver.arun(control.discover_workers_plan(worker_type, healthy_only))
+        return Fleet._from_client(client, urls, worker_type, options, call_timeout)

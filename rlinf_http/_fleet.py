@@ -27,8 +27,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 
-from ._base_client import BaseClient
-from ._control import abracket, bracket
+from ._brackets import abracket, bracket
 from ._core import control, plans
 from ._core.control import PauseMode, Selector
 from ._core.dataplane import build_load_lora, build_unload_lora
@@ -124,9 +123,9 @@ def _worker_url(url: object) -> str:
     return control.worker_url(url)
 
 
-def _inherited_options(client: BaseClient, overrides: Mapping[str, Any]) -> dict[str, Any]:
+def _inherited_options(client: InferenceHTTPClient, overrides: Mapping[str, Any]) -> dict[str, Any]:
     """The constructor arguments that rebuild ``client`` for another URL, with overrides."""
-    headers = {k: v for k, v in client._headers.items() if k not in _OWN_HEADERS}
+    headers = {k: v for k, v in client.options.header_map().items() if k not in _OWN_HEADERS}
     if "api_key" in overrides:
         headers.pop("authorization", None)
     extra_headers = overrides.get("headers") or {}
@@ -140,8 +139,8 @@ def _inherited_options(client: BaseClient, overrides: Mapping[str, Any]) -> dict
         "health_timeout": client.health_timeout,
         "transport": client.transport,
         "log_bodies": client.log_bodies,
-        "http_client": client._user_client,
-        "async_http_client": client._user_async_client,
+        "http_client": client.options.http_client,
+        "async_http_client": client.options.async_http_client,
     }
     options.update(overrides)
     options["headers"] = headers
@@ -203,7 +202,9 @@ class Fleet:
         return cls(clients, call_timeout=call_timeout)
 
     @staticmethod
-    def _worker_options(client: BaseClient, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    def _worker_options(
+        client: InferenceHTTPClient, overrides: Mapping[str, Any]
+    ) -> dict[str, Any]:
         """``client``'s settings with ``overrides``, checked (by building a client) before I/O."""
         from ._client import InferenceHTTPClient
 
@@ -214,7 +215,7 @@ class Fleet:
     @classmethod
     def _from_client(
         cls,
-        client: BaseClient,
+        client: InferenceHTTPClient,
         urls: Sequence[str] | None,
         worker_type: str | None,
         options: Mapping[str, Any],
@@ -332,7 +333,7 @@ class Fleet:
 
         def one(url: str, plan: Plan[T]) -> None:
             try:
-                outcomes[url] = self._clients[url]._run(plan, self.call_timeout)
+                outcomes[url] = self._clients[url]._driver.run(plan, self.call_timeout)
             except Exception as exc:  # collected, not raised: the others go on
                 outcomes[url] = exc
 
@@ -363,7 +364,7 @@ class Fleet:
 
         async def one(url: str, plan: Plan[T]) -> None:
             try:
-                outcomes[url] = await self._clients[url]._arun(plan, self.call_timeout)
+                outcomes[url] = await self._clients[url]._driver.arun(plan, self.call_timeout)
             except Exception as exc:  # collected, not raised: the others go on
                 outcomes[url] = exc
 

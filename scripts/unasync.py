@@ -35,7 +35,19 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "rlinf_http"
 
 #: (async source, generated sync file), relative to the package.
-FILES: list[tuple[str, str]] = []
+FILES: list[tuple[str, str]] = [
+    ("_endpoints/_async/admin.py", "_endpoints/_sync/admin.py"),
+    ("_endpoints/_async/chat.py", "_endpoints/_sync/chat.py"),
+    ("_endpoints/_async/completions.py", "_endpoints/_sync/completions.py"),
+    ("_endpoints/_async/control.py", "_endpoints/_sync/control.py"),
+    ("_endpoints/_async/embeddings.py", "_endpoints/_sync/embeddings.py"),
+    ("_endpoints/_async/fanout.py", "_endpoints/_sync/fanout.py"),
+    ("_endpoints/_async/generate.py", "_endpoints/_sync/generate.py"),
+    ("_endpoints/_async/lora.py", "_endpoints/_sync/lora.py"),
+    ("_endpoints/_async/post.py", "_endpoints/_sync/post.py"),
+    ("_endpoints/_async/router.py", "_endpoints/_sync/router.py"),
+    ("_endpoints/_async/tokenizer.py", "_endpoints/_sync/tokenizer.py"),
+]
 
 #: Whole-identifier renames, async name -> sync name.
 RENAMES: dict[str, str] = {
@@ -60,6 +72,9 @@ RENAMES: dict[str, str] = {
     "aread": "read",
     "aeach": "each",
     "aall": "all",
+    "aopen": "open",
+    "aprobe": "probe",
+    "abracket": "bracket",
 }
 
 HEADER = (
@@ -128,8 +143,22 @@ def unasync_text(text: str, src: str) -> str:
     return HEADER.format(src=src) + "".join(out)
 
 
+_RUFF_SORT_IMPORTS = [sys.executable, "-m", "ruff", "check", "--fix-only", "--select", "I001", "-q"]
+
+
 def formatted(text: str, dst: str) -> str:
-    """``text`` as ``ruff format`` leaves it (dropping ``await`` shortens lines)."""
+    """``text`` as ``ruff`` leaves it: imports sorted (a dropped async-only import can
+    leave a gap) and formatted (dropping ``await`` shortens lines)."""
+    sorted_imports = subprocess.run(
+        [*_RUFF_SORT_IMPORTS, "--stdin-filename", dst, "-"],
+        input=text,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    if sorted_imports.returncode == 0 and sorted_imports.stdout:
+        text = sorted_imports.stdout
     done = subprocess.run(
         [sys.executable, "-m", "ruff", "format", "--stdin-filename", dst, "-"],
         input=text,

@@ -41,6 +41,7 @@ import numpy.typing as npt
 from rlinf_http import (
     AsyncStream,
     ChatCompletion,
+    ChatCompletionChunk,
     Completion,
     CompletionChunk,
     DetokenizeResult,
@@ -144,6 +145,53 @@ async def async_calls(client: InferenceHTTPClient) -> None:
     async with client.async_chat_completion_as_completed([msgs]) as chats:
         async for _, reply in chats:
             assert_type(reply, ChatCompletion)
+
+
+def every_overload_branch(client: InferenceHTTPClient, cfg: dict[str, Any]) -> None:
+    # one check per overload of the endpoint classes (written once, sync generated)
+    msgs = [{"role": "user", "content": "x"}]
+    assert_type(client.generate("a", sampling_params=cfg), Many)
+    assert_type(
+        client.generate_many(["a"], return_exceptions=True), list[GenerateOutput | Exception]
+    )
+    assert_type(
+        client.generate_many(["a"], sampling_params=cfg, return_exceptions=True),
+        list[Many | Exception],
+    )
+    assert_type(client.chat_completion(msgs, stream=True), Stream[ChatCompletionChunk])
+    assert_type(
+        client.chat_completion_many([msgs], return_exceptions=True),
+        list[ChatCompletion | Exception],
+    )
+    assert_type(client.completion("a", stream=False), Completion)
+    assert_type(client.embed(["a"]), EmbeddingResponse)
+    # GRPO groups: always lists, whatever n is
+    assert_type(client.generate_group("a", n=4), list[GenerateOutput])
+    assert_type(
+        client.generate_group(input_ids=[1, 2], n=1, sampling_params=cfg), list[GenerateOutput]
+    )
+    assert_type(client.generate_groups(["a", "b"], n=4), list[list[GenerateOutput]])
+
+
+async def async_every_overload_branch(client: InferenceHTTPClient, cfg: dict[str, Any]) -> None:
+    msgs = [{"role": "user", "content": "x"}]
+    assert_type(await client.async_generate(input_ids=[1]), GenerateOutput)
+    assert_type(await client.async_generate("a", sampling_params=cfg), Many)
+    assert_type(
+        await client.async_generate_many(["a"], return_exceptions=True),
+        list[GenerateOutput | Exception],
+    )
+    assert_type(await client.async_chat_completion(msgs), ChatCompletion)
+    assert_type(
+        await client.async_chat_completion(msgs, stream=True), AsyncStream[ChatCompletionChunk]
+    )
+    assert_type(await client.async_embed(["a"], as_numpy=True), npt.NDArray[np.float32])
+    assert_type(await client.async_encode("a"), EncodeOutput)
+    assert_type(await client.async_generate_group("a", n=4), list[GenerateOutput])
+    assert_type(
+        await client.async_generate_groups(input_ids=[[1], [2]], n=2),
+        list[list[GenerateOutput]],
+    )
 """
 
 

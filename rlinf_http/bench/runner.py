@@ -407,7 +407,7 @@ async def _completion_stream(
     # No typed /v1/completions method yet: the generic POST operation, opened as
     # an SSE stream of plain dicts through the client's retry-aware transport.
     op = build_post("/v1/completions", body)
-    response, url = await client._aopen(op, NOT_GIVEN, client._policy(0))
+    response, url = await client._driver.aopen(op, NOT_GIVEN, client._driver.policy(0))
     stream: AsyncStream[Any] = AsyncStream(
         response, EventStreamParser(lambda v: v, url), op.method, url
     )

@@ -7,10 +7,18 @@ import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import httpx
 
+from ._common import (
+    CLOSED_MESSAGE,
+    KEEPALIVE_EXPIRY,
+    TCP_QUICKACK,
+    RawResponse,
+    RawTimeouts,
+    SocketOption,
+)
 from ._http11 import (
     COALESCE_LIMIT,
     LAST_CHUNK,
@@ -24,17 +32,10 @@ from ._http11 import (
     request_timeouts,
 )
 from ._pool import SLOT, ConnectionPool, Origin, Slot
-from ._sync import KEEPALIVE_EXPIRY
 from ._wire import mark_failure
 
 __all__ = ["AsyncTransport", "SocketOption"]
 
-SocketOption = tuple[int, int, "int | bytes"]
-
-#: ``(connect, read, write, pool)`` timeouts of :meth:`AsyncTransport.raw_request`.
-RawTimeouts = tuple["float | None", "float | None", "float | None", "float | None"]
-#: ``(status, [(name, value), ...], body)`` as returned by ``raw_request``.
-RawResponse = tuple[int, list[tuple[bytes, bytes]], bytes]
 
 #: Pause reading from the socket when this much response body is buffered.
 _HIGH_WATER = 256 * 1024
@@ -46,14 +47,13 @@ _READ_BUFFER = 64 * 1024
 
 _INF = float("inf")
 
-#: Linux's TCP_QUICKACK (None elsewhere).
-_TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
+_TCP_QUICKACK = TCP_QUICKACK
 
 _TRIO_MESSAGE = (
     "rlinf_http.transports.AsyncTransport runs on asyncio only; under trio use "
     "rlinf_http.transports.TrioTransport (the rlinf-http client picks it automatically)."
 )
-_CLOSED_MESSAGE = "Cannot send a request, as the transport has been closed."
+_CLOSED_MESSAGE = CLOSED_MESSAGE
 _get_running_loop = asyncio.get_running_loop
 #: Keep-alive expiry clock (the pool only compares its own readings).
 _monotonic = time.monotonic
@@ -569,6 +569,9 @@ class AsyncTransport(httpx.AsyncBaseTransport):
     connections expire after ``keepalive_expiry`` seconds (4, below uvicorn's 5).
     Environment proxies are never consulted.  asyncio only.
     """
+
+    #: takes complete requests (see :class:`~rlinf_http.transports._common.RawTransport`)
+    raw_requests: ClassVar[Literal[True]] = True
 
     def __init__(
         self,

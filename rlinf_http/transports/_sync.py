@@ -12,6 +12,14 @@ from typing import Any
 
 import httpx
 
+from ._common import (
+    CLOSED_MESSAGE,
+    KEEPALIVE_EXPIRY,
+    TCP_QUICKACK,
+    RawResponse,
+    RawTimeouts,
+    SocketOption,
+)
 from ._http11 import (
     COALESCE_LIMIT,
     LAST_CHUNK,
@@ -32,25 +40,14 @@ from ._wire import (
     read_timeout_within_deadline,
 )
 
-__all__ = ["SocketOption", "SyncTransport"]
-
-SocketOption = tuple[int, int, "int | bytes"]
-
-#: ``(connect, read, write, pool)`` timeouts of :meth:`SyncTransport.raw_request`.
-RawTimeouts = tuple["float | None", "float | None", "float | None", "float | None"]
-#: ``(status, [(name, value), ...], body)`` as returned by ``raw_request``.
-RawResponse = tuple[int, list[tuple[bytes, bytes]], bytes]
+__all__ = ["KEEPALIVE_EXPIRY", "SocketOption", "SyncTransport"]
 
 _RECV_SIZE = 65536
 
-#: Linux's TCP_QUICKACK (None elsewhere).
-_TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
+_TCP_QUICKACK = TCP_QUICKACK
 _INF = float("inf")
-_CLOSED_MESSAGE = "Cannot send a request, as the transport has been closed."
+_CLOSED_MESSAGE = CLOSED_MESSAGE
 _monotonic = time.monotonic
-#: Below the 5 s after which uvicorn (sglang's server) closes idle connections, so
-#: that a connection is rarely reused just as the server closes it.
-KEEPALIVE_EXPIRY = 4.0
 
 
 #: What a failed request write raises (see ``_Connection._answered_early``).

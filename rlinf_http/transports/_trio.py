@@ -16,12 +16,20 @@ import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import httpx
 import outcome
 import trio
 
+from ._common import (
+    CLOSED_MESSAGE,
+    KEEPALIVE_EXPIRY,
+    TCP_QUICKACK,
+    RawResponse,
+    RawTimeouts,
+    SocketOption,
+)
 from ._http11 import (
     COALESCE_LIMIT,
     LAST_CHUNK,
@@ -35,26 +43,19 @@ from ._http11 import (
     request_timeouts,
 )
 from ._pool import ConnectionPool, Origin, Slot
-from ._sync import KEEPALIVE_EXPIRY
 from ._wire import mark_failure, read_early_answer
 
 __all__ = ["TrioTransport"]
 
-SocketOption = tuple[int, int, "int | bytes"]
-#: ``(connect, read, write, pool)`` timeouts of :meth:`TrioTransport.raw_request`.
-RawTimeouts = tuple["float | None", "float | None", "float | None", "float | None"]
-#: ``(status, [(name, value), ...], body)`` as returned by ``raw_request``.
-RawResponse = tuple[int, list[tuple[bytes, bytes]], bytes]
 
 #: Size of the read buffer shared by a transport's connections (tasks run one at
 #: a time and the parser copies what it keeps before the next wait).
 _READ_BUFFER = 64 * 1024
 
 _INF = float("inf")
-#: Linux's TCP_QUICKACK (None elsewhere).
-_TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
+_TCP_QUICKACK = TCP_QUICKACK
 _MSG_PEEK = socket.MSG_PEEK
-_CLOSED_MESSAGE = "Cannot send a request, as the transport has been closed."
+_CLOSED_MESSAGE = CLOSED_MESSAGE
 _monotonic = time.monotonic
 _wait_readable = trio.lowlevel.wait_readable
 _wait_writable = trio.lowlevel.wait_writable
@@ -515,6 +516,9 @@ class TrioTransport(httpx.AsyncBaseTransport):
     ``keepalive_expiry`` seconds.  Environment proxies are never consulted.
     trio only.
     """
+
+    #: takes complete requests (see :class:`~rlinf_http.transports._common.RawTransport`)
+    raw_requests: ClassVar[Literal[True]] = True
 
     def __init__(
         self,

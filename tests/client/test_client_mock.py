@@ -14,12 +14,7 @@ import httpx
 import pytest
 import respx
 
-import rlinf_http._client as client_module
-
-try:  # the I/O half of the client may live in its own module
-    import rlinf_http._base_client as base_client_module
-except ImportError:  # pragma: no cover
-    base_client_module = client_module  # type: ignore[no-redef]
+import rlinf_http._driver as driver_module
 from rlinf_http import (
     APIConnectionError,
     APIResponseValidationError,
@@ -43,7 +38,7 @@ from rlinf_http import (
 )
 
 BASE = "http://127.0.0.1:30000"
-SLEEPING_MODULES = (client_module, base_client_module)
+SLEEPING_MODULES = (driver_module,)
 
 
 def gen_json(text: str = " Paris", n_tokens: int = 2, rid: str = "r1") -> dict[str, Any]:
@@ -850,12 +845,12 @@ async def test_async_close_then_reuse(mock: respx.MockRouter) -> None:
     mock.post("/generate").mock(return_value=httpx.Response(200, json=gen_json()))
     client = InferenceHTTPClient(BASE)
     await client.async_generate(prompt="x")
-    first = client._async_client
+    first = client._driver._async_client
     assert first is not None
     await client.aclose()
     assert first.is_closed
     await client.async_generate(prompt="y")
-    assert client._async_client is not None and client._async_client is not first
+    assert client._driver._async_client is not None and client._driver._async_client is not first
     await client.aclose()
 
 
@@ -864,17 +859,17 @@ def test_sync_close_then_reuse(mock: respx.MockRouter) -> None:
     client = InferenceHTTPClient(BASE)
     with client:
         client.generate(prompt="x")
-        first = client._sync_client
+        first = client._driver._sync_client
     assert first is not None and first.is_closed
     client.generate(prompt="y")
-    assert client._sync_client is not None and client._sync_client is not first
+    assert client._driver._sync_client is not None and client._driver._sync_client is not first
     client.close()
 
 
 def test_sleep_patch_guard(sleeps: list[float]) -> None:
     # Guard for the fixture above: the I/O module must sleep through these names.
-    assert base_client_module.anyio.sleep is anyio.sleep
-    assert base_client_module.time.sleep == sleeps.append
+    assert driver_module.anyio.sleep is anyio.sleep
+    assert driver_module.time.sleep == sleeps.append
 
 
 def test_retry_policy_count_kept_when_max_retries_not_given() -> None:

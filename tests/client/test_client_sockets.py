@@ -242,18 +242,18 @@ async def test_one_shared_async_session(raw_server: RawHTTPServer) -> None:
     client = InferenceHTTPClient(raw_server.url)
     async with client:
         await client.async_generate(prompt="a")
-        session = client._async_client
+        session = client._driver._async_client
         assert session is not None
         reply = await client.async_chat_completion([{"role": "user", "content": "x"}])
         assert reply.choices[0].message.content == "echo:x"
         assert await client.async_health() is True
-        assert client._async_client is session
+        assert client._driver._async_client is session
     assert session.is_closed
     # Used again later: a fresh session.
     await client.async_generate(prompt="b")
-    assert client._async_client is not None and client._async_client is not session
+    assert client._driver._async_client is not None and client._driver._async_client is not session
     await client.aclose()
-    assert client._async_client is None
+    assert client._driver._async_client is None
 
 
 @pytest.mark.anyio
@@ -290,7 +290,7 @@ def test_two_asyncio_runs_without_async_with(raw_server: RawHTTPServer) -> None:
         assert asyncio.run(one("a")) == [f"echo:a{i}" for i in range(4)]
         assert asyncio.run(one("b")) == [f"echo:b{i}" for i in range(4)]
         assert asyncio.run(one("c")) == [f"echo:c{i}" for i in range(4)]
-        client._forget_sessions()
+        client._driver._forget_sessions()
         gc.collect()
 
 
@@ -310,7 +310,7 @@ def test_second_asyncio_run_does_not_leak_first_sessions_sockets(
         asyncio.run(one())
         gc.collect()
         leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
-        client._forget_sessions()  # the second session is the test's own business
+        client._driver._forget_sessions()  # the second session is the test's own business
         gc.collect()
     assert leaks == []
 

@@ -31,7 +31,7 @@ from rlinf_http import (
     RetryPolicy,
     ServiceUnavailableError,
 )
-from rlinf_http._base_client import TransportChoice
+from rlinf_http._options import TransportChoice
 
 #: Bound on any single client call in these tests (a regression fails within it).
 BOUND = 20.0
@@ -554,9 +554,9 @@ def test_keepalive_expiry_below_uvicorn_default(
 
 def test_httpx_sessions_keepalive_expiry_below_uvicorn_default() -> None:
     client = InferenceHTTPClient("http://127.0.0.1:9", transport="httpx")
-    limits = client._limits()
+    limits = client._driver._limits()
     assert limits.keepalive_expiry is not None and limits.keepalive_expiry < 5.0
-    session = client._get_sync_client()
+    session = client._driver._get_sync_client()
     pool = session._transport._pool  # type: ignore[attr-defined]
     assert pool._keepalive_expiry < 5.0
     session.close()

@@ -624,7 +624,7 @@ def test_fleet_closes_its_clients(cluster: Cluster) -> None:
     clients = [fleet.client(u) for u in fleet]
     with fleet:
         pass
-    assert all(c._sync_client is None for c in clients)
+    assert all(c._driver._sync_client is None for c in clients)
 
 
 @pytest.mark.anyio

@@ -22,7 +22,7 @@ import trio
 
 from rlinf_http import APIConnectionError, InferenceHTTPClient, RetryPolicy
 from rlinf_http.transports import AsyncTransport, TrioTransport
-from rlinf_http.transports._sync import KEEPALIVE_EXPIRY
+from rlinf_http.transports._common import KEEPALIVE_EXPIRY
 
 from .conftest import Server, ServerConn
 
@@ -44,7 +44,7 @@ async def generate_handler(conn: ServerConn) -> None:
 
 
 def transport_of(client: InferenceHTTPClient) -> Any:
-    session = client._async_client
+    session = client._driver._async_client
     assert session is not None
     return session._transport
 

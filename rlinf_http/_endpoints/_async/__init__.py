@@ -1,0 +1,1 @@
+"""The async endpoint classes, written by hand (the sync ones are generated from these)."""

@@ -1,0 +1,145 @@
+"""``POST /v1/embeddings`` and ``POST /encode``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+from ..._core.fanout import (
+    embed_op,
+    encode_op,
+)
+from ..._core.requests import DEFAULT_CHAT_MODEL
+from ..._driver import NOT_GIVEN, TimeoutTypes
+from ...models import (
+    EmbeddingResponse,
+    EncodeOutput,
+)
+from .._base import Endpoint
+from .._shared import EmbeddingInput
+
+if TYPE_CHECKING:  # numpy is optional
+    import numpy as np
+    import numpy.typing as npt
+
+__all__ = ["AsyncEmbeddings"]
+
+
+class AsyncEmbeddings(Endpoint):
+    """Embeddings (OpenAI) and ``/encode`` (sglang)."""
+
+    __slots__ = ()
+
+    @overload
+    async def async_embed(
+        self,
+        input: EmbeddingInput,
+        model: str = DEFAULT_CHAT_MODEL,
+        *,
+        as_numpy: Literal[False] = False,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
+        **kwargs: Any,
+    ) -> EmbeddingResponse: ...
+
+    @overload
+    async def async_embed(
+        self,
+        input: EmbeddingInput,
+        model: str = DEFAULT_CHAT_MODEL,
+        *,
+        as_numpy: Literal[True],
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
+        **kwargs: Any,
+    ) -> npt.NDArray[np.float32]: ...
+
+    async def async_embed(
+        self,
+        input: EmbeddingInput,
+        model: str = DEFAULT_CHAT_MODEL,
+        *,
+        as_numpy: bool = False,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
+        **kwargs: Any,
+    ) -> EmbeddingResponse | npt.NDArray[np.float32]:
+        """``POST /v1/embeddings``: one vector per input (a string, strings or token ids).
+
+        Returns an :class:`EmbeddingResponse` (``.vectors``: lists of floats in
+        input order), or with ``as_numpy=True`` a ``(len(input), dim)`` float32
+        array (needs numpy). ``kwargs``: ``dimensions``, ``encoding_format``...
+        """
+        op = embed_op(input, model, kwargs, routing_key, priority, lora_path)
+        out = await self._driver.asend(op, timeout=timeout, retry=self._driver.policy(max_retries))
+        return out.as_numpy() if as_numpy else out
+
+    @overload
+    async def async_encode(
+        self,
+        text: str,
+        *,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
+        **kwargs: Any,
+    ) -> EncodeOutput: ...
+
+    @overload
+    async def async_encode(
+        self,
+        text: None = None,
+        *,
+        input_ids: Sequence[int],
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
+        **kwargs: Any,
+    ) -> EncodeOutput: ...
+
+    @overload
+    async def async_encode(
+        self,
+        text: Sequence[str] | None = None,
+        *,
+        input_ids: Sequence[Sequence[int]] | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
+        **kwargs: Any,
+    ) -> list[EncodeOutput]: ...
+
+    async def async_encode(
+        self,
+        text: str | Sequence[str] | None = None,
+        *,
+        input_ids: Sequence[int] | Sequence[Sequence[int]] | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
+        **kwargs: Any,
+    ) -> EncodeOutput | list[EncodeOutput]:
+        """``POST /encode``, sglang's native embedding call (a server; the router 404s).
+
+        One text (or id list) returns an :class:`EncodeOutput`; a list returns
+        a list in input order.
+        """
+        op = encode_op(text, input_ids, kwargs, routing_key, priority, lora_path)
+        return await self._driver.asend(op, timeout=timeout, retry=self._driver.policy(max_retries))

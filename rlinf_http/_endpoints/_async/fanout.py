@@ -1,0 +1,483 @@
+"""Bounded fan-out: many requests, at most ``concurrency`` in flight.
+
+Results in input order (``*_many``) or, async only, in completion order
+(``*_as_completed``). Every request is built and checked before the first is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal, overload
+
+from ..._core.fanout import (
+    chat_ops,
+    completion_ops,
+    generate_group_ops,
+    generate_ops,
+)
+from ..._core.requests import DEFAULT_CHAT_MODEL
+from ..._driver import NOT_GIVEN, TimeoutTypes
+
+# unasync: async-only
+from ..._fanout import AsCompleted
+
+# unasync: end
+from ...models import (
+    ChatCompletion,
+    Completion,
+    GenerateOutput,
+)
+from .._base import Endpoint
+from .._shared import (
+    CompletionPrompt,
+    Messages,
+    OneSample,
+    Progress,
+    Sampling,
+)
+
+__all__ = ["AsyncFanOut"]
+
+
+class AsyncFanOut(Endpoint):
+    """The ``*_many`` (and async ``*_as_completed``) calls."""
+
+    __slots__ = ()
+
+    @overload
+    async def async_generate_many(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        input_ids: Sequence[Sequence[int]] | None = None,
+        sampling_params: OneSample = None,
+        return_logprob: bool = False,
+        concurrency: int = 256,
+        return_exceptions: Literal[False] = False,
+        progress: Progress | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
+        **extra: Any,
+    ) -> list[GenerateOutput]: ...
+
+    @overload
+    async def async_generate_many(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        input_ids: Sequence[Sequence[int]] | None = None,
+        sampling_params: Sampling = None,
+        return_logprob: bool = False,
+        concurrency: int = 256,
+        return_exceptions: Literal[False] = False,
+        progress: Progress | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
+        **extra: Any,
+    ) -> list[GenerateOutput | list[GenerateOutput]]: ...
+
+    @overload
+    async def async_generate_many(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        input_ids: Sequence[Sequence[int]] | None = None,
+        sampling_params: OneSample = None,
+        return_logprob: bool = False,
+        concurrency: int = 256,
+        return_exceptions: bool,
+        progress: Progress | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
+        **extra: Any,
+    ) -> list[GenerateOutput | Exception]: ...
+
+    @overload
+    async def async_generate_many(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        input_ids: Sequence[Sequence[int]] | None = None,
+        sampling_params: Sampling = None,
+        return_logprob: bool = False,
+        concurrency: int = 256,
+        return_exceptions: bool,
+        progress: Progress | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
+        **extra: Any,
+    ) -> list[GenerateOutput | list[GenerateOutput] | Exception]: ...
+
+    async def async_generate_many(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        input_ids: Sequence[Sequence[int]] | None = None,
+        sampling_params: Sampling = None,
+        return_logprob: bool = False,
+        concurrency: int = 256,
+        return_exceptions: bool = False,
+        progress: Progress | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
+        **extra: Any,
+    ) -> list[Any]:
+        """Generate for many prompts, at most ``concurrency`` in flight (asyncio or trio).
+
+        Each prompt is its own ``/generate`` request (the router refuses
+        batches). Returns the outputs in input order. On the first error the
+        remaining requests are cancelled and the error is raised, unless
+        ``return_exceptions=True``, which puts each failure's exception in its
+        slot instead. ``progress(done, total)`` is called after each request.
+        Every argument is checked before the first request is sent.
+        """
+        ops = generate_ops(
+            prompts,
+            input_ids,
+            sampling_params,
+            return_logprob,
+            extra,
+            rid,
+            routing_key,
+            priority,
+            lora_path,
+        )
+        return await self._driver.amap(
+            ops, concurrency, return_exceptions, progress, max_retries, timeout
+        )
+
+    @overload
+    async def async_chat_completion_many(
+        self,
+        messages_list: Sequence[Messages],
+        model: str = DEFAULT_CHAT_MODEL,
+        *,
+        concurrency: int = 256,
+        return_exceptions: Literal[False] = False,
+        progress: Progress | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
+        **kwargs: Any,
+    ) -> list[ChatCompletion]: ...
+
+    @overload
+    async def async_chat_completion_many(
+        self,
+        messages_list: Sequence[Messages],
+        model: str = DEFAULT_CHAT_MODEL,
+        *,
+        concurrency: int = 256,
+        return_exceptions: bool,
+        progress: Progress | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
+        **kwargs: Any,
+    ) -> list[ChatCompletion | Exception]: ...
+
+    async def async_chat_completion_many(
+        self,
+        messages_list: Sequence[Messages],
+        model: str = DEFAULT_CHAT_MODEL,
+        *,
+        concurrency: int = 256,
+        return_exceptions: bool = False,
+        progress: Progress | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
+        **kwargs: Any,
+    ) -> list[Any]:
+        """:meth:`async_generate_many` for chat completions (one conversation each)."""
+        ops = chat_ops(messages_list, model, kwargs, routing_key, priority, lora_path)
+        return await self._driver.amap(
+            ops, concurrency, return_exceptions, progress, max_retries, timeout
+        )
+
+    @overload
+    async def async_completion_many(
+        self,
+        prompts: Sequence[CompletionPrompt],
+        model: str = DEFAULT_CHAT_MODEL,
+        *,
+        concurrency: int = 256,
+        return_exceptions: Literal[False] = False,
+        progress: Progress | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
+        **kwargs: Any,
+    ) -> list[Completion]: ...
+
+    @overload
+    async def async_completion_many(
+        self,
+        prompts: Sequence[CompletionPrompt],
+        model: str = DEFAULT_CHAT_MODEL,
+        *,
+        concurrency: int = 256,
+        return_exceptions: bool,
+        progress: Progress | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
+        **kwargs: Any,
+    ) -> list[Completion | Exception]: ...
+
+    async def async_completion_many(
+        self,
+        prompts: Sequence[CompletionPrompt],
+        model: str = DEFAULT_CHAT_MODEL,
+        *,
+        concurrency: int = 256,
+        return_exceptions: bool = False,
+        progress: Progress | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
+        **kwargs: Any,
+    ) -> list[Any]:
+        """One ``/v1/completions`` request per prompt, at most ``concurrency`` in flight.
+
+        Results are in input order; the first error cancels the rest unless
+        ``return_exceptions=True``. ``routing_key`` is one key for all, or one
+        per prompt. Every argument is checked before the first request is sent.
+        """
+        ops = completion_ops(prompts, model, kwargs, routing_key, priority, lora_path)
+        return await self._driver.amap(
+            ops, concurrency, return_exceptions, progress, max_retries, timeout
+        )
+
+    async def async_generate_groups(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        n: int,
+        input_ids: Sequence[Sequence[int]] | None = None,
+        sampling_params: Sampling = None,
+        return_logprob: bool = False,
+        concurrency: int = 256,
+        progress: Progress | None = None,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
+        **extra: Any,
+    ) -> list[list[GenerateOutput]]:
+        """A group of ``n`` samples per prompt (GRPO): ``result[i]`` holds prompt ``i``'s.
+
+        One :meth:`async_generate_group` request per prompt (the router refuses
+        text batches), at most ``concurrency`` in flight, in input order; the
+        first error cancels the rest and is raised. ``progress(done, total)``
+        counts prompts. Every argument is checked before the first request is sent.
+        """
+        ops = generate_group_ops(
+            prompts,
+            input_ids,
+            n,
+            sampling_params,
+            return_logprob,
+            extra,
+            routing_key,
+            priority,
+            lora_path,
+        )
+        return await self._driver.amap(ops, concurrency, False, progress, max_retries, timeout)
+
+    # unasync: async-only
+    @overload
+    def async_generate_as_completed(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        input_ids: Sequence[Sequence[int]] | None = None,
+        sampling_params: OneSample = None,
+        return_logprob: bool = False,
+        concurrency: int = 256,
+        return_exceptions: Literal[False] = False,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
+        **extra: Any,
+    ) -> AsCompleted[GenerateOutput]: ...
+
+    @overload
+    def async_generate_as_completed(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        input_ids: Sequence[Sequence[int]] | None = None,
+        sampling_params: Sampling = None,
+        return_logprob: bool = False,
+        concurrency: int = 256,
+        return_exceptions: Literal[False] = False,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
+        **extra: Any,
+    ) -> AsCompleted[GenerateOutput | list[GenerateOutput]]: ...
+
+    @overload
+    def async_generate_as_completed(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        input_ids: Sequence[Sequence[int]] | None = None,
+        sampling_params: OneSample = None,
+        return_logprob: bool = False,
+        concurrency: int = 256,
+        return_exceptions: bool,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
+        **extra: Any,
+    ) -> AsCompleted[GenerateOutput | Exception]: ...
+
+    @overload
+    def async_generate_as_completed(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        input_ids: Sequence[Sequence[int]] | None = None,
+        sampling_params: Sampling = None,
+        return_logprob: bool = False,
+        concurrency: int = 256,
+        return_exceptions: bool,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
+        **extra: Any,
+    ) -> AsCompleted[GenerateOutput | list[GenerateOutput] | Exception]: ...
+
+    def async_generate_as_completed(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        input_ids: Sequence[Sequence[int]] | None = None,
+        sampling_params: Sampling = None,
+        return_logprob: bool = False,
+        concurrency: int = 256,
+        return_exceptions: bool = False,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
+        **extra: Any,
+    ) -> AsCompleted[Any]:
+        """Like :meth:`async_generate_many`, yielding ``(index, output)`` as they finish.
+
+        ``async with client.async_generate_as_completed(prompts) as results:``
+        ``async for i, out in results: ...``
+        """
+        ops = generate_ops(
+            prompts,
+            input_ids,
+            sampling_params,
+            return_logprob,
+            extra,
+            rid,
+            routing_key,
+            priority,
+            lora_path,
+        )
+        return self._driver.as_completed(ops, concurrency, return_exceptions, max_retries, timeout)
+
+    @overload
+    def async_chat_completion_as_completed(
+        self,
+        messages_list: Sequence[Messages],
+        model: str = DEFAULT_CHAT_MODEL,
+        *,
+        concurrency: int = 256,
+        return_exceptions: Literal[False] = False,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
+        **kwargs: Any,
+    ) -> AsCompleted[ChatCompletion]: ...
+
+    @overload
+    def async_chat_completion_as_completed(
+        self,
+        messages_list: Sequence[Messages],
+        model: str = DEFAULT_CHAT_MODEL,
+        *,
+        concurrency: int = 256,
+        return_exceptions: bool,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
+        **kwargs: Any,
+    ) -> AsCompleted[ChatCompletion | Exception]: ...
+
+    def async_chat_completion_as_completed(
+        self,
+        messages_list: Sequence[Messages],
+        model: str = DEFAULT_CHAT_MODEL,
+        *,
+        concurrency: int = 256,
+        return_exceptions: bool = False,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        routing_key: str | Sequence[str] | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
+        **kwargs: Any,
+    ) -> AsCompleted[Any]:
+        """Chat twin of :meth:`async_generate_as_completed`."""
+        ops = chat_ops(messages_list, model, kwargs, routing_key, priority, lora_path)
+        return self._driver.as_completed(ops, concurrency, return_exceptions, max_retries, timeout)
+
+    # unasync: end

@@ -1,0 +1,218 @@
+"""``POST /generate``: sglang's native generation API."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any, Literal, overload
+
+from ..._core.dataplane import with_routing_key
+from ..._core.fanout import generate_group_op
+from ..._core.requests import build_generate
+from ..._core.streams import GenerateStreamChunk, GenerateStreamParser, StreamMode
+from ..._driver import NOT_GIVEN, TimeoutTypes
+from ..._streaming import AsyncStream
+from ...models import GenerateOutput
+from .._base import Endpoint
+from .._shared import (
+    InputIds,
+    OneSample,
+    Prompt,
+    Sampling,
+    check_stream_mode,
+)
+
+__all__ = ["AsyncGenerate"]
+
+
+class AsyncGenerate(Endpoint):
+    """``/generate``, one prompt or a batch, whole or streamed."""
+
+    __slots__ = ()
+
+    @overload
+    async def async_generate(
+        self,
+        prompt: str,
+        input_ids: None = None,
+        sampling_params: OneSample = None,
+        return_logprob: bool = False,
+        *,
+        stream: Literal[False] = False,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | Sequence[str | None] | None = None,
+        **extra: Any,
+    ) -> GenerateOutput: ...
+
+    @overload
+    async def async_generate(
+        self,
+        prompt: None = None,
+        *,
+        input_ids: Sequence[int],
+        sampling_params: OneSample = None,
+        return_logprob: bool = False,
+        stream: Literal[False] = False,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | Sequence[str | None] | None = None,
+        **extra: Any,
+    ) -> GenerateOutput: ...
+
+    @overload
+    async def async_generate(
+        self,
+        prompt: str | None = None,
+        input_ids: Sequence[int] | None = None,
+        sampling_params: Sampling = None,
+        return_logprob: bool = False,
+        *,
+        stream: Literal[False] = False,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | Sequence[str | None] | None = None,
+        **extra: Any,
+    ) -> GenerateOutput | list[GenerateOutput]: ...
+
+    @overload
+    async def async_generate(
+        self,
+        prompt: Prompt = None,
+        input_ids: InputIds = None,
+        sampling_params: Sampling = None,
+        return_logprob: bool = False,
+        *,
+        stream: Literal[True],
+        stream_mode: StreamMode = "auto",
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | Sequence[str | None] | None = None,
+        **extra: Any,
+    ) -> AsyncStream[GenerateStreamChunk]: ...
+
+    @overload
+    async def async_generate(
+        self,
+        prompt: Sequence[str] | None = None,
+        input_ids: Sequence[Sequence[int]] | None = None,
+        sampling_params: Sampling = None,
+        return_logprob: bool = False,
+        *,
+        stream: Literal[False] = False,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | Sequence[str | None] | None = None,
+        **extra: Any,
+    ) -> list[GenerateOutput]: ...
+
+    async def async_generate(
+        self,
+        prompt: Prompt = None,
+        input_ids: InputIds = None,
+        sampling_params: Sampling = None,
+        return_logprob: bool = False,
+        *,
+        stream: bool = False,
+        stream_mode: StreamMode = "auto",
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | Sequence[str | None] | None = None,
+        **extra: Any,
+    ) -> GenerateOutput | list[GenerateOutput] | AsyncStream[GenerateStreamChunk]:
+        """``POST /generate`` (sglang's native API).
+
+        Give exactly one of ``prompt`` (a string, or a list of strings for a batch)
+        or ``input_ids`` (a list of token ids, or a list of lists for a batch).
+        Extra keyword arguments are sent as top-level fields
+        (``top_logprobs_num``, ``logprob_start_len``...); a sampling parameter
+        given as a keyword raises :class:`~rlinf_http.InvalidRequestError` (it
+        belongs in ``sampling_params``). ``rid`` is the request id (generated
+        when absent, so the request can be aborted; for a batch a prefix or one
+        per prompt); ``routing_key`` is sent as ``X-SMG-Routing-Key``;
+        ``priority`` and ``lora_path`` (a loaded adapter's name) are typed
+        fields. A batch, or ``n > 1`` samples,
+        returns a list in input order (prompt-major). The sglang router refuses
+        text batches (HTTP 422; 0.3.2 passes 2-D ``input_ids`` and ``n > 1``):
+        send batches to a server, or use :meth:`generate_many` to fan single
+        prompts out.
+
+        With ``stream=True`` it returns a :class:`Stream` of
+        :class:`GenerateStreamChunk` (``chunk.text`` so far, ``chunk.delta``
+        new), whether the server streams cumulatively (the default) or
+        incrementally; ``stream_mode`` fixes the mode instead of detecting it.
+        Retries happen only before the stream's first byte.
+        """
+        op = with_routing_key(
+            build_generate(
+                prompt,
+                input_ids,
+                sampling_params,
+                return_logprob,
+                extra,
+                stream=stream,
+                rid=rid,
+                priority=priority,
+                lora_path=lora_path,
+            ),
+            routing_key,
+        )
+        if stream:
+            mode = check_stream_mode(stream_mode)
+            parser = functools.partial(GenerateStreamParser, mode)
+            return await self._driver.astream(op, parser, timeout, self._driver.policy(max_retries))
+        return await self._driver.asend(op, timeout=timeout, retry=self._driver.policy(max_retries))
+
+    async def async_generate_group(
+        self,
+        prompt: str | None = None,
+        *,
+        n: int,
+        input_ids: Sequence[int] | None = None,
+        sampling_params: Sampling = None,
+        return_logprob: bool = False,
+        timeout: TimeoutTypes = NOT_GIVEN,
+        max_retries: int | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        lora_path: str | None = None,
+        **extra: Any,
+    ) -> list[GenerateOutput]:
+        """``n`` samples of one prompt (a GRPO group), always as a list of ``n`` outputs.
+
+        One ``/generate`` request with ``n`` in its ``sampling_params`` (the sglang
+        router passes ``n > 1`` through), so the group shares the prompt's prefix
+        cache. ``sampling_params`` may not set another ``n``. Give ``prompt`` or
+        ``input_ids`` (one list of token ids); other arguments as in
+        :meth:`async_generate`. For many prompts use :meth:`async_generate_groups`.
+        """
+        op = generate_group_op(
+            prompt,
+            input_ids,
+            n,
+            sampling_params,
+            return_logprob,
+            extra,
+            routing_key,
+            priority,
+            lora_path,
+        )
+        return await self._driver.asend(op, timeout=timeout, retry=self._driver.policy(max_retries))
