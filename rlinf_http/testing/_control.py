@@ -137,6 +137,7 @@ class _ControlMixin(_Engine):
             r[path] = {"GET": handler, "POST": handler}
         r["/v1/loads"] = {"GET": self._loads}
         r["/ready"] = {"GET": self._ready}
+        r["/ping"] = {"GET": self._ping}
         r["/_fake/state"] = {"GET": self._fake_state}
 
     # ------------------------------------------------------------------ pause / continue
@@ -166,6 +167,10 @@ class _ControlMixin(_Engine):
 
     async def _ready(self, req: _Req) -> None:
         await self._respond(req, 503 if self._paused is not None else 200, b"", None)
+
+    async def _ping(self, req: _Req) -> None:
+        # sglang's /ping (SageMaker): 200 while up, paused included (unlike /ready)
+        await self._respond(req, 200, b"", None)
 
     # ------------------------------------------------------------------ weight updates
 
