@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import pydantic
 
-from .._errors import APIResponseValidationError, InvalidRequestError
+from .._errors import APIResponseValidationError, APIStatusError, InvalidRequestError
 from ..models import (
     LoraAdapterResult,
     ParameterSlice,
@@ -64,6 +64,7 @@ __all__ = [
     "get_weights_by_name_plan",
     "init_weights_send_group_for_remote_instance_plan",
     "load_lora_adapter_from_tensors_plan",
+    "read_parameters_plan",
     "remote_instance_transfer_engine_info_plan",
     "send_weights_to_remote_instance_plan",
     "update_weights_from_ipc_plan",
@@ -185,6 +186,38 @@ def get_weights_by_name_plan(name: str, truncate_size: int = 100) -> Plan[Parame
     }
     parse = functools.partial(_parse_slice, name, truncate_size)
     return _single(_post("/get_weights_by_name", body, parse), max_retries=None)
+
+
+def read_parameters_plan(
+    names: Sequence[str], truncate_size: int = 100
+) -> Plan[dict[str, ParameterSlice | APIStatusError]]:
+    """Read several parameters from one worker: name -> slice, or the error status it got.
+
+    A parameter the server refuses (an error status, e.g. an unknown name) is
+    kept as its :class:`~rlinf_http.APIStatusError` so the others are still
+    read; a connection failure ends the plan (the whole worker failed). The
+    per-worker input of :func:`~rlinf_http._core.weights_check.compare_weight_slices`.
+    """
+    if isinstance(names, str) or not isinstance(names, Sequence) or not names:
+        raise InvalidRequestError(
+            f"names must be a non-empty list of parameter names, got {names!r}"
+        )
+    if len(set(names)) != len(names):
+        raise InvalidRequestError("names lists a parameter twice")
+    plans = [(name, get_weights_by_name_plan(name, truncate_size)) for name in names]
+    return _read_all(plans)
+
+
+def _read_all(
+    plans: list[tuple[str, Plan[ParameterSlice]]],
+) -> Plan[dict[str, ParameterSlice | APIStatusError]]:
+    out: dict[str, ParameterSlice | APIStatusError] = {}
+    for name, plan in plans:
+        try:
+            out[name] = yield from plan
+        except APIStatusError as exc:
+            out[name] = exc
+    return out
 
 
 def weights_checker_plan(

@@ -74,6 +74,25 @@ def test_get_weights_by_name_bad_arguments(args: tuple[Any, ...], match: str) ->
         weights_io.get_weights_by_name_plan(*args)
 
 
+def test_read_parameters_keeps_per_name_errors() -> None:
+    def script(m: str, p: str, b: Any) -> tuple[int, Any]:
+        if b["name"] == "missing":
+            return 400, {"error": {"message": "Get parameter by name failed"}}
+        return 200, [1.0, 2.0]
+
+    d = Driver(script)
+    out = d.run(weights_io.read_parameters_plan(["a", "missing", "b"], 2))
+    assert list(out) == ["a", "missing", "b"]
+    assert isinstance(out["a"], ParameterSlice) and out["a"].values == [1.0, 2.0]
+    assert isinstance(out["missing"], BadRequestError)
+    assert [body["name"] for body in d.bodies] == ["a", "missing", "b"]
+    for bad in ([], "a", ["a", "a"]):
+        with pytest.raises(InvalidRequestError):
+            weights_io.read_parameters_plan(bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequestError, match="truncate_size"):
+        weights_io.read_parameters_plan(["a"], 0)
+
+
 # -- /weights_checker ----------------------------------------------------------------------
 
 

@@ -369,7 +369,7 @@ def test_verify_a_weight_sync_on_sockets(two_servers: tuple[FakeServer, FakeServ
     read: dict[str, Any] = {}
     for srv in (a, b):
         with httpx.Client(base_url=srv.url, trust_env=False) as c:
-            read[srv.url] = {n: run(c, weights_io.get_weights_by_name_plan(n, 4)) for n in names}
+            read[srv.url] = run(c, weights_io.read_parameters_plan(names, 4))
     read["http://127.0.0.1:9"] = ConnectionError("refused")
     expected = {n: a.app.parameter_values(n, version="step-2") for n in names}  # the trainer's
     report = weights_check.compare_weight_slices(read, expected)
