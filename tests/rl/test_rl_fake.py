@@ -421,3 +421,32 @@ def test_routed_experts_decode_roundtrip() -> None:
     text = base64.b64encode(struct.pack("<3i", *ids)).decode()
     out = GenerateOutput.model_validate({"meta_info": {"routed_experts": text}})
     assert out.routed_expert_ids() == ids
+
+
+@pytest.mark.anyio
+async def test_stale_label_after_a_failed_flush_and_the_guidance() -> None:
+    from rlinf_http import CacheNotFlushedError
+    from rlinf_http.testing import FaultSpec
+
+    app = FakeSGLangApp(FakeConfig(stale_label_after_flush_failure=True))
+    app.faults.add(FaultSpec(path="/update_weights_from_disk", weight_update_error="flush"))
+    async with asgi(app) as c:
+        with pytest.raises(CacheNotFlushedError) as info:
+            await arun(c, control.update_weights_from_disk_plan("/ckpt/2", weight_version="2"))
+        assert "update_weight_version" in str(info.value)
+        # sglang 0.5.23: the label stays old while the new weights are served
+        assert await arun(c, control.weight_version_plan()) == "default"
+        out = await arun(c, single(build_generate("x", None, {"max_new_tokens": 2}, False, {})))
+        assert out.meta_info.weight_version == "2"
+        served = await arun(c, weights_io.get_weights_by_name_plan(EMBED, 2))
+        assert served.values == app.parameter_values(EMBED, 2, version="2")
+        # the guidance: flush once idle, then relabel
+        assert (await arun(c, probes.flush_cache_when_idle_plan(1.0))).flushed
+        await arun(c, control.update_weight_version_plan("2"))
+        assert await arun(c, control.weight_version_plan()) == "2"
+    default = FakeSGLangApp()  # without the flag the label moves with the weights
+    default.faults.add(FaultSpec(path="/update_weights_from_disk", weight_update_error="flush"))
+    async with asgi(default) as c:
+        with pytest.raises(CacheNotFlushedError):
+            await arun(c, control.update_weights_from_disk_plan("/ckpt/2", weight_version="2"))
+        assert await arun(c, control.weight_version_plan()) == "2"
