@@ -167,3 +167,38 @@ __all__ = [
     "no_proxy_env",
     "__version__",
 ]
+
+# RL surface of sglang 0.5.23: weights read-back and sync verification, rewards, RL fields
+from .models import (
+    CachedTokensDetails,
+    ClassifyOutput,
+    ParallelismInfo,
+    ParameterCheck,
+    ParameterSlice,
+    RankChecksums,
+    RemoteTransferEngineInfo,
+    RerankResult,
+    ScoreResult,
+    WeightsCheckResult,
+    WeightSyncReport,
+    WeightVersionMix,
+    WeightVersionSpan,
+    WorkerSyncCheck,
+)
+
+__all__ += [
+    "CachedTokensDetails",
+    "ClassifyOutput",
+    "ParallelismInfo",
+    "ParameterCheck",
+    "ParameterSlice",
+    "RankChecksums",
+    "RemoteTransferEngineInfo",
+    "RerankResult",
+    "ScoreResult",
+    "WeightSyncReport",
+    "WeightVersionMix",
+    "WeightVersionSpan",
+    "WeightsCheckResult",
+    "WorkerSyncCheck",
+]

@@ -263,9 +263,24 @@ class CacheNotFlushedError(WeightUpdateError):
     sglang returns 400 when requests were still running after the load, so its
     cache still holds entries computed with the old weights. Do not load again:
     flush the cache once the server is idle (``flush_cache()``).
+
+    sglang 0.5.23 also keeps the *old* ``weight_version`` and ``model_path`` in
+    ``/model_info`` after this error, while serving the new weights: relabel
+    with ``update_weight_version(<new version>)``, or ``weight_version()`` and
+    ``check_weight_version()`` report a mismatch. :attr:`GUIDANCE` says so in
+    the message.
     """
 
     weights_updated = True
+
+    #: Appended to the message: what to do after this error.
+    GUIDANCE = (
+        "The new weights ARE loaded and served. Do not load them again: flush the "
+        "cache once the server is idle (flush_cache, or /flush_cache?timeout=<s> to wait "
+        "for idle), then relabel with update_weight_version(<new version>): sglang keeps "
+        "the OLD weight_version and model_path in /model_info after this error, so "
+        "weight_version() and check_weight_version() report the old label until then."
+    )
 
 
 class FleetError(RLinfHTTPError):
@@ -293,6 +308,14 @@ class WeightVersionMismatchError(RLinfHTTPError):
     the version it reports and ``mismatched`` only the disagreeing ones.
     """
 
+    #: Appended to the message: the stale-label case to rule out first.
+    HINT = (
+        "If a worker's last weight update raised CacheNotFlushedError, it serves the "
+        "new weights under its old label (sglang keeps the old weight_version after a "
+        "failed flush): flush its cache, then call update_weight_version(expected) on "
+        "it; do not load the weights again."
+    )
+
     def __init__(
         self,
         message: str,
@@ -308,6 +331,20 @@ class WeightVersionMismatchError(RLinfHTTPError):
     def mismatched(self) -> dict[str, str | None]:
         """Worker URL -> version, for the workers that do not serve ``expected``."""
         return {url: v for url, v in self.versions.items() if v != self.expected}
+
+    @classmethod
+    def describe(cls, expected: str, versions: dict[str, str | None]) -> str:
+        """The message for ``versions`` (URL -> served label) that disagree with ``expected``.
+
+        Names the disagreeing workers and ends with :attr:`HINT` (the
+        stale-label case after a :class:`CacheNotFlushedError`).
+        """
+        wrong = {url: v for url, v in versions.items() if v != expected}
+        listing = ", ".join(f"{url} serves {v!r}" for url, v in wrong.items())
+        return (
+            f"{len(wrong)} of {len(versions)} workers do not serve weight version "
+            f"{expected!r}: {listing}. {cls.HINT}"
+        )
 
 
 _STATUS_ERRORS: dict[int, type[APIStatusError]] = {

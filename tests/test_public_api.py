@@ -90,6 +90,21 @@ PUBLIC_NAMES = sorted(
         "WeightVersionResult",
         "__version__",
         "no_proxy_env",
+        # RL surface of sglang 0.5.23
+        "CachedTokensDetails",
+        "ClassifyOutput",
+        "ParallelismInfo",
+        "ParameterCheck",
+        "ParameterSlice",
+        "RankChecksums",
+        "RemoteTransferEngineInfo",
+        "RerankResult",
+        "ScoreResult",
+        "WeightSyncReport",
+        "WeightVersionMix",
+        "WeightVersionSpan",
+        "WeightsCheckResult",
+        "WorkerSyncCheck",
     ]
 )
 

@@ -225,8 +225,11 @@ def _as_weight_error(error: APIStatusError, flush: bool) -> WeightUpdateError:
     """The typed weight-update failure for a refused weight call."""
     message = error.message or ""
     cls = CacheNotFlushedError if flush and _FLUSH_FAILED.search(message) else WeightUpdateError
+    text = str(error)
+    if cls is CacheNotFlushedError:
+        text = f"{text} -- {CacheNotFlushedError.GUIDANCE}"
     return cls(
-        str(error),
+        text,
         method=error.method,
         url=error.url,
         status_code=error.status_code,

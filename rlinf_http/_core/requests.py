@@ -322,6 +322,7 @@ def build_generate(
     rid: str | Sequence[str] | None = None,
     priority: int | None = None,
     lora_path: str | Sequence[str | None] | None = None,
+    rl_fields: Mapping[str, Any] | None = None,
 ) -> Operation[GenerateOutput | list[GenerateOutput]]:
     """``POST /generate``: exactly one of ``prompt`` / ``input_ids``; a list is a batch.
 
@@ -333,6 +334,8 @@ def build_generate(
     absent, so that every request can be aborted; not with ``n > 1``, where sglang
     gives each sample a fresh id anyway. ``priority`` and ``lora_path`` (an
     adapter name, or one per batch item) are checked and sent when given.
+    ``rl_fields`` are body fields already checked by
+    :func:`~rlinf_http._core.rl_generate.generate_rl_fields`.
     """
     if (prompt is None) == (input_ids is None):
         raise InvalidRequestError("exactly one of prompt or input_ids must be given")
@@ -372,6 +375,10 @@ def build_generate(
     for key, value in extra.items():
         if key in ("text", "input_ids", "sampling_params", "return_logprob"):
             raise InvalidRequestError(f"{key!r} is set through its own argument")
+        body[key] = value
+    for key, value in (rl_fields or {}).items():
+        if key in extra:
+            raise InvalidRequestError(f"{key!r} is given twice (as a keyword and in extra)")
         body[key] = value
     n = wire_sampling.get("n") if wire_sampling is not None else None
     many_samples = _is_int(n) and n > 1  # type: ignore[operator]

@@ -45,7 +45,19 @@ from .generate import (
     SingleSampleParams,
 )
 from .lora import LoraAdapterResult
+from .rewards import ClassifyOutput, RerankResult, ScoreResult
+from .rl import CachedTokensDetails, WeightVersionMix, WeightVersionSpan
 from .tokenize import DetokenizeResult, TokenizeResult
+from .weights import (
+    ParallelismInfo,
+    ParameterCheck,
+    ParameterSlice,
+    RankChecksums,
+    RemoteTransferEngineInfo,
+    WeightsCheckResult,
+    WeightSyncReport,
+    WorkerSyncCheck,
+)
 
 __all__ = [
     "Completion",
@@ -92,4 +104,22 @@ __all__ = [
     "ToolCall",
     "Usage",
     "WireModel",
+]
+
+# RL surface of sglang 0.5.23: weights read-back and sync verification, rewards, RL fields
+__all__ += [
+    "CachedTokensDetails",
+    "ClassifyOutput",
+    "ParallelismInfo",
+    "ParameterCheck",
+    "ParameterSlice",
+    "RankChecksums",
+    "RemoteTransferEngineInfo",
+    "RerankResult",
+    "ScoreResult",
+    "WeightSyncReport",
+    "WeightVersionMix",
+    "WeightVersionSpan",
+    "WeightsCheckResult",
+    "WorkerSyncCheck",
 ]

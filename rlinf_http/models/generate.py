@@ -9,6 +9,13 @@ from pydantic import ConfigDict, Field
 from typing_extensions import TypedDict
 
 from ._base import ResponseModel, WireModel
+from .rl import (
+    CachedTokensDetails,
+    WeightVersionMix,
+    WeightVersionSpan,
+    decode_int32_base64,
+    mix_of_spans,
+)
 
 __all__ = [
     "FinishAbort",
@@ -157,6 +164,21 @@ class MetaInfo(WireModel):
     output_token_logprobs: list[Logprob] | None = None
     input_top_logprobs: list[list[Logprob] | None] | None = None
     output_top_logprobs: list[list[Logprob] | None] | None = None
+    # RL fields of sglang 0.5.23 (present only when the server sends them)
+    weight_versions: list[WeightVersionSpan] | None = None
+    num_retractions: int | None = None
+    input_token_ids_logprobs: list[list[Logprob] | None] | None = None
+    output_token_ids_logprobs: list[list[Logprob] | None] | None = None
+    cached_tokens_details: CachedTokensDetails | None = None
+    routed_experts: str | None = None  # base64 of int32 expert ids (return_routed_experts)
+    hidden_states: list[Any] | None = None  # return_hidden_states
+    output_token_sampling_mask: list[list[int]] | None = None  # return_sampling_mask
+    output_token_sampling_logprobs: list[Any] | None = None
+    output_token_sampling_mask_length: int | None = None
+
+    def weight_version_mix(self) -> WeightVersionMix:
+        """Which weight versions produced which output tokens (see :class:`WeightVersionMix`)."""
+        return mix_of_spans(self.weight_versions, self.weight_version)
 
 
 class GenerateOutput(ResponseModel):
@@ -181,3 +203,13 @@ class GenerateOutput(ResponseModel):
     def rid(self) -> str | None:
         """The request id the server used (``meta_info.id``): what ``abort_request`` takes."""
         return self.meta_info.id
+
+    def routed_expert_ids(self) -> list[int] | None:
+        """``meta_info.routed_experts`` decoded: the int32 expert ids, flat (``None``: absent).
+
+        sglang sends them as base64 of a ``(tokens, layers, top_k)`` int32 array
+        covering positions ``routed_experts_start_len`` .. ``seqlen - 2``; reshape
+        with the model's layer count and top-k.
+        """
+        raw = self.meta_info.routed_experts
+        return None if raw is None else decode_int32_base64(raw)

@@ -36,6 +36,8 @@ from ._dataplane import _DataPlaneMixin
 from ._faults import FaultRegistry, FaultSpec
 from ._generate import _GenerateMixin
 from ._openai import _OpenAIMixin
+from ._rewards import _RewardsMixin
+from ._weights_check import _WeightsCheckMixin
 
 __all__ = [
     "DropConnection",
@@ -65,7 +67,15 @@ _DATA_PLANE_PATHS = frozenset(
 )
 
 
-class FakeSGLangApp(_GenerateMixin, _OpenAIMixin, _DataPlaneMixin, _ControlMixin, _AdminMixin):
+class FakeSGLangApp(
+    _GenerateMixin,
+    _OpenAIMixin,
+    _DataPlaneMixin,
+    _ControlMixin,
+    _AdminMixin,
+    _WeightsCheckMixin,
+    _RewardsMixin,
+):
     """A deterministic fake SGLang server (pure ASGI 3 app).
 
     Use it in-process with ``httpx.AsyncClient(transport=httpx.ASGITransport(app))``
@@ -284,4 +294,6 @@ class FakeSGLangApp(_GenerateMixin, _OpenAIMixin, _DataPlaneMixin, _ControlMixin
         r["/_fake/stats"] = {"GET": self._fake_stats, "DELETE": self._fake_reset_stats}
         self._control_routes()
         self._dataplane_routes()
+        self._weights_check_routes()
+        self._rewards_routes()
         r["/_fake/requests"] = {"GET": self._fake_requests, "DELETE": self._fake_clear_requests}

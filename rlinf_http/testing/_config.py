@@ -45,6 +45,11 @@ class FakeConfig:
     load_format: str = "auto"
     #: how long a weight update (any ``/update_weights_from_*``) takes (seconds)
     weight_update_s: float = 0.0
+    #: sglang 0.5.23's stale label: after a weight update whose cache flush failed
+    #: (``CacheNotFlushedError``), ``/model_info`` keeps the OLD ``weight_version``
+    #: and ``model_path`` while the new weights are served (until
+    #: ``/update_weight_version`` or a successful update). Off: the label moves too.
+    stale_label_after_flush_failure: bool = False
     #: ``--max-running-requests`` as reported by ``/v1/loads``
     max_running_requests: int = 1024
     #: ``--enable-lora``: LoRA adapters can be loaded and named by ``lora_path``

@@ -89,6 +89,15 @@ class _ControlMixin(_Engine):
         self._updating = False  # one weight update at a time (FIFO-ish)
         self._released: set[str] = set()
         self._weight_updates: list[dict[str, Any]] = []
+        #: (weight_version, model_path) /model_info shows after a failed flush
+        self._stale_label: tuple[str, str] | None = None
+
+    def model_info(self) -> dict[str, Any]:
+        """``/model_info``; with a stale label (see ``FakeConfig``), the old one."""
+        info: dict[str, Any] = super().model_info()  # type: ignore[misc]
+        if self._stale_label is not None:
+            info["weight_version"], info["model_path"] = self._stale_label
+        return info
 
     # ------------------------------------------------------------------ public view
 
@@ -137,6 +146,7 @@ class _ControlMixin(_Engine):
             r[path] = {"GET": handler, "POST": handler}
         r["/v1/loads"] = {"GET": self._loads}
         r["/ready"] = {"GET": self._ready}
+        r["/ping"] = {"GET": self._ping}
         r["/_fake/state"] = {"GET": self._fake_state}
 
     # ------------------------------------------------------------------ pause / continue
@@ -166,6 +176,10 @@ class _ControlMixin(_Engine):
 
     async def _ready(self, req: _Req) -> None:
         await self._respond(req, 503 if self._paused is not None else 200, b"", None)
+
+    async def _ping(self, req: _Req) -> None:
+        # sglang's /ping (SageMaker): 200 while up, paused included (unlike /ready)
+        await self._respond(req, 200, b"", None)
 
     # ------------------------------------------------------------------ weight updates
 
@@ -208,6 +222,7 @@ class _ControlMixin(_Engine):
         apply: dict[str, Any] | None = None,
     ) -> None:
         """Swap the weights (record the update), then flush like sglang does."""
+        label = (self._weight_version, self._model_path)
         if apply:
             if "model_path" in apply:
                 self._model_path = apply["model_path"]
@@ -230,6 +245,10 @@ class _ControlMixin(_Engine):
         flushed = True
         if body.get("flush_cache", True):
             flushed = self._weight_fault(req) != "flush" and self._can_flush()
+        if not flushed and self.config.stale_label_after_flush_failure:
+            self._stale_label = self._stale_label or label
+        else:
+            self._stale_label = None
         if not flushed:
             out = {"success": False, "message": f"{message} {_FLUSH_FAILED}.", **extra}
             await self._respond_json(req, 400, out)
@@ -272,6 +291,7 @@ class _ControlMixin(_Engine):
             return
         new = body["new_version"]
         self._set_weight_version(new)
+        self._stale_label = None
         out = {"success": True, "message": f"Weight version updated to {new}", "new_version": new}
         await self._respond_json(req, 200, out)
 

@@ -37,6 +37,7 @@ class _Item:
         "return_logprob",
         "return_text",
         "rid",
+        "rl",
         "sample",
         "sent",
         "stream_interval",
@@ -64,6 +65,8 @@ class _Item:
         self.finish: dict[str, Any] = {}
         #: weight-version changes while running: (old version, output tokens so far)
         self.wv_events: list[tuple[str, int]] = []
+        #: the RL options of the request (see ``_rl_generate``), or None
+        self.rl: dict[str, Any] | None = None
 
 
 class _Job:

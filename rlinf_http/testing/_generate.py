@@ -8,6 +8,7 @@ from typing import Any
 
 from ._asgi import _INVALID, _SSE, _BadRequest, _err, _get_int, _Req
 from ._engine import _ABORT_QUEUED_FINISH, _Engine, _Item, _Job
+from ._rl_generate import add_rl_meta, rl_options
 from ._tokens import _IDS, _LPS, _PIECES, _ensure_tokens, _out_ids, _out_text, _word_id
 
 _SAMPLING_KEYS = (
@@ -68,6 +69,9 @@ class _GenerateMixin(_Engine):
                     del meta[key]
         if it.return_logprob:
             self._add_logprobs(meta, it, lo, k1, with_input=first or not incremental)
+        if finish is not _ABORT_QUEUED_FINISH:
+            final = finish is not None
+            add_rl_meta(meta, it.rl, it.prompt_len, _out_ids(0, k1), lo, k1, final, 0)
         obj: dict[str, Any] = {
             "text": _out_text(lo, k1),
             "output_ids": _out_ids(lo, k1),
@@ -238,6 +242,7 @@ class _GenerateMixin(_Engine):
         else:
             raise _err("rid must be a string or a list of strings")
         self._check_priority_lora(body, nprompts, openai=False)
+        rl = rl_options(body)
 
         items: list[_Item] = []
         default_interval = self.config.stream_interval
@@ -264,6 +269,7 @@ class _GenerateMixin(_Engine):
                 it.logprob_start_len = int(start_len[p])
                 it.top_logprobs_num = int(topn[p])
                 it.return_text = return_text
+                it.rl = rl
                 it.stream_interval = max(interval, 1)
                 self._plan(it, max_new, ignore_eos)
                 items.append(it)

@@ -23,6 +23,7 @@ META_KEYS = {
     "cached_tokens",
     "weight_version",
     "weight_versions",
+    "num_retractions",
     "e2e_latency",
 }
 
