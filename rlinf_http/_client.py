@@ -37,8 +37,11 @@ from ._core.requests import (
 from ._core.retry import RetryPolicy
 from ._core.streams import ChatStreamParser, GenerateStreamChunk, GenerateStreamParser, StreamMode
 from ._dataplane import DataPlaneMixin
+from ._endpoints._async.fleet import AsyncFleetAccess
+from ._endpoints._sync.fleet import FleetAccess
 from ._errors import InvalidRequestError
 from ._fanout import AsCompleted, Messages, OneSample, Sampling
+from ._fleet._fleet import register_client_class
 from ._streaming import AsyncStream, Stream
 from .models import (
     ChatCompletion,
@@ -69,7 +72,7 @@ def _check_stream_mode(mode: object) -> StreamMode:
     )
 
 
-class InferenceHTTPClient(ControlMixin, DataPlaneMixin, BaseClient):
+class InferenceHTTPClient(AsyncFleetAccess, FleetAccess, ControlMixin, DataPlaneMixin, BaseClient):
     """A typed client for an sglang router or a single sglang server.
 
     A drop-in for RLinf's ``InferenceHTTPClient``: the same constructor, methods
@@ -778,3 +781,6 @@ class InferenceHTTPClient(ControlMixin, DataPlaneMixin, BaseClient):
     ) -> str:
         """Async :meth:`wait_until_ready`."""
         return await self._arun(plans.wait_until_ready_plan(timeout, poll_interval))
+
+
+register_client_class(InferenceHTTPClient)

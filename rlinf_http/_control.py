@@ -5,94 +5,26 @@
 :mod:`rlinf_http._core.control` (arguments are checked there, before any I/O)
 and hands it to the client's sync or async driver. The sglang router forwards
 none of these endpoints: call them on a server, or on every worker at once
-with :meth:`ControlMixin.fleet`.
+with ``client.fleet()``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
 
-import anyio
 from typing_extensions import Self
 
 from ._base_client import BaseClient
+from ._brackets import CLEANUP_TIMEOUT_S, abracket, bracket
 from ._core import control
 from ._core.control import PauseMode, Selector
-from ._core.requests import check_timeout
 from .models import GenerationControlResult, Loads, WeightUpdateResult, WeightVersionResult
 
-if TYPE_CHECKING:
-    from ._fleet import Fleet
+__all__ = ["CLEANUP_TIMEOUT_S", "ControlMixin", "abracket", "bracket"]
 
-__all__ = ["ControlMixin", "abracket", "bracket"]
-
-logger = logging.getLogger("rlinf_http")
-
-#: How long the closing call of a bracket (continue, end of a session) may take
-#: when the block was cancelled: it still runs, shielded, but never hangs.
-CLEANUP_TIMEOUT_S = 60.0
-
-
-@contextlib.contextmanager
-def bracket(enter: Callable[[], object], leave: Callable[[], object], what: str) -> Iterator[None]:
-    """Run ``enter``, the block, then ``leave`` -- also when the block raises.
-
-    If the block raised, its exception wins; a failing ``leave`` is logged. An
-    ``enter`` that fails undoes its own work; one interrupted (Ctrl-C) may have
-    half happened, so ``leave`` runs then too.
-    """
-    try:
-        enter()
-    except Exception:
-        raise
-    except BaseException:
-        _leave_quietly(leave, what)
-        raise
-    try:
-        yield
-    except BaseException:
-        _leave_quietly(leave, what)
-        raise
-    leave()
-
-
-def _leave_quietly(leave: Callable[[], object], what: str) -> None:
-    try:
-        leave()
-    except Exception as exc:
-        logger.warning("%s after a failed block also failed: %s", what, exc)
-
-
-@contextlib.asynccontextmanager
-async def abracket(
-    enter: Callable[[], Awaitable[object]], leave: Callable[[], Awaitable[object]], what: str
-) -> AsyncIterator[None]:
-    """Async :func:`bracket`; ``leave`` runs shielded from cancellation, bounded in time.
-
-    A cancelled ``enter`` may have half happened: ``leave`` runs then too.
-    """
-    try:
-        await enter()
-    except anyio.get_cancelled_exc_class():
-        await _aleave_quietly(leave, what)
-        raise
-    try:
-        yield
-    except BaseException:
-        await _aleave_quietly(leave, what)
-        raise
-    await leave()
-
-
-async def _aleave_quietly(leave: Callable[[], Awaitable[object]], what: str) -> None:
-    with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT_S):
-        try:
-            await leave()
-        except Exception as exc:
-            logger.warning("%s after a failed block also failed: %s", what, exc)
+_HINT = "the server may still be in a weight update session: call end_weight_update()"
 
 
 class ControlMixin(BaseClient):
@@ -239,7 +171,10 @@ class ControlMixin(BaseClient):
         """
         control.begin_weight_update_plan(selector)  # check the selector before any I/O
         with bracket(
-            lambda: self.begin_weight_update(selector), self.end_weight_update, "end_weight_update"
+            lambda: self.begin_weight_update(selector),
+            lambda bound: self._run(control.end_weight_update_plan(), bound),
+            "end_weight_update",
+            _HINT,
         ):
             yield self
 
@@ -249,8 +184,9 @@ class ControlMixin(BaseClient):
         control.begin_weight_update_plan(selector)
         async with abracket(
             lambda: self.async_begin_weight_update(selector),
-            self.async_end_weight_update,
+            lambda bound: self._arun(control.end_weight_update_plan(), bound),
             "end_weight_update",
+            _HINT,
         ):
             yield self
 
@@ -468,43 +404,3 @@ class ControlMixin(BaseClient):
     ) -> Loads:
         """Async :meth:`loads`."""
         return await self._arun(control.loads_plan(include, dp_rank))
-
-    # -- every worker ---------------------------------------------------------------------
-
-    def fleet(
-        self,
-        worker_type: str | None = None,
-        *,
-        healthy_only: bool = False,
-        call_timeout: float | None = None,
-        **client_options: Any,
-    ) -> Fleet:
-        """The workers behind this router (``GET /workers``), or this server alone.
-
-        ``worker_type`` keeps ``"regular"``, ``"prefill"`` or ``"decode"``
-        workers only. Each worker gets a client with this client's settings;
-        ``client_options`` override them (e.g. ``api_key=`` a worker's admin key).
-        ``call_timeout`` bounds each worker's calls (see :meth:`Fleet.from_urls`).
-        """
-        from ._fleet import Fleet  # here: the fleet module builds clients of this class
-
-        options = Fleet._worker_options(self, client_options)
-        check_timeout(call_timeout, "call_timeout")
-        urls = self._run(control.discover_workers_plan(worker_type, healthy_only))
-        return Fleet._from_client(self, urls, worker_type, options, call_timeout)
-
-    async def async_fleet(
-        self,
-        worker_type: str | None = None,
-        *,
-        healthy_only: bool = False,
-        call_timeout: float | None = None,
-        **client_options: Any,
-    ) -> Fleet:
-        """Async :meth:`fleet`."""
-        from ._fleet import Fleet
-
-        options = Fleet._worker_options(self, client_options)
-        check_timeout(call_timeout, "call_timeout")
-        urls = await self._arun(control.discover_workers_plan(worker_type, healthy_only))
-        return Fleet._from_client(self, urls, worker_type, options, call_timeout)

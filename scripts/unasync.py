@@ -35,7 +35,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "rlinf_http"
 
 #: (async source, generated sync file), relative to the package.
-FILES: list[tuple[str, str]] = []
+FILES: list[tuple[str, str]] = [
+    ("_fleet/_async.py", "_fleet/_sync.py"),
+    ("_endpoints/_async/fleet.py", "_endpoints/_sync/fleet.py"),
+]
 
 #: Whole-identifier renames, async name -> sync name.
 RENAMES: dict[str, str] = {
@@ -60,6 +63,7 @@ RENAMES: dict[str, str] = {
     "aread": "read",
     "aeach": "each",
     "aall": "all",
+    "abracket": "bracket",
 }
 
 HEADER = (

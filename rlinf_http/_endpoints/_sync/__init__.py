@@ -1,0 +1,1 @@
+"""The sync endpoint classes, generated from ``../_async`` by ``scripts/unasync.py``."""
