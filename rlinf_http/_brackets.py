@@ -5,6 +5,7 @@ update sessions of the client and the fleet. They differ in how the closing
 call is bounded, so both are written here by hand:
 
 - after a normal block, ``leave`` runs unbounded (``leave(None)``), like any call;
+  interrupted or cancelled, it is tried once more as below;
 - after a block that raised, ``leave`` gets :data:`CLEANUP_TIMEOUT_S`;
 - after an interruption (Ctrl-C, cancellation), ``leave`` gets
   :data:`INTERRUPT_CLEANUP_TIMEOUT_S`, so the program ends within seconds even
@@ -69,7 +70,13 @@ def bracket(enter: Callable[[], object], leave: Leave, what: str, hint: str) -> 
     except BaseException:
         _leave_quietly(leave, INTERRUPT_CLEANUP_TIMEOUT_S, what, hint)
         raise
-    leave(None)
+    try:
+        leave(None)
+    except Exception:
+        raise
+    except BaseException:  # Ctrl-C while leaving: one more try, bounded
+        _leave_quietly(leave, INTERRUPT_CLEANUP_TIMEOUT_S, what, hint)
+        raise
 
 
 def _leave_quietly(leave: Leave, bound: float, what: str, hint: str) -> None:
@@ -103,7 +110,11 @@ async def abracket(
     except BaseException:
         await _aleave_quietly(leave, INTERRUPT_CLEANUP_TIMEOUT_S, what, hint)
         raise
-    await leave(None)
+    try:
+        await leave(None)
+    except anyio.get_cancelled_exc_class():  # cancelled while leaving: again, shielded
+        await _aleave_quietly(leave, INTERRUPT_CLEANUP_TIMEOUT_S, what, hint)
+        raise
 
 
 async def _aleave_quietly(leave: ALeave, bound: float, what: str, hint: str) -> None:
