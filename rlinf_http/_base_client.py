@@ -1075,6 +1075,3 @@ class BaseClient:
                     await session.aclose()
 
         return anyio.run(main)
-
-
-from . import _driver_shim  # noqa: E402, F401  # TEMPORARY: removed at merge

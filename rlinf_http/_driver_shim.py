@@ -32,4 +32,5 @@ class DriverShim:  # TEMPORARY: removed at merge
         return await self._client._arun(plan, timeout)
 
 
+# Installed when the fleet is imported (rlinf_http._fleet._base imports this module).
 BaseClient._driver = property(DriverShim)  # type: ignore[attr-defined]  # TEMPORARY

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
 
+from .. import _driver_shim  # noqa: F401  # TEMPORARY: removed at merge
 from .._core import control
 from .._core.control import PauseMode, Selector
 from .._core.plans import Plan
