@@ -1,6 +1,21 @@
-"""Brackets: run a block between an opening and a closing call, closing even on errors.
+"""Enter a state, run a block, leave the state: also when the block fails or is interrupted.
 
-Used by the weight-update sessions of a client and by the fleet's ``paused()``.
+``bracket`` (sync) and ``abracket`` (async) back ``paused()`` and the weight
+update sessions of the client and the fleet. They differ in how the closing
+call is bounded, so both are written here by hand:
+
+- after a normal block, ``leave`` runs unbounded (``leave(None)``), like any call;
+  interrupted or cancelled, it is tried once more as below;
+- after a block that raised, ``leave`` gets :data:`CLEANUP_TIMEOUT_S`;
+- after an interruption (Ctrl-C, cancellation), ``leave`` gets
+  :data:`INTERRUPT_CLEANUP_TIMEOUT_S`, so the program ends within seconds even
+  when a server hangs; a second Ctrl-C ends the sync form at once.
+
+``leave(bound)`` receives that bound in seconds and must finish within it (the
+fleet gives up on the workers still pending and reports them). When the closing
+call fails, is cut short or is interrupted, a WARNING on the ``rlinf_http``
+logger says so and ``hint`` tells how to finish by hand (for example
+``fleet.continue_generation()``): the state may not have been left.
 """
 
 from __future__ import annotations
@@ -11,17 +26,29 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import anyio
 
-__all__ = ["CLEANUP_TIMEOUT_S", "abracket", "bracket"]
+__all__ = [
+    "CLEANUP_TIMEOUT_S",
+    "INTERRUPT_CLEANUP_TIMEOUT_S",
+    "abracket",
+    "bracket",
+]
 
 logger = logging.getLogger("rlinf_http")
 
-#: How long the closing call of a bracket (continue, end of a session) may take
-#: when the block was cancelled: it still runs, shielded, but never hangs.
+#: Seconds the closing call of a bracket (continue, end of a session) may take
+#: after the block raised.
 CLEANUP_TIMEOUT_S = 60.0
+
+#: Seconds it may take after the block was interrupted (Ctrl-C) or cancelled:
+#: short, so that an interrupted program ends even when a server hangs.
+INTERRUPT_CLEANUP_TIMEOUT_S = 5.0
+
+Leave = Callable[[float | None], object]
+ALeave = Callable[[float | None], Awaitable[object]]
 
 
 @contextlib.contextmanager
-def bracket(enter: Callable[[], object], leave: Callable[[], object], what: str) -> Iterator[None]:
+def bracket(enter: Callable[[], object], leave: Leave, what: str, hint: str) -> Iterator[None]:
     """Run ``enter``, the block, then ``leave`` -- also when the block raises.
 
     If the block raised, its exception wins; a failing ``leave`` is logged. An
@@ -33,26 +60,38 @@ def bracket(enter: Callable[[], object], leave: Callable[[], object], what: str)
     except Exception:
         raise
     except BaseException:
-        _leave_quietly(leave, what)
+        _leave_quietly(leave, INTERRUPT_CLEANUP_TIMEOUT_S, what, hint)
         raise
     try:
         yield
-    except BaseException:
-        _leave_quietly(leave, what)
+    except Exception:
+        _leave_quietly(leave, CLEANUP_TIMEOUT_S, what, hint)
         raise
-    leave()
-
-
-def _leave_quietly(leave: Callable[[], object], what: str) -> None:
+    except BaseException:
+        _leave_quietly(leave, INTERRUPT_CLEANUP_TIMEOUT_S, what, hint)
+        raise
     try:
-        leave()
+        leave(None)
+    except Exception:
+        raise
+    except BaseException:  # Ctrl-C while leaving: one more try, bounded
+        _leave_quietly(leave, INTERRUPT_CLEANUP_TIMEOUT_S, what, hint)
+        raise
+
+
+def _leave_quietly(leave: Leave, bound: float, what: str, hint: str) -> None:
+    try:
+        leave(bound)
     except Exception as exc:
-        logger.warning("%s after a failed block also failed: %s", what, exc)
+        logger.warning("%s after a failed block also failed: %s; %s", what, exc, hint)
+    except BaseException:  # a second Ctrl-C: give up at once, but say so
+        logger.warning("%s was interrupted and may not have happened; %s", what, hint)
+        raise
 
 
 @contextlib.asynccontextmanager
 async def abracket(
-    enter: Callable[[], Awaitable[object]], leave: Callable[[], Awaitable[object]], what: str
+    enter: Callable[[], Awaitable[object]], leave: ALeave, what: str, hint: str
 ) -> AsyncIterator[None]:
     """Async :func:`bracket`; ``leave`` runs shielded from cancellation, bounded in time.
 
@@ -61,19 +100,29 @@ async def abracket(
     try:
         await enter()
     except anyio.get_cancelled_exc_class():
-        await _aleave_quietly(leave, what)
+        await _aleave_quietly(leave, INTERRUPT_CLEANUP_TIMEOUT_S, what, hint)
         raise
     try:
         yield
-    except BaseException:
-        await _aleave_quietly(leave, what)
+    except Exception:
+        await _aleave_quietly(leave, CLEANUP_TIMEOUT_S, what, hint)
         raise
-    await leave()
+    except BaseException:
+        await _aleave_quietly(leave, INTERRUPT_CLEANUP_TIMEOUT_S, what, hint)
+        raise
+    try:
+        await leave(None)
+    except anyio.get_cancelled_exc_class():  # cancelled while leaving: again, shielded
+        await _aleave_quietly(leave, INTERRUPT_CLEANUP_TIMEOUT_S, what, hint)
+        raise
 
 
-async def _aleave_quietly(leave: Callable[[], Awaitable[object]], what: str) -> None:
-    with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT_S):
+async def _aleave_quietly(leave: ALeave, bound: float, what: str, hint: str) -> None:
+    # ``leave`` bounds itself; the outer bound (with a margin) is the guarantee.
+    with anyio.CancelScope(shield=True), anyio.move_on_after(bound + 1.0) as scope:
         try:
-            await leave()
+            await leave(bound)
         except Exception as exc:
-            logger.warning("%s after a failed block also failed: %s", what, exc)
+            logger.warning("%s after a failed block also failed: %s; %s", what, exc, hint)
+    if scope.cancelled_caught:
+        logger.warning("%s did not finish within %g s; %s", what, bound, hint)

@@ -17,7 +17,6 @@ from typing import Any
 import httpx
 from typing_extensions import Self
 
-from ._control import FleetAccess
 from ._core.retry import RetryPolicy
 from ._driver import Driver
 from ._endpoints._async.admin import AsyncAdmin
@@ -26,6 +25,7 @@ from ._endpoints._async.completions import AsyncCompletions
 from ._endpoints._async.control import AsyncControl
 from ._endpoints._async.embeddings import AsyncEmbeddings
 from ._endpoints._async.fanout import AsyncFanOut
+from ._endpoints._async.fleet import AsyncFleetAccess
 from ._endpoints._async.generate import AsyncGenerate
 from ._endpoints._async.lora import AsyncLora
 from ._endpoints._async.post import AsyncPost
@@ -37,6 +37,7 @@ from ._endpoints._sync.completions import Completions
 from ._endpoints._sync.control import Control
 from ._endpoints._sync.embeddings import Embeddings
 from ._endpoints._sync.fanout import FanOut
+from ._endpoints._sync.fleet import FleetAccess
 from ._endpoints._sync.generate import Generate
 from ._endpoints._sync.lora import Lora
 from ._endpoints._sync.post import Post
@@ -44,6 +45,7 @@ from ._endpoints._sync.router import Router
 from ._endpoints._sync.tokenizer import Tokenizer
 from ._errors import InvalidRequestError
 from ._fanout import AsCompleted
+from ._fleet._fleet import register_client_class
 from ._options import ClientOptions, TransportChoice
 
 __all__ = ["AsCompleted", "InferenceHTTPClient"]
@@ -73,6 +75,7 @@ class InferenceHTTPClient(
     Post,
     AsyncPost,
     FleetAccess,
+    AsyncFleetAccess,
 ):
     """A typed client for an sglang router or a single sglang server.
 
@@ -226,3 +229,6 @@ class InferenceHTTPClient(
     @property
     def _async_client(self) -> httpx.AsyncClient | None:
         return self._driver._async_client
+
+
+register_client_class(InferenceHTTPClient)

@@ -34,6 +34,12 @@ def test_generated_files_are_current() -> None:
         ("        return await self._driver.asend(op)\n", "        return self._driver.send(op)\n"),
         ("        async with anyio_thing() as x:\n", "        with anyio_thing() as x:\n"),
         ("class AsyncGenerate(Endpoint):\n", "class Generate(Endpoint):\n"),
+        # the fleet: its brackets and its hand-written runner pair
+        ("        async with abracket(\n", "        with bracket(\n"),
+        (
+            "        return await self._async_all(*end, deadline=bound)\n",
+            "        return self._all(*end, deadline=bound)\n",
+        ),
         (
             "        return await self._driver.aprobe(op, t)\n",
             "        return self._driver.probe(op, t)\n",

@@ -29,6 +29,7 @@ import pydantic_core
 
 from .._errors import (
     APIStatusError,
+    APITimeoutError,
     BadRequestError,
     CacheNotFlushedError,
     InvalidRequestError,
@@ -72,6 +73,7 @@ __all__ = [
     "update_weights_from_distributed_plan",
     "update_weights_from_tensor_plan",
     "weight_version_plan",
+    "worker_state_plan",
     "worker_url",
     "worker_urls",
 ]
@@ -80,6 +82,8 @@ R = TypeVar("R", bound=ResponseModel)
 
 PauseMode = Literal["abort", "retract", "in_place"]
 Selector = Literal["all", "target", "draft"]
+#: What a worker's own probe says (see :func:`worker_state_plan`).
+WorkerState = Literal["ready", "not_ready", "unresponsive", "dead"]
 
 #: ``pause_generation`` modes: ``abort`` ends running requests (they return with
 #: ``finish_reason.type == "abort"``); ``retract`` and ``in_place`` hold them
@@ -581,6 +585,40 @@ def _healthy(timeout: float | None) -> Plan[bool]:
     except RLinfHTTPError:
         return False
     return healthy
+
+
+def worker_state_plan(timeout: float) -> Plan[WorkerState]:
+    """Ask a worker itself whether it is alive: ``GET /ready``, bounded by ``timeout``.
+
+    - ``"ready"``: it answered 2xx (a server without ``/ready``, sglang before
+      0.5.23: its ``/health`` answered 2xx);
+    - ``"not_ready"``: it answered with an error status. sglang's ``/ready`` is
+      503 while the server is paused, starting or shutting down: alive;
+    - ``"unresponsive"``: it took the connection but did not answer in time
+      (stopped, hung, or swamped);
+    - ``"dead"``: the connection failed (refused, reset): nothing serves there.
+
+    Unlike ``/health``, ``/ready`` runs no generation, so a paused worker
+    answers at once.
+    """
+    bound = check_timeout(timeout, "health timeout", allow_none=False)
+    return _worker_state(bound)
+
+
+def _worker_state(timeout: float | None) -> Plan[WorkerState]:
+    for path in ("/ready", "/health"):
+        try:
+            yield Call(build_health(path), max_retries=0, timeout=timeout)
+        except NotFoundError:
+            continue  # no /ready on this server: fall back to /health
+        except APIStatusError:
+            return "not_ready"
+        except APITimeoutError:
+            return "unresponsive"
+        except RLinfHTTPError:
+            return "dead"
+        return "ready"
+    return "not_ready"
 
 
 # -- workers --------------------------------------------------------------------------

@@ -12,11 +12,22 @@ from ._asgi import _err, _Req
 from ._engine import _Engine
 from ._faults import FaultSpec
 
+#: sglang's ``SGLANG_HEALTH_CHECK_TIMEOUT``: how long ``/health`` waits for its probe.
+HEALTH_CHECK_TIMEOUT_S = 20.0
+
 
 class _AdminMixin(_Engine):
     """Health, info, models, cache flush, abort and load endpoints, and the fault hooks."""
 
     async def _health(self, req: _Req) -> None:
+        # sglang 0.5.23's /health runs a one-token generation, which cannot run
+        # while the server is paused: it waits, and answers 503 after 20 s.
+        if self._paused is not None:
+            with anyio.move_on_after(HEALTH_CHECK_TIMEOUT_S):
+                await self._wait_for(lambda: self._paused is None)
+            if self._paused is not None:
+                await self._respond(req, 503, b"", None)
+                return
         await self._respond(req, 200, b"", None)
 
     async def _health_generate(self, req: _Req) -> None:

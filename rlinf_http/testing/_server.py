@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import http
 import logging
 import os
@@ -35,6 +36,7 @@ import httptools
 
 from ._app import DropConnection, FakeConfig, FakeSGLangApp, Message, Receive, Scope, Send
 from ._children import spawn
+from ._faults import FaultSpec
 
 __all__ = ["FakeServer", "FakeWorkerProcess", "serve_asgi", "start_fake_worker"]
 
@@ -625,6 +627,39 @@ class FakeWorkerProcess:
     def port(self) -> int:
         """TCP port the worker listens on."""
         return int(self.url.rsplit(":", 1)[1])
+
+    def add_fault(self, fault: FaultSpec | None = None, /, **spec: Any) -> int:
+        """Inject a fault: a :class:`FaultSpec`, or its fields as keywords.
+
+        ``worker.add_fault(path="/flush_cache", status=500, times=None)`` makes
+        every ``/flush_cache`` of this worker fail until :meth:`clear_faults`.
+        Returns the number of faults pending (``POST /_fake/faults``).
+        """
+        if fault is not None and spec:
+            raise TypeError("give a FaultSpec or its fields as keywords, not both")
+        body = dataclasses.asdict(fault) if fault is not None else dict(spec)
+        if isinstance(body.get("body"), bytes):
+            body["body"] = body["body"].decode("utf-8")
+        FaultSpec.from_dict(body)  # a bad field raises here, in the caller
+        return int(self._fake("POST", "/_fake/faults", body)["pending"])
+
+    def clear_faults(self) -> int:
+        """Drop every pending fault; returns how many there were."""
+        return int(self._fake("DELETE", "/_fake/faults")["cleared"])
+
+    def control_state(self) -> dict[str, Any]:
+        """The worker's control-plane state (``GET /_fake/state``): paused mode,
+        weight version, model path, weight-update groups and session, released memory."""
+        return self._fake("GET", "/_fake/state")
+
+    def _fake(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        import httpx
+
+        with httpx.Client(trust_env=False, timeout=10.0) as client:
+            response = client.request(method, self.url + path, json=body)
+            response.raise_for_status()
+            answer: dict[str, Any] = response.json()
+            return answer
 
     def stop(self, timeout: float = 5.0) -> None:
         """Terminate the worker (SIGTERM, then SIGKILL) and reap it."""

@@ -737,3 +737,54 @@ def test_continue_failures(cluster: Cluster, caplog: pytest.LogCaptureFixture) -
             raise ArithmeticError
     assert "continue_generation after a failed block also failed" in caplog.text
     assert len(cluster.calls("/continue_generation")) == 6  # every worker, both times
+
+
+@pytest.mark.anyio
+async def test_async_paused_cancelled_while_continuing_still_continues(cluster: Cluster) -> None:
+    # The block ended normally; the task is cancelled while the continue is in
+    # flight. Every worker is still continued (shielded, bounded), not left paused.
+    continuing = anyio.Event()
+    first: set[str] = set()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        origin = f"{request.url.scheme}://{request.url.host}"
+        if request.url.path == "/continue_generation" and origin not in first:
+            first.add(origin)
+            if len(first) == len(cluster.urls):
+                continuing.set()
+            await anyio.sleep_forever()  # the first continue hangs until cancelled
+        return cluster.handler(request)
+
+    transport = httpx.MockTransport(handler)
+    fleet = Fleet.from_urls(cluster.urls, async_http_client=httpx.AsyncClient(transport=transport))
+
+    async def pause_and_work() -> None:
+        async with fleet.async_paused():
+            pass
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(pause_and_work)
+        await continuing.wait()
+        tg.cancel_scope.cancel()
+    assert cluster.origins("/continue_generation") == sorted(cluster.urls)
+
+
+def test_ctrl_c_while_continuing_tries_again(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Ctrl-C while continuing after a normal block: one more (bounded) try.
+    calls: list[str] = []
+
+    def gate(origin: str, path: str) -> None:
+        if path == "/continue_generation":
+            calls.append(origin)
+            if len(calls) == 1:
+                raise KeyboardInterrupt
+
+    fleet = Fleet([cluster.client(cluster.urls[0], max_retries=0)])  # runs in this thread
+    cluster.gate = gate
+    with pytest.raises(KeyboardInterrupt):
+        with fleet.paused():
+            pass
+    assert calls == [cluster.urls[0], cluster.urls[0]]  # tried again
+    assert "continue_generation was interrupted" not in caplog.text

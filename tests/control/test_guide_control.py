@@ -51,7 +51,7 @@ def test_guide_weight_sync_section_runs(
 ) -> None:
     server, workers, router_url = cluster
     blocks = section_blocks(name)
-    assert len(blocks) == 6
+    assert len(blocks) == 7
     out = io.StringIO()
     for i, block in enumerate(blocks):
         namespace = {"server_url": server.url, "router_url": router_url, "__name__": "guide"}
@@ -78,7 +78,11 @@ def test_guide_weight_sync_section_runs(
     assert lines[12] == f"False {{'{server.url}': '300'}}"
     # block 5 prints the waiting requests per worker
     assert ast.literal_eval(lines[13]) == dict.fromkeys(urls, 0)
-    assert len(lines) == 14
+    # block 6: the fleet's own check, and fleets of some workers
+    assert ast.literal_eval(lines[14]) == {server.url: "ready", "http://127.0.0.1:9": "dead"}
+    assert lines[15] == "['http://127.0.0.1:9'] 30.0"
+    assert lines[16] == str([server.url])
+    assert len(lines) == 17
     # blocks 4-5: NCCL sketch, memory; the workers end up serving step 102, continued
     for w in workers:
         state = w.app.control_state()

@@ -9,7 +9,8 @@ import time
 import httpx
 import pytest
 
-from rlinf_http.testing import FakeConfig, FakeWorkerProcess, start_fake_worker
+from rlinf_http import InferenceHTTPClient, InternalServerError, ServiceUnavailableError
+from rlinf_http.testing import FakeConfig, FakeWorkerProcess, FaultSpec, start_fake_worker
 
 
 def test_start_and_stop_worker() -> None:
@@ -110,3 +111,26 @@ def test_cli_prints_url_first() -> None:
 def test_worker_start_failure_reports_log() -> None:
     with pytest.raises(RuntimeError, match="did not become ready"):
         start_fake_worker(extra_args=["--no-such-flag"], ready_timeout=10)
+
+
+def test_fault_a_worker_process_without_raw_http() -> None:
+    # issue 21, item 5: a helper, not a raw POST to /_fake/faults
+    with start_fake_worker() as worker, InferenceHTTPClient(worker.url, max_retries=0) as client:
+        assert worker.add_fault(path="/model_info", status=500, body={"error": "boom"}) == 1
+        with pytest.raises(InternalServerError, match="boom"):
+            client.model_info()
+        client.model_info()  # times=1: used up
+        assert worker.add_fault(FaultSpec(path="/flush_cache", status=503, times=None)) == 1
+        for _ in range(2):
+            with pytest.raises(ServiceUnavailableError):
+                client.flush_cache()
+        assert worker.clear_faults() == 1
+        assert client.flush_cache().flushed
+        with pytest.raises(ValueError, match="unknown FaultSpec field"):
+            worker.add_fault(pth="/typo")
+        with pytest.raises(TypeError):
+            worker.add_fault(FaultSpec(path="/x"), status=500)
+        client.pause_generation("retract")
+        assert worker.control_state()["paused"] == "retract"
+        client.continue_generation()
+        assert worker.control_state()["paused"] is None

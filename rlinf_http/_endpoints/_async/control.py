@@ -113,8 +113,9 @@ class AsyncControl(Endpoint):
         control.begin_weight_update_plan(selector)
         async with abracket(
             lambda: self.async_begin_weight_update(selector),
-            self.async_end_weight_update,
+            lambda bound: self._driver.arun(control.end_weight_update_plan(), bound),
             "end_weight_update",
+            "the server may still be in a weight update session: call end_weight_update()",
         ):
             yield self
 

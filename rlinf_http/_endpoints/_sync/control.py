@@ -115,8 +115,9 @@ class Control(Endpoint):
         control.begin_weight_update_plan(selector)
         with bracket(
             lambda: self.begin_weight_update(selector),
-            self.end_weight_update,
+            lambda bound: self._driver.run(control.end_weight_update_plan(), bound),
             "end_weight_update",
+            "the server may still be in a weight update session: call end_weight_update()",
         ):
             yield self
 

@@ -1,0 +1,160 @@
+"""Ctrl-C on a fleet whose worker hangs (issue 21, item 3), with real processes.
+
+Two fake workers behind the real sglang-router; one is stopped with SIGSTOP, so
+it takes connections but never answers. A program pausing the fleet is then
+interrupted with SIGINT: it must end within seconds (the continuing of the
+workers is bounded) and say which workers may be left paused and how to
+continue them. A second SIGINT ends it at once. Every process dies with the test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+
+import pytest
+from control_helpers import control_state, wait_until
+
+from rlinf_http.testing import (
+    FakeWorkerProcess,
+    RouterProcess,
+    launch_router,
+    router_available,
+    start_fake_worker,
+)
+
+pytestmark = pytest.mark.skipif(
+    not router_available(), reason="sglang-router (with its Rust extension) is not installed"
+)
+
+SYNC = """
+import logging, sys, time
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+from rlinf_http import InferenceHTTPClient
+
+client = InferenceHTTPClient(sys.argv[1], max_retries=0)
+with client.fleet() as fleet:
+    print("fleet", flush=True)
+    sys.stdin.readline()  # the test stops a worker, or not, before the pause
+    with fleet.paused("retract"):
+        print("in block", flush=True)
+        time.sleep(600)
+"""
+
+ASYNC = """
+import asyncio, logging, sys
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+from rlinf_http import InferenceHTTPClient
+
+async def main() -> None:
+    client = InferenceHTTPClient(sys.argv[1], max_retries=0)
+    async with await client.async_fleet() as fleet:
+        print("fleet", flush=True)
+        await asyncio.to_thread(sys.stdin.readline)
+        async with fleet.async_paused("retract"):
+            print("in block", flush=True)
+            await asyncio.sleep(600)
+
+asyncio.run(main())
+"""
+
+
+@pytest.fixture
+def cluster() -> Iterator[tuple[RouterProcess, FakeWorkerProcess, FakeWorkerProcess]]:
+    with start_fake_worker() as live, start_fake_worker() as hung:
+        try:
+            with launch_router([live.url, hung.url], ready_timeout=60) as router:
+                yield router, live, hung
+        finally:
+            os.kill(hung.pid, signal.SIGCONT)  # a stopped process cannot even be terminated
+
+
+@pytest.fixture
+def program() -> Iterator[list[subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+
+
+def _start(program: list[subprocess.Popen[str]], source: str, url: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(source), url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    program.append(proc)
+    assert proc.stdout is not None and proc.stdout.readline() == "fleet\n"
+    return proc
+
+
+def _ended_within(proc: subprocess.Popen[str], seconds: float) -> tuple[float, str]:
+    started = time.monotonic()
+    try:
+        _, err = proc.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        pytest.fail(f"still running {seconds} s after SIGINT; stderr:\n{err}")
+    return time.monotonic() - started, err
+
+
+@pytest.mark.parametrize("source", [SYNC, ASYNC], ids=["sync", "async"])
+@pytest.mark.parametrize("when", ["pausing", "in the block"])
+def test_ctrl_c_with_a_hung_worker_ends_and_says_so(
+    cluster: tuple[RouterProcess, FakeWorkerProcess, FakeWorkerProcess],
+    program: list[subprocess.Popen[str]],
+    source: str,
+    when: str,
+) -> None:
+    router, live, hung = cluster
+    proc = _start(program, source, router.url)
+    assert proc.stdin is not None and proc.stdout is not None
+    if when == "pausing":  # the stopped worker never answers the pause
+        os.kill(hung.pid, signal.SIGSTOP)
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        wait_until(lambda: control_state(live.url)["paused"] == "retract", "the live pause")
+    else:  # the worker hangs after the pause: it never answers the continue
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == "in block\n"
+        os.kill(hung.pid, signal.SIGSTOP)
+    proc.send_signal(signal.SIGINT)
+    took, err = _ended_within(proc, 20)
+    assert took < 12, err
+    assert proc.returncode != 0
+    # the user is told which worker may be left paused, and how to continue it
+    assert "WARNING" in err and hung.url in err and "continue_generation()" in err, err
+    assert live.url not in err.split("WARNING", 1)[1].split("\n", 1)[0], err
+    # the worker that answered was continued
+    assert control_state(live.url)["paused"] is None
+
+
+def test_second_ctrl_c_ends_at_once(
+    cluster: tuple[RouterProcess, FakeWorkerProcess, FakeWorkerProcess],
+    program: list[subprocess.Popen[str]],
+) -> None:
+    router, _live, hung = cluster
+    proc = _start(program, SYNC, router.url)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write("\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline() == "in block\n"
+    os.kill(hung.pid, signal.SIGSTOP)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(1.0)  # now continuing the workers, waiting on the stopped one
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    took, err = _ended_within(proc, 10)
+    assert took < 2, err
+    assert "continue_generation was interrupted" in err and "continue_generation()" in err, err
