@@ -34,16 +34,11 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .calibrate import Calibration
+    from .config import BenchConfig
     from .metrics import Goodput, Metrics, RequestRecord, compute_metrics
+    from .results import BenchResult, SweepResult
     from .rl import RLGroupMetrics
-    from .runner import (
-        BenchConfig,
-        BenchResult,
-        SweepResult,
-        async_run_benchmark,
-        run_benchmark,
-        run_sweep,
-    )
+    from .runner import async_run_benchmark, run_benchmark, run_sweep
     from .trace import ScheduleFidelity
 
 _LAZY = {
@@ -54,9 +49,9 @@ _LAZY = {
     "Metrics": "metrics",
     "RequestRecord": "metrics",
     "compute_metrics": "metrics",
-    "BenchConfig": "runner",
-    "BenchResult": "runner",
-    "SweepResult": "runner",
+    "BenchConfig": "config",
+    "BenchResult": "results",
+    "SweepResult": "results",
     "async_run_benchmark": "runner",
     "run_benchmark": "runner",
     "run_sweep": "runner",

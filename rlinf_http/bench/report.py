@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .metrics import PERCENTILE_METRICS, Distribution, Metrics
-from .runner import BenchResult, SweepResult
+from .results import BenchResult, SweepResult
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
