@@ -30,10 +30,7 @@ from typing import Any
 import anyio
 import httpx
 
-from .._base_client import NOT_GIVEN
 from .._client import InferenceHTTPClient
-from .._core.requests import build_post
-from .._core.streams import EventStreamParser
 from .._errors import (
     APIConnectionError,
     APIResponseValidationError,
@@ -42,7 +39,6 @@ from .._errors import (
     IncompleteStreamError,
     StreamErrorEvent,
 )
-from .._streaming import AsyncStream
 from ..testing._children import die_with_parent
 from .config import BenchConfig, Progress, Status
 from .metrics import RequestRecord
@@ -160,37 +156,28 @@ async def _chat_stream(
         rec.success = True
 
 
-def _completion_tokens(chunk: Any) -> tuple[bool, int | None]:
-    """(carries text, cumulative completion tokens if reported) of a completions chunk."""
-    if not isinstance(chunk, dict):
-        return False, None
-    usage = chunk.get("usage")
-    reported = usage.get("completion_tokens") if isinstance(usage, dict) else None
-    choices = chunk.get("choices") or []
-    has_text = any(isinstance(c, dict) and c.get("text") for c in choices)
-    return has_text, reported if isinstance(reported, int) else None
-
-
 async def _completion_stream(
     client: InferenceHTTPClient, body: dict[str, Any], rec: RequestRecord, t0: float
 ) -> None:
-    # No typed /v1/completions method yet: the generic POST operation, opened as
-    # an SSE stream of plain dicts through the client's retry-aware transport.
-    op = build_post("/v1/completions", body)
-    response, url = await client._aopen(op, NOT_GIVEN, client._policy(0))
-    stream: AsyncStream[Any] = AsyncStream(
-        response, EventStreamParser(lambda v: v, url), op.method, url
-    )
+    kwargs = dict(body)
+    prompt = kwargs.pop("prompt")
+    model = kwargs.pop("model")
+    kwargs.pop("stream", None)
+    stream = await client.async_completion(prompt, model, stream=True, max_retries=0, **kwargs)
     line = _Timeline(rec, t0)
     usage: dict[str, Any] | None = None
     async with stream:
         async for chunk in stream:
-            now = stream.arrived_at - t0
+            now = stream.arrived_at - t0  # when the bytes arrived, not when parsed
             rec.end = now
-            has_text, reported = _completion_tokens(chunk)
-            if isinstance(chunk, dict) and isinstance(chunk.get("usage"), dict):
-                usage = chunk["usage"]
-            if has_text:
+            reported = None
+            if chunk.usage is not None:
+                usage = {
+                    "completion_tokens": chunk.usage.completion_tokens,
+                    "prompt_tokens": chunk.usage.prompt_tokens,
+                }
+                reported = chunk.usage.completion_tokens
+            if any(c.text for c in chunk.choices):
                 line.tokens_at(now, max(reported or 0, line.tokens + 1))
     _finish_openai(rec, line.tokens, usage)
 

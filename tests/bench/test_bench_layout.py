@@ -110,3 +110,18 @@ def test_public_names_stay_importable(module: str, names: list[str]) -> None:
     assert runner.BenchConfig is config.BenchConfig
     assert runner.BenchResult is results.BenchResult
     assert runner.SweepResult is results.SweepResult
+
+
+def test_bench_and_cli_use_only_the_public_client() -> None:
+    """The facade's privates (``_aopen``, ``_policy``, ``_run``...) may move at any time."""
+    import re
+
+    sources = [*BENCH.glob("*.py"), BENCH.parent / "cli.py"]
+    private = re.compile(r"\bclient\._[a-z]|\._aopen\b|\._policy\b|\._a?run\(")
+    hits = [
+        f"{p.name}:{i}: {line.strip()}"
+        for p in sources
+        for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+        if private.search(line)
+    ]
+    assert hits == []
