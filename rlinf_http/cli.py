@@ -191,7 +191,9 @@ def _build_app() -> Any:
         warmup_requests: int = typer.Option(1, help="unmeasured requests before the run"),
         extra_request_body: str | None = typer.Option(None, help="JSON merged into each body"),
         output_file: Path | None = typer.Option(  # noqa: B008
-            None, help="append the result as one JSON line (JSONL)"
+            None,
+            help="append the result as one JSON line (JSONL; a sweep: one line per "
+            "point, default bench-results/sweep-<time>.jsonl)",
         ),
         output_details: bool = typer.Option(False, help="add per-request arrays to the JSON"),
         goodput: list[str] | None = typer.Option(  # noqa: B008
@@ -212,7 +214,9 @@ def _build_app() -> Any:
         ray_actors: int = typer.Option(1, help="Ray load-generating actors"),
         sweep_concurrency: str | None = typer.Option(None, help="e.g. 1,16,64,256"),
         sweep_rate: str | None = typer.Option(None, help="e.g. 1,2,4,8 (req/s)"),
-        plot_file: Path | None = typer.Option(None, help="sweep PNG path"),  # noqa: B008
+        plot_file: Path | None = typer.Option(  # noqa: B008
+            None, help="sweep PNG path (default: next to the JSONL)"
+        ),
         processes: int = typer.Option(1, help="client processes sharing the workload"),
         num_workers: int = typer.Option(2, help="embedded: fake workers"),
         fake_ttft_ms: float = typer.Option(20.0, help="embedded: time to first token (ms)"),
@@ -228,17 +232,20 @@ def _build_app() -> Any:
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no live progress"),
     ) -> None:
         """Benchmark a router or server (bench_serving's metrics, plus client health)."""
+        import uuid
+        from datetime import datetime, timezone
+
         from pydantic import ValidationError
 
         try:
             from .bench import options as opts
             from .bench.report import (
                 append_jsonl,
+                default_sweep_paths,
                 plot_sweep,
                 render_result,
                 result_to_json,
-                sweep_to_json,
-                write_json,
+                sweep_point_to_json,
             )
             from .bench.runner import BenchConfig, run_benchmark, run_sweep
         except ImportError as exc:
@@ -332,6 +339,11 @@ def _build_app() -> Any:
             )
             if concurrencies and rates:
                 raise ValueError("give --sweep-concurrency or --sweep-rate, not both")
+            sweep_stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+            sweep_out, sweep_png = default_sweep_paths(output_file, plot_file, sweep_stamp)
+            if (concurrencies or rates) and output_file is None:
+                # bench-results/ is created on demand: check that it can be
+                opts.check_writable(sweep_out if sweep_out.parent.is_dir() else sweep_out.parent)
             if calibrate and (concurrencies or rates):
                 raise opts.BenchOptionError("--calibrate", "calibrates one run; not with sweeps")
             config.check()
@@ -354,6 +366,9 @@ def _build_app() -> Any:
             with _progress(console, quiet or processes > 1) as progress:
                 if concurrencies or rates:
                     label = "concurrency" if concurrencies else "rate"
+                    parameter = "max_concurrency" if concurrencies else "request_rate"
+                    swept = [float(v) for v in (concurrencies or rates)]
+                    sweep_id = f"{sweep_stamp}-{uuid.uuid4().hex[:6]}"
 
                     def on_point(point: Any) -> None:
                         m = point.metrics
@@ -361,6 +376,18 @@ def _build_app() -> Any:
                             point.config.max_concurrency
                             if concurrencies
                             else point.config.request_rate
+                        )
+                        # one JSON line per point, appended as it finishes (never truncated)
+                        append_jsonl(
+                            sweep_out,
+                            sweep_point_to_json(
+                                point,
+                                parameter,
+                                float(v),
+                                sweep_id=sweep_id,
+                                values=swept,
+                                details=output_details,
+                            ),
                         )
                         sat = " [bold red]CLIENT SATURATED[/]" if m.client_saturated else ""
                         console.print(
@@ -378,12 +405,13 @@ def _build_app() -> Any:
                         on_point=on_point,
                         progress=progress.callback(),
                     )
-                    out = output_file or Path("rlinf-bench-sweep.json")
-                    png = plot_file or out.with_suffix(".png")
-                    write_json(out, sweep_to_json(sweep))
-                    plot_sweep(sweep, png)
+                    plot_sweep(sweep, sweep_png)
                     console.print(_sweep_table(sweep))
-                    console.print(f"wrote {out} and {png}", highlight=False)
+                    console.print(
+                        f"appended {len(sweep.points)} JSON line(s) to {sweep_out}; "
+                        f"wrote {sweep_png}",
+                        highlight=False,
+                    )
                     if any(p.metrics.client_saturated for p in sweep.points):
                         err.print(
                             "[bold red]WARNING: the client was saturated at some points: "

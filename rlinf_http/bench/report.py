@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
 __all__ = [
+    "DEFAULT_RESULTS_DIR",
     "append_jsonl",
+    "default_sweep_paths",
     "plot_sweep",
     "print_result",
     "render_result",
@@ -30,9 +32,14 @@ __all__ = [
     "result_to_json",
     "saturation_warning",
     "strict_json",
+    "sweep_point_to_json",
     "sweep_to_json",
     "write_json",
 ]
+
+#: where ``rlinf-http bench`` writes what it was not told where to write (a sweep's
+#: JSONL and PNG), relative to the working directory; created on demand
+DEFAULT_RESULTS_DIR = "bench-results"
 
 _LATENCY = (
     ("e2e_latency", "e2e_latency_ms"),
@@ -198,6 +205,54 @@ def sweep_to_json(sweep: SweepResult) -> dict[str, Any]:
     )
 
 
+def sweep_point_to_json(
+    point: BenchResult,
+    parameter: str,
+    value: float,
+    *,
+    sweep_id: str = "",
+    values: Sequence[float] = (),
+    details: bool = False,
+) -> dict[str, Any]:
+    """One sweep point as one JSONL object: :func:`result_to_json` plus the sweep keys.
+
+    ``sweep_parameter`` (``max_concurrency`` or ``request_rate``), ``sweep_value``,
+    ``sweep_values`` (the whole sweep) and ``sweep_id`` (the same on every line of
+    one sweep), so sweeps and plain runs can share one appended file.
+    """
+    out = result_to_json(point, details=details)
+    out.update(
+        {
+            "sweep_id": sweep_id,
+            "sweep_parameter": parameter,
+            "sweep_value": value,
+            "sweep_values": list(values),
+        }
+    )
+    return dict(strict_json(out))
+
+
+def default_sweep_paths(
+    output_file: str | os.PathLike[str] | None,
+    plot_file: str | os.PathLike[str] | None,
+    stamp: str,
+) -> tuple[Path, Path]:
+    """Where a sweep appends its points and writes its plot.
+
+    Explicit paths are used as given. Without ``output_file`` the points go to
+    ``bench-results/sweep-<stamp>.jsonl``; without ``plot_file`` the PNG goes next
+    to the JSONL as ``<stem>-sweep-<stamp>.png`` (``sweep-<stamp>.png`` by default),
+    so a later sweep never overwrites an earlier plot.
+    """
+    if output_file is None:
+        out = Path(DEFAULT_RESULTS_DIR) / f"sweep-{stamp}.jsonl"
+        png = out.with_suffix(".png")
+    else:
+        out = Path(output_file)
+        png = out.parent / f"{out.stem}-sweep-{stamp}.png"
+    return out, Path(plot_file) if plot_file is not None else png
+
+
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
     """Write strict JSON (raises on any NaN/inf left)."""
     text = json.dumps(strict_json(data), indent=2, allow_nan=False)
@@ -205,8 +260,12 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
 
 
 def append_jsonl(path: str | os.PathLike[str], data: Any) -> None:
-    """Append ``data`` as one line of strict JSON (bench_serving's JSONL: runs accumulate)."""
+    """Append ``data`` as one line of strict JSON (bench_serving's JSONL: runs accumulate).
+
+    The file's directory is created when missing.
+    """
     line = json.dumps(strict_json(data), allow_nan=False, separators=(",", ":"))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
         f.write(line + "\n")
 
