@@ -422,7 +422,9 @@ def _build_app() -> Any:
                 result = run_benchmark(
                     config,
                     progress=progress.callback(),
-                    status=lambda msg: err.print(msg, highlight=False, markup=False),
+                    status=lambda msg: err.print(
+                        msg, highlight=False, markup=False, soft_wrap=True
+                    ),
                 )
         except KeyboardInterrupt:
             raise fail("interrupted (everything started was stopped)", 130) from None

@@ -31,6 +31,7 @@ import anyio
 import httpx
 
 from .._client import InferenceHTTPClient
+from .._core.waits import LAST, last_reason
 from .._errors import (
     APIConnectionError,
     APIResponseValidationError,
@@ -355,28 +356,34 @@ async def _run_shard(
 async def _wait_ready(
     client: InferenceHTTPClient, config: BenchConfig, status: Status | None
 ) -> str:
-    """Wait for readiness; after a moment, say every few seconds what we wait for."""
+    """Wait for readiness; after a moment, say every few seconds what we wait for and why.
+
+    The client's wait stops at once on what waiting cannot fix (a name that does
+    not resolve, 401/403...); its timeout names the last probe's failure, which
+    each notice repeats (``connection refused``, ``HTTP 503 ...``).
+    """
     if status is None:
         return await client.async_wait_until_ready(timeout=config.ready_timeout)
     t0 = _clock()
-
-    async def notices() -> None:
-        await anyio.sleep(_READY_NOTICE_S)
-        while True:
+    deadline = t0 + config.ready_timeout
+    notice = t0 + _READY_NOTICE_S
+    while True:
+        step = max(min(notice, deadline) - _clock(), 0.05)
+        try:
+            return await client.async_wait_until_ready(timeout=step)
+        except APITimeoutError as exc:
+            now = _clock()
+            if now >= deadline:
+                raise APITimeoutError(
+                    f"{config.url} was not ready within --ready-timeout "
+                    f"{config.ready_timeout:g} s{LAST}{last_reason(exc)}"
+                ) from None
             status(
                 f"waiting for {config.url} to become ready (GET /readiness on a router, "
-                f"/health on a server): {_clock() - t0:.0f} s of --ready-timeout "
-                f"{config.ready_timeout:g} s"
+                f"/health on a server): {now - t0:.0f} s of --ready-timeout "
+                f"{config.ready_timeout:g} s{LAST}{last_reason(exc)}"
             )
-            await anyio.sleep(_READY_EVERY_S)
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(notices)
-        try:
-            kind = await client.async_wait_until_ready(timeout=config.ready_timeout)
-        finally:
-            tg.cancel_scope.cancel()
-    return kind
+            notice = now + _READY_EVERY_S
 
 
 async def _warmup(
@@ -528,11 +535,13 @@ def _child_main(
                 warmups=warmups,
                 fetch_info=process == 0,
                 go=go,
+                status=lambda msg: ready_q.put(("status", process, msg)),
             )
         )
         result_q.put(("ok", process, shard))
-    except BaseException:
-        result_q.put(("error", process, traceback.format_exc()))
+    except BaseException as exc:
+        summary = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        result_q.put(("error", process, f"{summary}\n{traceback.format_exc()}"))
         ready_q.put(process)  # never leave the parent waiting
 
 
@@ -579,7 +588,12 @@ def _run_processes(
         ready = 0
         while ready < n:
             try:
-                ready_q.get(timeout=0.5)
+                item = ready_q.get(timeout=0.5)
+                if isinstance(item, tuple):  # a child's notice: it says why it waits
+                    if status is not None:
+                        status(f"client process {item[1]}: {item[2]}")
+                    notice = time.monotonic() + _READY_EVERY_S
+                    continue
                 ready += 1
             except queue.Empty:
                 now = time.monotonic()
@@ -598,15 +612,15 @@ def _run_processes(
         errors: list[str] = []
         while len(shards) + len(errors) < n:
             try:
-                status, idx, payload = result_q.get(timeout=1.0)
+                outcome, idx, payload = result_q.get(timeout=1.0)
             except queue.Empty:
                 if all(p.exitcode is not None for p in procs) and result_q.empty():
                     raise RuntimeError("client processes exited without a result") from None
                 continue
-            if status == "ok":
+            if outcome == "ok":
                 shards.append(payload)
             else:
-                errors.append(f"client process {idx}:\n{payload}")
+                errors.append(f"client process {idx}: {payload}")
         if errors:
             raise RuntimeError("\n".join(errors))
         return sorted(shards, key=lambda s: s.process)
