@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -34,34 +34,34 @@ class BenchConfig(BaseModel):
     dataset: Literal["random", "sharegpt", "rl-groups", "trace"] = "random"
     dataset_path: str | None = None
     #: rl-groups: samples per prompt (K) and prompts per batch (B)
-    group_size: int = Field(8, ge=1)
-    rl_batch_size: int = Field(8, ge=1)
+    group_size: Annotated[int, Field(ge=1)] = 8
+    rl_batch_size: Annotated[int, Field(ge=1)] = 8
     #: output lengths of rl-groups (default lognormal) and random (default: the range ratio)
     output_len_distribution: OutputLenDistribution | None = None
-    output_len_sigma: float = Field(1.0, gt=0.0)
+    output_len_sigma: Annotated[float, Field(gt=0.0)] = 1.0
     #: trace: the mooncake JSONL file, replay speed-up and tokens per hash id
     trace_file: str | None = None
-    trace_speedup: float = Field(1.0, gt=0.0)
-    trace_block_size: int = Field(DEFAULT_BLOCK_SIZE, ge=1)
-    random_input_len: int = Field(1024, ge=1)
-    random_output_len: int = Field(128, ge=1)
-    random_range_ratio: float = Field(1.0, ge=0.0, le=1.0)
-    sharegpt_output_len: int | None = Field(None, ge=1)
+    trace_speedup: Annotated[float, Field(gt=0.0)] = 1.0
+    trace_block_size: Annotated[int, Field(ge=1)] = DEFAULT_BLOCK_SIZE
+    random_input_len: Annotated[int, Field(ge=1)] = 1024
+    random_output_len: Annotated[int, Field(ge=1)] = 128
+    random_range_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    sharegpt_output_len: Annotated[int | None, Field(ge=1)] = None
     seed: int = 42
-    num_prompts: int = Field(1000, ge=1)
+    num_prompts: Annotated[int, Field(ge=1)] = 1000
     request_rate: float = math.inf
-    burstiness: float = Field(1.0, gt=0.0)
-    max_concurrency: int | None = Field(None, ge=1)
-    warmup_requests: int = Field(1, ge=0)
+    burstiness: Annotated[float, Field(gt=0.0)] = 1.0
+    max_concurrency: Annotated[int | None, Field(ge=1)] = None
+    warmup_requests: Annotated[int, Field(ge=0)] = 1
     extra_request_body: dict[str, Any] = Field(default_factory=dict)
-    processes: int = Field(1, ge=1)
-    num_workers: int = Field(2, ge=1)
-    fake_ttft_ms: float = Field(20.0, ge=0.0)
-    fake_itl_ms: float = Field(5.0, ge=0.0)
+    processes: Annotated[int, Field(ge=1)] = 1
+    num_workers: Annotated[int, Field(ge=1)] = 2
+    fake_ttft_ms: Annotated[float, Field(ge=0.0)] = 20.0
+    fake_itl_ms: Annotated[float, Field(ge=0.0)] = 5.0
     use_router: bool | None = None
     model: str = "default"
-    ready_timeout: float = Field(300.0, ge=0.0)
-    request_timeout: float | None = Field(None, gt=0.0)
+    ready_timeout: Annotated[float, Field(ge=0.0)] = 300.0
+    request_timeout: Annotated[float | None, Field(gt=0.0)] = None
     headers: dict[str, str] = Field(default_factory=dict)
     flush_cache: bool = False
     #: SLOs in ms (``ttft``, ``tpot``, ``e2el``): adds goodput to the metrics
@@ -73,7 +73,7 @@ class BenchConfig(BaseModel):
     calibrate: bool = False
     #: run the load from Ray actors: "local" (start a local cluster), "auto" or an address
     ray_address: str | None = None
-    ray_actors: int = Field(1, ge=1)
+    ray_actors: Annotated[int, Field(ge=1)] = 1
 
     @field_validator("request_rate")
     @classmethod

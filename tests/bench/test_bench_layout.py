@@ -125,3 +125,26 @@ def test_bench_and_cli_use_only_the_public_client() -> None:
         if private.search(line)
     ]
     assert hits == []
+
+
+@pytest.mark.parametrize(
+    "field,bad",
+    [
+        ("group_size", 0),
+        ("random_range_ratio", 1.5),
+        ("sharegpt_output_len", 0),
+        ("max_concurrency", 0),
+        ("request_timeout", 0.0),
+        ("burstiness", 0.0),
+    ],
+)
+def test_config_defaults_are_plain_and_constraints_kept(field: str, bad: object) -> None:
+    """Defaults are written ``Annotated[int, Field(ge=1)] = 8`` (mypy reads them
+    without the pydantic plugin) and the constraints still apply."""
+    import pydantic
+
+    from rlinf_http.bench.config import BenchConfig
+
+    with pytest.raises(pydantic.ValidationError):
+        BenchConfig(**{field: bad})  # type: ignore[arg-type]
+    assert BenchConfig().group_size == 8 and BenchConfig().max_concurrency is None
