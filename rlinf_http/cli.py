@@ -116,12 +116,15 @@ def _build_app() -> Any:
 
     console = Console()
     err = Console(stderr=True)
+    _wrap_help_at_spaces()
     app = typer.Typer(
         name="rlinf-http",
         help="rlinf-http: a typed client for SGLang routers and servers, and a benchmark.",
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
+        # click's plain help: rich's option panel cuts option names at 80 columns
+        rich_markup_mode=None,
         context_settings={"help_option_names": ["-h", "--help"]},
         cls=_group_class(),
     )
@@ -145,7 +148,10 @@ def _build_app() -> Any:
     ) -> None:
         """rlinf-http: a typed client for SGLang routers and servers, and a benchmark."""
 
-    @app.command(context_settings={"allow_extra_args": True})
+    @app.command(
+        context_settings={"allow_extra_args": True},
+        short_help="Benchmark a router or server (bench_serving's metrics).",
+    )
     def bench(
         ctx: typer.Context,
         url: str | None = typer.Option(
@@ -244,6 +250,7 @@ def _build_app() -> Any:
                 default_sweep_paths,
                 plot_sweep,
                 render_result,
+                render_sweep,
                 result_to_json,
                 sweep_point_to_json,
             )
@@ -406,7 +413,7 @@ def _build_app() -> Any:
                         progress=progress.callback(),
                     )
                     plot_sweep(sweep, sweep_png)
-                    console.print(_sweep_table(sweep))
+                    console.print(render_sweep(sweep, console.width))
                     console.print(
                         f"appended {len(sweep.points)} JSON line(s) to {sweep_out}; "
                         f"wrote {sweep_png}",
@@ -536,6 +543,33 @@ def _build_app() -> Any:
             raise fail(f"cannot listen on {host}:{port} (--host/--port): {reason}") from None
 
     return app
+
+
+def _wrap_help_at_spaces() -> None:
+    """Help text wraps at spaces only: click's wrapper also breaks at hyphens, which
+    splits option names and values across lines (``--no-`` / ``stream``)."""
+    import importlib
+
+    import typer.core
+
+    vendored = getattr(typer.core, "_click", None)
+    base = vendored.__name__ if vendored is not None else "click"
+    try:
+        module = importlib.import_module(f"{base}._textwrap")
+    except ImportError:  # pragma: no cover - a click without its wrapper module
+        return
+    wrapper = module.TextWrapper
+    if getattr(wrapper, "rlinf_spaces_only", False):
+        return
+
+    class SpacesOnly(wrapper):  # type: ignore[misc,valid-type]
+        rlinf_spaces_only = True
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("break_on_hyphens", False)
+            super().__init__(*args, **kwargs)
+
+    setattr(module, "TextWrapper", SpacesOnly)  # noqa: B010
 
 
 def _group_class() -> Any:
@@ -735,41 +769,6 @@ class _progress:
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
-
-
-def _sweep_table(sweep: Any) -> Any:
-    from rich.table import Table
-
-    name = "concurrency" if sweep.parameter == "max_concurrency" else "rate (req/s)"
-    table = Table(title="Sweep")
-    for col in (
-        name,
-        "ok",
-        "failed",
-        "req/s",
-        "out tok/s",
-        "TTFT p50",
-        "TTFT p99",
-        "E2E p50",
-        "E2E p99",
-        "client",
-    ):
-        table.add_column(col, justify="right")
-    for v, p in zip(sweep.values, sweep.points, strict=True):
-        m = p.metrics
-        table.add_row(
-            f"{v:g}",
-            str(m.completed),
-            str(m.failed),
-            f"{m.request_throughput:.2f}",
-            f"{m.output_throughput:.0f}",
-            f"{m.ttft_ms.median:.1f}",
-            f"{m.ttft_ms.p99:.1f}",
-            f"{m.e2e_latency_ms.median:.1f}",
-            f"{m.e2e_latency_ms.p99:.1f}",
-            "[bold red]SATURATED[/]" if m.client_saturated else "ok",
-        )
-    return table
 
 
 def main(argv: list[str] | None = None) -> None:
