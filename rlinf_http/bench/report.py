@@ -622,6 +622,7 @@ def sweep_figure(sweep: SweepResult) -> Any:
         ax.set_title(title)
         ax.set_xlabel(label)
         ax.set_ylabel(unit)
+        ax.margins(x=0.08, y=0.15)  # room for the failure counts
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
