@@ -10,6 +10,13 @@ Library use::
 With ``url=None`` it benchmarks an embedded default: fake sglang workers behind
 the real ``sglang-router`` (when installed). See ``docs/bench.md``. Needs the
 ``bench`` extra (numpy; rich/typer/matplotlib for the CLI, table and plots).
+
+Modules (imports go one way, no cycle): ``config`` (:class:`BenchConfig`),
+``results`` (:class:`BenchResult`, :class:`SweepResult`), ``workload``, ``rl``
+and ``trace`` (what to send and when), ``shard`` (one client process: requests,
+readiness, warm-up, measurement; several spawned processes), ``ray`` (shards on
+Ray actors), ``calibrate``, ``metrics``, ``report`` (table, JSON, plot) and
+``runner`` (the entry points; it also re-exports the config and result types).
 """
 
 from __future__ import annotations

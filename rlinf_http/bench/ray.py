@@ -3,7 +3,7 @@
 The schedule is dealt (request by request, or RL group by RL group) over ``N``
 async Ray actors, placed with the ``SPREAD`` strategy so that they land on
 different nodes when there are several. Each actor runs the ordinary
-single-process shard (:func:`rlinf_http.bench.shard._run_shard`: one event loop,
+single-process shard (:func:`rlinf_http.bench.runner._run_shard`: one event loop,
 one pooled client, readiness wait and warm-up), then waits. When every actor is
 ready the driver picks one start instant on its own clock, converts it to each
 actor's clock (offset measured NTP-style: the actor's ``time.time()`` against
