@@ -411,6 +411,9 @@ def _build_app() -> Any:
                         rates=rates,
                         on_point=on_point,
                         progress=progress.callback(),
+                        status=lambda msg: err.print(
+                            msg, highlight=False, markup=False, soft_wrap=True
+                        ),
                     )
                     plot_sweep(sweep, sweep_png)
                     console.print(render_sweep(sweep, console.width))

@@ -305,8 +305,12 @@ def run_sweep(
     rates: Sequence[float] = (),
     on_point: Callable[[BenchResult], object] | None = None,
     progress: Progress | None = None,
+    status: Status | None = None,
 ) -> SweepResult:
-    """One run per ``max_concurrency`` (or ``request_rate``) value, one embedded target."""
+    """One run per ``max_concurrency`` (or ``request_rate``) value, one embedded target.
+
+    ``status`` receives what a point waits for, and why (as in :func:`run_benchmark`).
+    """
     if bool(concurrencies) == bool(rates):
         raise ValueError("give exactly one of concurrencies or rates")
     config.check()
@@ -333,7 +337,7 @@ def run_sweep(
                 )
                 if parameter == "request_rate":
                     update["request_rate"] = v
-                point = await _run_on(base.model_copy(update=update), embedded, progress)
+                point = await _run_on(base.model_copy(update=update), embedded, progress, status)
                 if on_point is not None:
                     on_point(point)
                 points.append(point)

@@ -81,3 +81,22 @@ def test_wait_notices_say_why_and_the_timeout_too(tmp_path: Path) -> None:
     assert notices, proc.stderr
     assert all("last: connection refused" in x for x in notices), proc.stderr
     assert "not ready within --ready-timeout 3 s; last: connection refused" in proc.stderr
+
+
+def test_sweep_wait_notices_say_why(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    proc = _bench(
+        tmp_path,
+        "--url",
+        url,
+        "--num-prompts",
+        "4",
+        "--sweep-concurrency",
+        "1,2",
+        "--ready-timeout",
+        "3",
+        "-q",
+    )
+    assert proc.returncode == 1, proc.stderr
+    notices = [x for x in proc.stderr.splitlines() if x.startswith("waiting for")]
+    assert notices and all("last: connection refused" in x for x in notices), proc.stderr
