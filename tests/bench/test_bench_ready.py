@@ -4,11 +4,13 @@ waiting cannot fix (a typo'd host).
 No test resolves a real name: the CLI runs with a ``sitecustomize`` (on
 PYTHONPATH, so spawned client processes get it too) whose ``socket.getaddrinfo``
 knows loopback only and answers every other name as a resolver does for a name
-that does not exist."""
+that does not exist. As root, one more test uses the real resolver in a mount
+namespace whose nsswitch.conf says ``hosts: files`` (no DNS query either)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -100,3 +102,37 @@ def test_sweep_wait_notices_say_why(tmp_path: Path) -> None:
     assert proc.returncode == 1, proc.stderr
     notices = [x for x in proc.stderr.splitlines() if x.startswith("waiting for")]
     assert notices and all("last: connection refused" in x for x in notices), proc.stderr
+
+
+def _can_unshare() -> bool:
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        return False
+    if shutil.which("unshare") is None or shutil.which("mount") is None:
+        return False
+    if any(os.path.exists(p) for p in ("/run/nscd/socket", "/var/run/nscd/socket")):
+        return False  # nscd would answer with the host's configuration
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, timeout=30)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_unshare(), reason="needs root and unshare -m (Linux)")
+def test_typo_host_with_the_real_resolver_in_a_files_only_namespace(tmp_path: Path) -> None:
+    """The real getaddrinfo, in a mount namespace whose nsswitch.conf says
+    ``hosts: files``: a name not in /etc/hosts fails without any DNS query."""
+    nss = tmp_path / "nsswitch.conf"
+    nss.write_text("hosts: files\n")
+    script = (
+        f"mount --bind {nss} /etc/nsswitch.conf && exec {sys.executable} -c "
+        "'from rlinf_http.cli import main; main()' bench --url http://routr.invalid:30000 -q"
+    )
+    started = time.monotonic()
+    proc = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "does not resolve" in proc.stderr, proc.stderr
+    assert time.monotonic() - started < 60
