@@ -111,3 +111,66 @@ def test_async_wait_until_ready_stops_at_once_on_unknown_host(no_dns: list[str])
 
     anyio.run(main)  # asyncio (uvloop would resolve without socket.getaddrinfo)
     assert "routr.invalid" in no_dns
+
+
+# -- TLS that waiting cannot fix ----------------------------------------------------
+
+
+@pytest.fixture
+def untrusted_tls_port() -> Iterator[int]:
+    """A TLS listener on loopback whose certificate no default trust store accepts."""
+    import threading
+
+    trustme = pytest.importorskip("trustme")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert("127.0.0.1", "localhost").configure_cert(ctx)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            try:
+                conn.settimeout(2)
+                ctx.wrap_socket(conn, server_side=True).close()
+            except (OSError, ssl.SSLError):
+                conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def test_wait_until_ready_stops_at_once_on_an_untrusted_certificate(
+    untrusted_tls_port: int,
+) -> None:
+    started = time.monotonic()
+    with InferenceHTTPClient(f"https://127.0.0.1:{untrusted_tls_port}") as client:
+        with pytest.raises(APIConnectionError, match="TLS") as info:
+            client.wait_until_ready(timeout=30, poll_interval=0.05)
+    assert not isinstance(info.value, APITimeoutError)
+    assert time.monotonic() - started < 5
+
+
+def test_wait_until_ready_stops_at_once_on_https_to_a_plain_http_port() -> None:
+    from rlinf_http.testing import FakeServer
+
+    with FakeServer() as server:
+        url = server.url.replace("http://", "https://")
+        started = time.monotonic()
+        with InferenceHTTPClient(url) as client:
+            with pytest.raises(APIConnectionError, match="TLS") as info:
+                client.wait_until_ready(timeout=30, poll_interval=0.05)
+        assert not isinstance(info.value, APITimeoutError)
+        assert time.monotonic() - started < 5
