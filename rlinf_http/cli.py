@@ -116,12 +116,15 @@ def _build_app() -> Any:
 
     console = Console()
     err = Console(stderr=True)
+    _wrap_help_at_spaces()
     app = typer.Typer(
         name="rlinf-http",
         help="rlinf-http: a typed client for SGLang routers and servers, and a benchmark.",
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
+        # click's plain help: rich's option panel cuts option names at 80 columns
+        rich_markup_mode=None,
         context_settings={"help_option_names": ["-h", "--help"]},
         cls=_group_class(),
     )
@@ -145,7 +148,10 @@ def _build_app() -> Any:
     ) -> None:
         """rlinf-http: a typed client for SGLang routers and servers, and a benchmark."""
 
-    @app.command(context_settings={"allow_extra_args": True})
+    @app.command(
+        context_settings={"allow_extra_args": True},
+        short_help="Benchmark a router or server (bench_serving's metrics).",
+    )
     def bench(
         ctx: typer.Context,
         url: str | None = typer.Option(
@@ -191,7 +197,9 @@ def _build_app() -> Any:
         warmup_requests: int = typer.Option(1, help="unmeasured requests before the run"),
         extra_request_body: str | None = typer.Option(None, help="JSON merged into each body"),
         output_file: Path | None = typer.Option(  # noqa: B008
-            None, help="append the result as one JSON line (JSONL)"
+            None,
+            help="append the result as one JSON line (JSONL; a sweep: one line per "
+            "point, default bench-results/sweep-<time>.jsonl)",
         ),
         output_details: bool = typer.Option(False, help="add per-request arrays to the JSON"),
         goodput: list[str] | None = typer.Option(  # noqa: B008
@@ -212,7 +220,9 @@ def _build_app() -> Any:
         ray_actors: int = typer.Option(1, help="Ray load-generating actors"),
         sweep_concurrency: str | None = typer.Option(None, help="e.g. 1,16,64,256"),
         sweep_rate: str | None = typer.Option(None, help="e.g. 1,2,4,8 (req/s)"),
-        plot_file: Path | None = typer.Option(None, help="sweep PNG path"),  # noqa: B008
+        plot_file: Path | None = typer.Option(  # noqa: B008
+            None, help="sweep PNG path (default: next to the JSONL)"
+        ),
         processes: int = typer.Option(1, help="client processes sharing the workload"),
         num_workers: int = typer.Option(2, help="embedded: fake workers"),
         fake_ttft_ms: float = typer.Option(20.0, help="embedded: time to first token (ms)"),
@@ -228,17 +238,21 @@ def _build_app() -> Any:
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no live progress"),
     ) -> None:
         """Benchmark a router or server (bench_serving's metrics, plus client health)."""
+        import uuid
+        from datetime import datetime, timezone
+
         from pydantic import ValidationError
 
         try:
             from .bench import options as opts
             from .bench.report import (
                 append_jsonl,
+                default_sweep_paths,
                 plot_sweep,
                 render_result,
+                render_sweep,
                 result_to_json,
-                sweep_to_json,
-                write_json,
+                sweep_point_to_json,
             )
             from .bench.runner import BenchConfig, run_benchmark, run_sweep
         except ImportError as exc:
@@ -332,6 +346,11 @@ def _build_app() -> Any:
             )
             if concurrencies and rates:
                 raise ValueError("give --sweep-concurrency or --sweep-rate, not both")
+            sweep_stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+            sweep_out, sweep_png = default_sweep_paths(output_file, plot_file, sweep_stamp)
+            if (concurrencies or rates) and output_file is None:
+                # bench-results/ is created on demand: check that it can be
+                opts.check_writable(sweep_out if sweep_out.parent.is_dir() else sweep_out.parent)
             if calibrate and (concurrencies or rates):
                 raise opts.BenchOptionError("--calibrate", "calibrates one run; not with sweeps")
             config.check()
@@ -354,6 +373,9 @@ def _build_app() -> Any:
             with _progress(console, quiet or processes > 1) as progress:
                 if concurrencies or rates:
                     label = "concurrency" if concurrencies else "rate"
+                    parameter = "max_concurrency" if concurrencies else "request_rate"
+                    swept = [float(v) for v in (concurrencies or rates)]
+                    sweep_id = f"{sweep_stamp}-{uuid.uuid4().hex[:6]}"
 
                     def on_point(point: Any) -> None:
                         m = point.metrics
@@ -361,6 +383,18 @@ def _build_app() -> Any:
                             point.config.max_concurrency
                             if concurrencies
                             else point.config.request_rate
+                        )
+                        # one JSON line per point, appended as it finishes (never truncated)
+                        append_jsonl(
+                            sweep_out,
+                            sweep_point_to_json(
+                                point,
+                                parameter,
+                                float(v),
+                                sweep_id=sweep_id,
+                                values=swept,
+                                details=output_details,
+                            ),
                         )
                         sat = " [bold red]CLIENT SATURATED[/]" if m.client_saturated else ""
                         console.print(
@@ -377,13 +411,17 @@ def _build_app() -> Any:
                         rates=rates,
                         on_point=on_point,
                         progress=progress.callback(),
+                        status=lambda msg: err.print(
+                            msg, highlight=False, markup=False, soft_wrap=True
+                        ),
                     )
-                    out = output_file or Path("rlinf-bench-sweep.json")
-                    png = plot_file or out.with_suffix(".png")
-                    write_json(out, sweep_to_json(sweep))
-                    plot_sweep(sweep, png)
-                    console.print(_sweep_table(sweep))
-                    console.print(f"wrote {out} and {png}", highlight=False)
+                    plot_sweep(sweep, sweep_png)
+                    console.print(render_sweep(sweep, console.width))
+                    console.print(
+                        f"appended {len(sweep.points)} JSON line(s) to {sweep_out}; "
+                        f"wrote {sweep_png}",
+                        highlight=False,
+                    )
                     if any(p.metrics.client_saturated for p in sweep.points):
                         err.print(
                             "[bold red]WARNING: the client was saturated at some points: "
@@ -394,7 +432,9 @@ def _build_app() -> Any:
                 result = run_benchmark(
                     config,
                     progress=progress.callback(),
-                    status=lambda msg: err.print(msg, highlight=False, markup=False),
+                    status=lambda msg: err.print(
+                        msg, highlight=False, markup=False, soft_wrap=True
+                    ),
                 )
         except KeyboardInterrupt:
             raise fail("interrupted (everything started was stopped)", 130) from None
@@ -506,6 +546,33 @@ def _build_app() -> Any:
             raise fail(f"cannot listen on {host}:{port} (--host/--port): {reason}") from None
 
     return app
+
+
+def _wrap_help_at_spaces() -> None:
+    """Help text wraps at spaces only: click's wrapper also breaks at hyphens, which
+    splits option names and values across lines (``--no-`` / ``stream``)."""
+    import importlib
+
+    import typer.core
+
+    vendored = getattr(typer.core, "_click", None)
+    base = vendored.__name__ if vendored is not None else "click"
+    try:
+        module = importlib.import_module(f"{base}._textwrap")
+    except ImportError:  # pragma: no cover - a click without its wrapper module
+        return
+    wrapper = module.TextWrapper
+    if getattr(wrapper, "rlinf_spaces_only", False):
+        return
+
+    class SpacesOnly(wrapper):  # type: ignore[misc,valid-type]
+        rlinf_spaces_only = True
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("break_on_hyphens", False)
+            super().__init__(*args, **kwargs)
+
+    setattr(module, "TextWrapper", SpacesOnly)  # noqa: B010
 
 
 def _group_class() -> Any:
@@ -705,41 +772,6 @@ class _progress:
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
-
-
-def _sweep_table(sweep: Any) -> Any:
-    from rich.table import Table
-
-    name = "concurrency" if sweep.parameter == "max_concurrency" else "rate (req/s)"
-    table = Table(title="Sweep")
-    for col in (
-        name,
-        "ok",
-        "failed",
-        "req/s",
-        "out tok/s",
-        "TTFT p50",
-        "TTFT p99",
-        "E2E p50",
-        "E2E p99",
-        "client",
-    ):
-        table.add_column(col, justify="right")
-    for v, p in zip(sweep.values, sweep.points, strict=True):
-        m = p.metrics
-        table.add_row(
-            f"{v:g}",
-            str(m.completed),
-            str(m.failed),
-            f"{m.request_throughput:.2f}",
-            f"{m.output_throughput:.0f}",
-            f"{m.ttft_ms.median:.1f}",
-            f"{m.ttft_ms.p99:.1f}",
-            f"{m.e2e_latency_ms.median:.1f}",
-            f"{m.e2e_latency_ms.p99:.1f}",
-            "[bold red]SATURATED[/]" if m.client_saturated else "ok",
-        )
-    return table
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -152,7 +152,7 @@ def test_bench_url_chat_and_options(server: FakeServer, tmp_path: Path) -> None:
 
 
 def test_bench_sweep_cli(server: FakeServer, tmp_path: Path) -> None:
-    out = tmp_path / "sweep.json"
+    out = tmp_path / "sweep.jsonl"
     code, text = _invoke(
         "bench",
         "--url",
@@ -170,8 +170,9 @@ def test_bench_sweep_cli(server: FakeServer, tmp_path: Path) -> None:
         "-q",
     )
     assert code == 0, text
-    assert json.loads(out.read_text())["sweep_values"] == [1, 2]
-    assert out.with_suffix(".png").is_file()
+    points = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [p["sweep_value"] for p in points] == [1, 2]
+    assert len(list(tmp_path.glob("sweep-sweep-*.png"))) == 1
 
 
 def test_bench_rejects_bad_options() -> None:

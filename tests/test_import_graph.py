@@ -12,15 +12,6 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "rlinf_http"
 
-#: Cycles owned by other pieces of work, allowed here until they land.
-#: TODO(fleet): _fleet -> _client goes once the Fleet builds workers with copy().
-#: TODO(bench): bench.runner <-> bench.ray / bench.calibrate go with the runner split.
-KNOWN_FOREIGN_EDGES = {
-    ("rlinf_http.bench.ray", "rlinf_http.bench.runner"),
-    ("rlinf_http.bench.calibrate", "rlinf_http.bench.runner"),
-}
-
-
 def _module_name(path: Path) -> str:
     parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
     if parts[-1] == "__init__":
@@ -127,8 +118,6 @@ def _without_package_parents(graph: dict[str, set[str]]) -> dict[str, set[str]]:
 
 def test_no_import_cycles() -> None:
     graph = _without_package_parents(import_graph())
-    for src, dst in KNOWN_FOREIGN_EDGES:
-        graph.get(src, set()).discard(dst)
     assert _cycles(graph) == []
 
 

@@ -1,5 +1,5 @@
 """Static types are checked, not assumed: every Python block of README.md,
-docs/guide.md and docs/guide.zh.md, plus a file of ``assert_type`` checks of the
+docs/guide.md, docs/guide.zh.md and docs/bench.md, plus a file of ``assert_type`` checks of the
 client's return types, go through ONE ``mypy --strict`` run.
 
 Conventions for doc authors:
@@ -22,7 +22,7 @@ import pytest
 mypy_api = pytest.importorskip("mypy.api")
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ("README.md", "docs/guide.md", "docs/guide.zh.md")
+DOCS = ("README.md", "docs/guide.md", "docs/guide.zh.md", "docs/bench.md")
 SKIP_MARK = "<!-- typecheck: skip -->"
 PRELUDE = 'router_url = "http://127.0.0.1:30000"\nserver_url = "http://127.0.0.1:30001"\n'
 _FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```", re.S | re.M)

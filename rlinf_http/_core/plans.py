@@ -39,6 +39,7 @@ from ..models import (
 )
 from .requests import JSON_CONTENT_TYPE, Operation, check_timeout, encode_json
 from .responses import RawResponse, decode_json, parse_model
+from .waits import LAST, wait_reason, waiting_cannot_fix
 
 __all__ = [
     "Call",
@@ -327,8 +328,12 @@ def remove_worker_plan(
 def wait_until_ready_plan(timeout: float, poll_interval: float) -> Plan[str]:
     """Poll until the target serves: a router's ``/readiness``, else a server's ``/health``.
 
-    Returns ``"router"`` or ``"server"``. Connection errors and 5xx answers mean
-    "not yet"; the deadline raises :class:`APITimeoutError`.
+    Returns ``"router"`` or ``"server"``. Connection errors, timeouts, 5xx and
+    429 answers mean "not yet"; the deadline raises :class:`APITimeoutError`
+    saying what the last probe got. An error that waiting cannot fix (see
+    :func:`~rlinf_http._core.waits.waiting_cannot_fix`: a name that does not
+    resolve, an invalid URL, a TLS failure, 401/403, a 404 on ``/health``...) is
+    raised at once.
     """
     deadline = _deadline(timeout, poll_interval, "wait_until_ready")
     kind = "router"
@@ -355,10 +360,19 @@ def wait_until_ready_plan(timeout: float, poll_interval: float) -> Plan[str]:
             if kind == "router":
                 kind = "server"  # no /readiness: an sglang server, not the router
                 continue
-            last = "404 on /health"
-        except (APIConnectionError, APIStatusError) as exc:
-            last = str(exc)
+            raise  # no /health either: not an sglang router or server
+        except APIStatusError as exc:
+            if waiting_cannot_fix(exc) is not None:
+                raise
+            last = wait_reason(exc)
+        except APIConnectionError as exc:
+            why = waiting_cannot_fix(exc)
+            if why is not None:
+                raise APIConnectionError(
+                    f"{exc} ({why}: not waiting for it)", method=exc.method, url=exc.url
+                ) from exc
+            last = wait_reason(exc)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise APITimeoutError(f"not ready within {timeout} s: {last}")
+            raise APITimeoutError(f"not ready within {timeout:g} s{LAST}{last}")
         yield Sleep(min(poll_interval, remaining))

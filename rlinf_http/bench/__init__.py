@@ -10,6 +10,13 @@ Library use::
 With ``url=None`` it benchmarks an embedded default: fake sglang workers behind
 the real ``sglang-router`` (when installed). See ``docs/bench.md``. Needs the
 ``bench`` extra (numpy; rich/typer/matplotlib for the CLI, table and plots).
+
+Modules (imports go one way, no cycle): ``config`` (:class:`BenchConfig`),
+``results`` (:class:`BenchResult`, :class:`SweepResult`), ``workload``, ``rl``
+and ``trace`` (what to send and when), ``shard`` (one client process: requests,
+readiness, warm-up, measurement; several spawned processes), ``ray`` (shards on
+Ray actors), ``calibrate``, ``metrics``, ``report`` (table, JSON, plot) and
+``runner`` (the entry points; it also re-exports the config and result types).
 """
 
 from __future__ import annotations
@@ -34,16 +41,11 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .calibrate import Calibration
+    from .config import BenchConfig
     from .metrics import Goodput, Metrics, RequestRecord, compute_metrics
+    from .results import BenchResult, SweepResult
     from .rl import RLGroupMetrics
-    from .runner import (
-        BenchConfig,
-        BenchResult,
-        SweepResult,
-        async_run_benchmark,
-        run_benchmark,
-        run_sweep,
-    )
+    from .runner import async_run_benchmark, run_benchmark, run_sweep
     from .trace import ScheduleFidelity
 
 _LAZY = {
@@ -54,9 +56,9 @@ _LAZY = {
     "Metrics": "metrics",
     "RequestRecord": "metrics",
     "compute_metrics": "metrics",
-    "BenchConfig": "runner",
-    "BenchResult": "runner",
-    "SweepResult": "runner",
+    "BenchConfig": "config",
+    "BenchResult": "results",
+    "SweepResult": "results",
     "async_run_benchmark": "runner",
     "run_benchmark": "runner",
     "run_sweep": "runner",

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from .metrics import Distribution, Metrics
 
 if TYPE_CHECKING:
-    from .runner import BenchConfig
+    from .config import BenchConfig
 
 __all__ = ["Calibration", "LatencyError", "async_calibrate", "calibration_from"]
 

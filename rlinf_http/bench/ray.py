@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 from .._errors import MissingDependencyError
 
 if TYPE_CHECKING:
-    from .runner import BenchConfig, Status, _Shard
+    from .config import BenchConfig, Status
+    from .shard import _Shard
     from .workload import WorkItem
 
 __all__ = ["clock_offset", "require_ray", "run_on_ray"]
@@ -81,7 +82,7 @@ class _BenchActor:
         max_concurrency: int | None,
         warmups: list[WorkItem],
     ) -> _Shard:
-        from .runner import _run_shard
+        from .shard import _run_shard
 
         async def go() -> float:
             self._ready.set()
@@ -134,7 +135,7 @@ def run_on_ray(
     status: Status | None = None,
 ) -> tuple[list[_Shard], dict[str, Any]]:
     """Run the plan from ``config.ray_actors`` actors; shards on the driver's clock."""
-    from .runner import _split, split_plan
+    from .shard import _split, split_plan
     from .workload import warmup_items
 
     ray = require_ray()

@@ -16,23 +16,33 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .metrics import PERCENTILE_METRICS, Distribution, Metrics
-from .runner import BenchResult, SweepResult
+from .results import BenchResult, SweepResult
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
 __all__ = [
+    "DEFAULT_RESULTS_DIR",
+    "THROUGHPUT_NOTE",
     "append_jsonl",
+    "default_sweep_paths",
     "plot_sweep",
     "print_result",
     "render_result",
+    "render_sweep",
     "request_details",
     "result_to_json",
     "saturation_warning",
     "strict_json",
+    "sweep_figure",
+    "sweep_point_to_json",
     "sweep_to_json",
     "write_json",
 ]
+
+#: where ``rlinf-http bench`` writes what it was not told where to write (a sweep's
+#: JSONL and PNG), relative to the working directory; created on demand
+DEFAULT_RESULTS_DIR = "bench-results"
 
 _LATENCY = (
     ("e2e_latency", "e2e_latency_ms"),
@@ -40,6 +50,16 @@ _LATENCY = (
     ("tpot", "tpot_ms"),
     ("itl", "itl_ms"),
     ("client_queue", "client_queue_ms"),
+)
+
+
+#: printed under the result table: two rates that are easy to confuse
+THROUGHPUT_NOTE = (
+    "Request throughput = completed requests / benchmark duration (first send to last "
+    "response): what the server delivered. Achieved request rate = requests sent per "
+    "second between the first and the last send: what the client offered; compare it "
+    "with the traffic request rate (at rate inf it only shows how fast "
+    "--max-concurrency slots freed up)."
 )
 
 
@@ -198,6 +218,54 @@ def sweep_to_json(sweep: SweepResult) -> dict[str, Any]:
     )
 
 
+def sweep_point_to_json(
+    point: BenchResult,
+    parameter: str,
+    value: float,
+    *,
+    sweep_id: str = "",
+    values: Sequence[float] = (),
+    details: bool = False,
+) -> dict[str, Any]:
+    """One sweep point as one JSONL object: :func:`result_to_json` plus the sweep keys.
+
+    ``sweep_parameter`` (``max_concurrency`` or ``request_rate``), ``sweep_value``,
+    ``sweep_values`` (the whole sweep) and ``sweep_id`` (the same on every line of
+    one sweep), so sweeps and plain runs can share one appended file.
+    """
+    out = result_to_json(point, details=details)
+    out.update(
+        {
+            "sweep_id": sweep_id,
+            "sweep_parameter": parameter,
+            "sweep_value": value,
+            "sweep_values": list(values),
+        }
+    )
+    return dict(strict_json(out))
+
+
+def default_sweep_paths(
+    output_file: str | os.PathLike[str] | None,
+    plot_file: str | os.PathLike[str] | None,
+    stamp: str,
+) -> tuple[Path, Path]:
+    """Where a sweep appends its points and writes its plot.
+
+    Explicit paths are used as given. Without ``output_file`` the points go to
+    ``bench-results/sweep-<stamp>.jsonl``; without ``plot_file`` the PNG goes next
+    to the JSONL as ``<stem>-sweep-<stamp>.png`` (``sweep-<stamp>.png`` by default),
+    so a later sweep never overwrites an earlier plot.
+    """
+    if output_file is None:
+        out = Path(DEFAULT_RESULTS_DIR) / f"sweep-{stamp}.jsonl"
+        png = out.with_suffix(".png")
+    else:
+        out = Path(output_file)
+        png = out.parent / f"{out.stem}-sweep-{stamp}.png"
+    return out, Path(plot_file) if plot_file is not None else png
+
+
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
     """Write strict JSON (raises on any NaN/inf left)."""
     text = json.dumps(strict_json(data), indent=2, allow_nan=False)
@@ -205,8 +273,12 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
 
 
 def append_jsonl(path: str | os.PathLike[str], data: Any) -> None:
-    """Append ``data`` as one line of strict JSON (bench_serving's JSONL: runs accumulate)."""
+    """Append ``data`` as one line of strict JSON (bench_serving's JSONL: runs accumulate).
+
+    The file's directory is created when missing.
+    """
     line = json.dumps(strict_json(data), allow_nan=False, separators=(",", ":"))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
         f.write(line + "\n")
 
@@ -239,7 +311,7 @@ def render_result(result: BenchResult) -> RenderableType:
     c, m = result.config, result.metrics
     table = Table(title="Serving Benchmark Result", show_header=False, box=None, title_style="bold")
     table.add_column("metric", style="cyan", no_wrap=True)
-    table.add_column("value", justify="right")
+    table.add_column("value", justify="right", overflow="fold")
 
     def row(label: str, value: object) -> None:
         table.add_row(label, str(value))
@@ -352,7 +424,7 @@ def render_result(result: BenchResult) -> RenderableType:
     if result.ray is not None:
         section("Ray")
         row("Actors / nodes:", f"{result.ray['actors']} / {len(result.ray['nodes'])}")
-    parts: list[RenderableType] = [table]
+    parts: list[RenderableType] = [table, Text(THROUGHPUT_NOTE, style="dim")]
     for note in m.notes:
         parts.append(Text(f"Note: {note}", style="dim"))
     if result.embedded is not None and result.embedded.note:
@@ -363,6 +435,88 @@ def render_result(result: BenchResult) -> RenderableType:
     return Group(*parts)
 
 
+def _sweep_columns(sweep: SweepResult) -> list[tuple[str, list[str]]]:
+    name = "concurrency" if sweep.parameter == "max_concurrency" else "rate\n(req/s)"
+    cols: list[tuple[str, list[str]]] = [
+        (name, []),
+        ("ok", []),
+        ("failed", []),
+        ("req/s", []),
+        ("out\ntok/s", []),
+        ("TTFT\np50 ms", []),
+        ("TTFT\np99 ms", []),
+        ("E2E\np50 ms", []),
+        ("E2E\np99 ms", []),
+        ("client", []),
+    ]
+    for v, p in zip(sweep.values, sweep.points, strict=True):
+        m = p.metrics
+        row = (
+            f"{v:g}",
+            str(m.completed),
+            str(m.failed),
+            f"{m.request_throughput:.2f}",
+            f"{m.output_throughput:.0f}",
+            f"{m.ttft_ms.median:.1f}",
+            f"{m.ttft_ms.p99:.1f}",
+            f"{m.e2e_latency_ms.median:.1f}",
+            f"{m.e2e_latency_ms.p99:.1f}",
+            "SATURATED" if m.client_saturated else "ok",
+        )
+        for (_, values), cell in zip(cols, row, strict=True):
+            values.append(cell)
+    return cols
+
+
+def render_sweep(sweep: SweepResult, width: int = 80) -> RenderableType:
+    """The sweep table with every header and value whole within ``width`` columns.
+
+    Columns have the width of their longest value or header line; when they do
+    not fit side by side they are split into several tables, each starting with
+    the swept value (a narrow terminal or a pipe: rich's 80 columns, or
+    ``COLUMNS``).
+    """
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    cols = _sweep_columns(sweep)
+    need = [max(len(x) for x in [*header.splitlines(), *values]) for header, values in cols]
+    gap = 2  # the column divider and one space of padding (collapsed)
+    groups: list[list[int]] = [[0]]
+    used = need[0]
+    for i in range(1, len(cols)):
+        if used + gap + need[i] > width and len(groups[-1]) > 1:
+            groups.append([0])
+            used = need[0]
+        groups[-1].append(i)
+        used += gap + need[i]
+    tables: list[RenderableType] = []
+    for n, group in enumerate(groups):
+        table = Table(
+            title="Sweep" if n == 0 else None,
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            pad_edge=False,
+            padding=(0, 1),
+            collapse_padding=True,
+            title_style="bold",
+        )
+        for i in group:
+            table.add_column(cols[i][0], justify="right", width=need[i], no_wrap=True)
+        for r in range(len(sweep.points)):
+            cells: list[str | Text] = []
+            for i in group:
+                cell = cols[i][1][r]
+                cells.append(Text(cell, style="bold red") if cell == "SATURATED" else cell)
+            table.add_row(*cells)
+        if tables:
+            tables.append(Text(""))
+        tables.append(table)
+    return Group(*tables)
+
+
 def print_result(result: BenchResult, console: Console | None = None) -> None:
     """Print :func:`render_result` (to stdout by default)."""
     from rich.console import Console
@@ -370,46 +524,130 @@ def print_result(result: BenchResult, console: Console | None = None) -> None:
     (console or Console()).print(render_result(result))
 
 
-def plot_sweep(sweep: SweepResult, path: str | os.PathLike[str]) -> None:
-    """PNG: throughput and p50/p99 TTFT and E2E latency against the swept parameter."""
+#: the sweep plot's panels: (title, y label, [(series label, value of a point)])
+_PANELS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
+    ("Output throughput", "output tokens / s", (("output tok/s", "output_throughput"),)),
+    ("Total throughput (input + output)", "tokens / s", (("total tok/s", "total_throughput"),)),
+    ("Request throughput", "requests / s", (("completed / duration", "request_throughput"),)),
+    ("Time to first token", "ms", (("p50", "ttft_ms.median"), ("p99", "ttft_ms.p99"))),
+    (
+        "End-to-end latency",
+        "ms",
+        (("p50", "e2e_latency_ms.median"), ("p99", "e2e_latency_ms.p99")),
+    ),
+    ("Failed requests", "requests", (("failed", "failed"),)),
+)
+
+
+def _metric(m: Metrics, path: str) -> float:
+    value: Any = m
+    for part in path.split("."):
+        value = getattr(value, part)
+    return float(value)
+
+
+def sweep_figure(sweep: SweepResult) -> Any:
+    """The sweep plot as a matplotlib ``Figure`` (the caller closes it).
+
+    One panel per quantity, each with its own y axis and unit; x ticks at the
+    swept values (a log x axis when they span 10x or more); a failed point is
+    marked with a red x and its count, a point where the client was saturated
+    with a red band (its numbers describe the client, not the server).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullLocator
 
-    xs = sweep.values
+    xs = [float(v) for v in sweep.values]
     ms = [p.metrics for p in sweep.points]
     label = "max concurrency" if sweep.parameter == "max_concurrency" else "request rate (req/s)"
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, grid = plt.subplots(2, 3, figsize=(15, 8))
+    log_x = len(xs) > 1 and min(xs) > 0 and max(xs) / min(xs) >= 10
+    failed = [(x, m) for x, m in zip(xs, ms, strict=True) if m.failed]
+    saturated = [x for x, m in zip(xs, ms, strict=True) if m.client_saturated]
+    for ax, (title, unit, series) in zip(grid.flat, _PANELS, strict=True):
+        for name, path in series:
+            ys = [_metric(m, path) for m in ms]
+            if path == "failed":
+                ax.bar(range(len(xs)), ys, color="tab:red", label=name)
+                if not any(ys):
+                    ax.set_ylim(0, 1)
+                    ax.text(0.5, 0.5, "no failed requests", transform=ax.transAxes, ha="center")
+                continue
+            ax.plot(xs, ys, "o-" if name != "p99" else "s--", label=name)
+            bad = [(x, _metric(m, path)) for x, m in failed]
+            if bad:
+                ax.plot(
+                    [b[0] for b in bad],
+                    [b[1] for b in bad],
+                    "x",
+                    color="red",
+                    markersize=12,
+                    markeredgewidth=2.5,
+                    label="has failures" if name == series[0][0] else None,
+                    gid="failed",
+                )
+        if series[0][1] == "failed":
+            ax.set_xticks(range(len(xs)), [f"{x:g}" for x in xs])
+            for i, m in enumerate(ms):
+                if m.client_saturated:
+                    ax.axvspan(i - 0.5, i + 0.5, color="red", alpha=0.12)
+        else:
+            if log_x:
+                ax.set_xscale("log")
+            ax.xaxis.set_major_locator(FixedLocator(xs))
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.set_xticks(xs, [f"{x:g}" for x in xs])
+            for x, m in failed:
+                ax.annotate(
+                    f"{m.failed} failed",
+                    (x, _metric(m, series[-1][1])),
+                    textcoords="offset points",
+                    xytext=(0, 8),
+                    ha="center",
+                    color="red",
+                    fontsize=8,
+                )
+            for j, x in enumerate(saturated):
+                ax.axvline(
+                    x,
+                    color="red",
+                    alpha=0.35,
+                    linewidth=6,
+                    label="client saturated" if j == 0 else None,
+                    gid="saturated",
+                )
+        ax.set_title(title)
+        ax.set_xlabel(label)
+        ax.set_ylabel(unit)
+        ax.margins(x=0.08, y=0.15)  # room for the failure counts
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    title = "rlinf-http bench sweep"
+    if sweep.points:
+        title += f": {sweep.points[0].target}"
+    notes = []
+    if failed:
+        notes.append("red x: a point with failed requests")
+    if saturated:
+        notes.append("red band: client saturated (numbers describe the client)")
+    if notes:
+        title += "\n" + "; ".join(notes)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_sweep(sweep: SweepResult, path: str | os.PathLike[str]) -> None:
+    """Write :func:`sweep_figure` as a PNG (the directory is created when missing)."""
+    import matplotlib.pyplot as plt
+
+    fig = sweep_figure(sweep)
     try:
-        ax1.plot(xs, [m.output_throughput for m in ms], "o-", label="output tok/s")
-        ax1.plot(xs, [m.total_throughput for m in ms], "s--", label="total tok/s")
-        ax1.set_xlabel(label)
-        ax1.set_ylabel("tokens / s")
-        ax1.set_title("Throughput")
-        ax1.grid(True, alpha=0.3)
-        ax1.legend()
-        ax2.plot(xs, [m.ttft_ms.median for m in ms], "o-", label="TTFT p50")
-        ax2.plot(xs, [m.ttft_ms.p99 for m in ms], "o--", label="TTFT p99")
-        ax2.plot(xs, [m.e2e_latency_ms.median for m in ms], "s-", label="E2E p50")
-        ax2.plot(xs, [m.e2e_latency_ms.p99 for m in ms], "s--", label="E2E p99")
-        ax2.set_xlabel(label)
-        ax2.set_ylabel("ms")
-        ax2.set_title("Latency")
-        ax2.grid(True, alpha=0.3)
-        ax2.legend()
-        if len(xs) > 1 and min(xs) > 0 and max(xs) / min(xs) >= 10:
-            ax1.set_xscale("log")
-            ax2.set_xscale("log")
-        sat = [x for x, m in zip(xs, ms, strict=True) if m.client_saturated]
-        for ax in (ax1, ax2):
-            for x in sat:
-                ax.axvline(x, color="red", alpha=0.3)
-        title = "rlinf-http bench sweep"
-        if sat:
-            title += " (red lines: client saturated)"
-        fig.suptitle(title)
-        fig.tight_layout()
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(os.fspath(path), dpi=100)
     finally:
         plt.close(fig)

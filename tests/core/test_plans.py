@@ -15,6 +15,7 @@ from rlinf_http import (
     APITimeoutError,
     InternalServerError,
     InvalidRequestError,
+    NotFoundError,
     Worker,
     WorkerRegistrationError,
 )
@@ -433,3 +434,51 @@ def test_wait_until_ready_deadline(clock: FakeClock) -> None:
 def test_wait_until_ready_invalid_timeout() -> None:
     with pytest.raises(InvalidRequestError):
         Driver(lambda m, p, b: (200, b"")).run(plans.wait_until_ready_plan(0, 0.1))
+
+
+# -- wait_until_ready stops on what waiting cannot fix, and says what it waits for --
+
+
+def _resolver_error() -> APIConnectionError:
+    import socket
+
+    try:
+        try:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        except OSError as exc:
+            raise httpx.ConnectError(str(exc)) from exc
+    except httpx.ConnectError as exc:
+        try:
+            raise APIConnectionError(f"GET x failed: {exc}") from exc
+        except APIConnectionError as err:
+            return err
+
+
+def test_plan_stops_at_once_on_401(clock: FakeClock) -> None:
+    d = Driver(lambda m, p, b: (401, {"error": "bad key"}), clock)
+    with pytest.raises(Exception, match="401"):
+        d.run(plans.wait_until_ready_plan(300, 0.1))
+    assert d.sleeps == []
+
+
+def test_plan_stops_when_neither_readiness_nor_health_exists(clock: FakeClock) -> None:
+    d = Driver(lambda m, p, b: (404, {"detail": "Not Found"}), clock)
+    with pytest.raises(NotFoundError):
+        d.run(plans.wait_until_ready_plan(300, 0.1))
+    assert d.paths == [("GET", "/readiness"), ("GET", "/health")]
+    assert d.sleeps == []
+
+
+def test_plan_stops_at_once_on_a_name_that_does_not_resolve(clock: FakeClock) -> None:
+    err = _resolver_error()
+    d = Driver(lambda m, p, b: err, clock)
+    with pytest.raises(APIConnectionError, match="does not resolve") as info:
+        d.run(plans.wait_until_ready_plan(300, 0.1))
+    assert not isinstance(info.value, APITimeoutError)
+    assert d.sleeps == []
+
+
+def test_plan_deadline_says_what_the_last_probe_got(clock: FakeClock) -> None:
+    d = Driver(lambda m, p, b: (503, {"error": {"message": "no healthy workers"}}), clock)
+    with pytest.raises(APITimeoutError, match=r"last: HTTP 503.*no healthy workers"):
+        d.run(plans.wait_until_ready_plan(1.0, 0.3))
