@@ -17,7 +17,7 @@ pytest users can load the fixtures with
 """
 
 from ._app import DropConnection, FakeConfig, FakeSGLangApp, FaultSpec
-from ._router import RouterProcess, launch_router, router_available
+from ._router import Gateway, RouterProcess, launch_router, router_available, smg_available
 from ._server import FakeServer, FakeWorkerProcess, serve_asgi, start_fake_worker
 
 __all__ = [
@@ -28,6 +28,8 @@ __all__ = [
     "FakeWorkerProcess",
     "FaultSpec",
     "RouterProcess",
+    "Gateway",
+    "smg_available",
     "launch_router",
     "router_available",
     "serve_asgi",

@@ -1,11 +1,13 @@
-"""Run the real ``sglang-router`` (sgl-model-gateway) offline for tests.
+"""Run a real sglang gateway offline for tests: smg 1.13 or sglang-router 0.3.2.
 
-The router is started as ``python -m sglang_router.launch_router`` in its own
-process group, bound to loopback, with proxy variables removed and the
+smg (the Shepherd Model Gateway, the ``smg`` extra) is started as ``python -m
+smg launch``, optionally with ``--enable-rl`` (its ``/v1/rl/*`` control plane);
+sglang-router (the ``router`` extra) as ``python -m sglang_router.launch_router``.
+Either runs in its own process group, bound to loopback, with proxy variables removed and the
 HuggingFace hub pointed at a closed loopback port so tokenizer loading can
 never reach the network. On Linux the router dies with the process that
 started it, even on ``kill -9`` (a parent-death signal, see ``_children.py``).
-Without the ``router`` extra, starting it raises
+Without the gateway's extra, starting it raises
 :class:`~rlinf_http.MissingDependencyError`.
 """
 
@@ -23,11 +25,16 @@ import threading
 import time
 import types
 from collections.abc import Iterable, Sequence
+from typing import Literal
 
 from .._errors import MissingDependencyError
 from ._children import spawn
 
-__all__ = ["RouterProcess", "launch_router", "router_available"]
+__all__ = ["Gateway", "RouterProcess", "launch_router", "router_available", "smg_available"]
+
+#: The gateways :func:`launch_router` can start.
+Gateway = Literal["smg", "sglang-router"]
+_EXTRA = {"smg": "smg", "sglang-router": "router"}
 
 _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "ftp_proxy")
 
@@ -40,6 +47,20 @@ def router_available() -> bool:
         return importlib.util.find_spec("sglang_router.sglang_router_rs") is not None
     except (ImportError, ValueError):
         return False
+
+
+def smg_available() -> bool:
+    """True if the ``smg`` package (smg 1.13, with its Rust extension) is importable."""
+    try:
+        if importlib.util.find_spec("smg") is None:
+            return False
+        return importlib.util.find_spec("smg.smg_rs") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _available(gateway: Gateway) -> bool:
+    return smg_available() if gateway == "smg" else router_available()
 
 
 def _free_port(host: str = "127.0.0.1") -> int:
@@ -83,7 +104,7 @@ def _fmt_host(host: str) -> str:
 
 
 class RouterProcess:
-    """A running ``sglang-router`` process (see :func:`launch_router`).
+    """A running gateway process, smg or sglang-router (see :func:`launch_router`).
 
     Use as a context manager; :meth:`stop` kills the whole process group.
     ``url`` is the router's base URL, ``log_path`` its combined stdout/stderr.
@@ -98,7 +119,17 @@ class RouterProcess:
         policy: str = "round_robin",
         extra_args: Iterable[str] = (),
         ready_timeout: float = 60.0,
+        gateway: Gateway = "sglang-router",
+        enable_rl: bool = False,
     ) -> None:
+        if gateway not in _EXTRA:
+            raise ValueError(f"gateway must be 'smg' or 'sglang-router', got {gateway!r}")
+        if enable_rl and gateway != "smg":
+            raise ValueError("enable_rl needs gateway='smg' (sglang-router has no RL plane)")
+        #: ``"smg"`` or ``"sglang-router"``
+        self.gateway: Gateway = gateway
+        #: smg's ``--enable-rl`` (``/v1/rl/*``)
+        self.enable_rl = enable_rl
         self.worker_urls = [u.rstrip("/") for u in worker_urls]
         self.host = host
         self.port = port or _free_port(host)
@@ -109,7 +140,7 @@ class RouterProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self._stopped = False
-        fd, self.log_path = tempfile.mkstemp(prefix="rlinf-sglang-router-", suffix=".log")
+        fd, self.log_path = tempfile.mkstemp(prefix=f"rlinf-{gateway}-", suffix=".log")
         os.close(fd)
 
     @property
@@ -118,12 +149,17 @@ class RouterProcess:
         return f"http://{_fmt_host(self.host)}:{self.port}"
 
     def command(self) -> list[str]:
-        """The command line used to start the router.
+        """The command line used to start the gateway.
 
-        ``consistent_hashing`` and ``prefix_hash`` are known to the router but not
-        offered by its command line (0.3.2): they are set on the parsed arguments.
+        smg takes every policy as a flag. sglang-router 0.3.2 knows
+        ``consistent_hashing`` and ``prefix_hash`` but does not offer them on its
+        command line: they are set on the parsed arguments.
         """
-        if self.policy in _HIDDEN_POLICIES:
+        if self.gateway == "smg":
+            cmd = [sys.executable, "-m", "smg", "launch", "--policy", self.policy]
+            if self.enable_rl:
+                cmd.append("--enable-rl")
+        elif self.policy in _HIDDEN_POLICIES:
             cmd = [sys.executable, "-c", _SET_POLICY, self.policy]
         else:
             cmd = [sys.executable, "-m", "sglang_router.launch_router", "--policy", self.policy]
@@ -153,10 +189,12 @@ class RouterProcess:
 
     def start(self) -> RouterProcess:
         """Start the router and wait until all workers are healthy."""
-        if not router_available():
+        if not _available(self.gateway):
+            extra = _EXTRA[self.gateway]
             raise MissingDependencyError(
-                "launch_router needs the 'router' extra (the sglang-router package); "
-                "from a clone of the repository: pip install -e '.[router]'"
+                f"launch_router(gateway={self.gateway!r}) needs the '{extra}' extra (the "
+                f"{self.gateway} package); from a clone of the repository: "
+                f"pip install -e '.[{extra}]'"
             )
         with self._lock:  # stop() from another thread either precedes or sees the process
             if self.proc is not None:
@@ -191,7 +229,7 @@ class RouterProcess:
                 code = self.proc.poll()
                 if code is not None:
                     raise RuntimeError(
-                        f"sglang-router exited with code {code} during startup; "
+                        f"{self.gateway} exited with code {code} during startup; "
                         f"log tail:\n{self.log_tail()}"
                     )
                 try:
@@ -207,7 +245,7 @@ class RouterProcess:
                     last = repr(e)
                 time.sleep(0.1)
         raise TimeoutError(
-            f"sglang-router not ready after {self.ready_timeout}s (last /readiness: {last}); "
+            f"{self.gateway} not ready after {self.ready_timeout}s (last /readiness: {last}); "
             f"log tail:\n{self.log_tail()}"
         )
 
@@ -225,8 +263,10 @@ class RouterProcess:
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGTERM)
+            # smg takes about 5 s to drain on SIGTERM; nothing is in flight in a test
+            grace = min(timeout, 1.0) if self.gateway == "smg" else timeout
             try:
-                proc.wait(timeout)
+                proc.wait(grace)
             except subprocess.TimeoutExpired:
                 pass
         # make sure nothing of the group survives
@@ -263,16 +303,21 @@ def launch_router(
     policy: str = "round_robin",
     extra_args: Iterable[str] = (),
     ready_timeout: float = 60.0,
+    gateway: Gateway = "sglang-router",
+    enable_rl: bool = False,
 ) -> RouterProcess:
-    """Start a real sglang-router in front of ``worker_urls`` and wait until ready.
+    """Start a real gateway in front of ``worker_urls`` and wait until ready.
+
+    ``gateway`` is ``"smg"`` (smg 1.13; ``enable_rl=True`` adds ``--enable-rl``)
+    or ``"sglang-router"`` (0.3.2, the default here for compatibility).
 
     Returns a started :class:`RouterProcess`; use it as a context manager::
 
         with launch_router([w1.url, w2.url]) as router:
             httpx.post(router.url + "/generate", json={"text": "hi"})
 
-    Raises :class:`~rlinf_http.MissingDependencyError` without the ``router``
-    extra, and ``RuntimeError``/``TimeoutError`` (with the router log tail) if
+    Raises :class:`~rlinf_http.MissingDependencyError` without the gateway's
+    extra (``smg`` or ``router``), and ``RuntimeError``/``TimeoutError`` (with the router log tail) if
     the router dies or does not report ``healthy_workers == len(worker_urls)``.
     On Linux the router is killed when this process dies, even by ``kill -9``.
     """
@@ -283,4 +328,6 @@ def launch_router(
         policy=policy,
         extra_args=extra_args,
         ready_timeout=ready_timeout,
+        gateway=gateway,
+        enable_rl=enable_rl,
     ).start()
