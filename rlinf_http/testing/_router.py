@@ -317,8 +317,9 @@ def launch_router(
             httpx.post(router.url + "/generate", json={"text": "hi"})
 
     Raises :class:`~rlinf_http.MissingDependencyError` without the gateway's
-    extra (``smg`` or ``router``), and ``RuntimeError``/``TimeoutError`` (with the router log tail) if
-    the router dies or does not report ``healthy_workers == len(worker_urls)``.
+    extra (``smg`` or ``router``), and ``RuntimeError``/``TimeoutError`` (with
+    the gateway's log tail) if it dies or does not report
+    ``healthy_workers == len(worker_urls)``.
     On Linux the router is killed when this process dies, even by ``kill -9``.
     """
     return RouterProcess(
