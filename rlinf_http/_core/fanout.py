@@ -113,9 +113,10 @@ def completion_op(
     routing_key: str | None,
     priority: int | None,
     lora_path: str | None,
+    rid: str | None = None,
 ) -> Operation[Completion]:
     """One ``/v1/completions`` operation."""
-    fields = steering_fields(kwargs, priority=priority, lora_path=lora_path)
+    fields = steering_fields(kwargs, priority=priority, lora_path=lora_path, rid=rid)
     return with_routing_key(build_completion(prompt, model, fields, stream=stream), routing_key)
 
 
@@ -144,9 +145,10 @@ def embed_op(
     routing_key: str | None,
     priority: int | None,
     lora_path: str | None,
+    rid: str | None = None,
 ) -> Operation[EmbeddingResponse]:
     """One ``/v1/embeddings`` operation."""
-    fields = steering_fields(kwargs, priority=priority, lora_path=lora_path)
+    fields = steering_fields(kwargs, priority=priority, lora_path=lora_path, rid=rid)
     return with_routing_key(build_embeddings(input, model, fields), routing_key)
 
 
@@ -157,9 +159,10 @@ def encode_op(
     routing_key: str | None,
     priority: int | None,
     lora_path: str | None,
+    rid: str | None = None,
 ) -> Operation[EncodeOutput | list[EncodeOutput]]:
     """One ``/encode`` operation."""
-    fields = steering_fields(kwargs, priority=priority, lora_path=lora_path)
+    fields = steering_fields(kwargs, priority=priority, lora_path=lora_path, rid=rid)
     return with_routing_key(build_encode(text, input_ids, fields), routing_key)
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "SESSION_PARAM_TYPES",
     "HiddenStatesMode",
     "SamplingLogprobsMode",
+    "batch_size_of",
     "generate_rl_fields",
     "weight_version_mix",
 ]
@@ -150,6 +151,24 @@ def _session(value: object) -> dict[str, Any]:
             )
         out[key] = item
     return out
+
+
+def batch_size_of(prompt: object, input_ids: object) -> int | None:
+    """The number of prompts of a batch ``/generate`` (``None``: one prompt).
+
+    A list of str is a batch of texts; a list of lists a batch of token ids.
+    Anything else (one prompt, or input ``build_generate`` will refuse) is ``None``.
+    """
+    if isinstance(prompt, Sequence) and not isinstance(prompt, (str, bytes)):
+        return len(prompt)
+    if (
+        isinstance(input_ids, Sequence)
+        and not isinstance(input_ids, (str, bytes))
+        and input_ids
+        and all(isinstance(r, Sequence) and not isinstance(r, (str, bytes)) for r in input_ids)
+    ):
+        return len(input_ids)
+    return None
 
 
 def generate_rl_fields(

@@ -6,7 +6,7 @@ Results in input order (``*_many``) or, async only, in completion order
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
 from ..._core.fanout import (
@@ -16,6 +16,7 @@ from ..._core.fanout import (
     generate_ops,
 )
 from ..._core.requests import DEFAULT_CHAT_MODEL
+from ..._core.rl_generate import HiddenStatesMode, SamplingLogprobsMode, generate_rl_fields
 from ..._driver import NOT_GIVEN, TimeoutTypes
 
 # unasync: async-only
@@ -61,6 +62,17 @@ class AsyncFanOut(Endpoint):
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> list[GenerateOutput]: ...
 
@@ -81,6 +93,17 @@ class AsyncFanOut(Endpoint):
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> list[GenerateOutput | list[GenerateOutput]]: ...
 
@@ -101,6 +124,17 @@ class AsyncFanOut(Endpoint):
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> list[GenerateOutput | Exception]: ...
 
@@ -121,6 +155,17 @@ class AsyncFanOut(Endpoint):
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> list[GenerateOutput | list[GenerateOutput] | Exception]: ...
 
@@ -140,6 +185,17 @@ class AsyncFanOut(Endpoint):
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> list[Any]:
         """Generate for many prompts, at most ``concurrency`` in flight (asyncio or trio).
@@ -149,14 +205,30 @@ class AsyncFanOut(Endpoint):
         remaining requests are cancelled and the error is raised, unless
         ``return_exceptions=True``, which puts each failure's exception in its
         slot instead. ``progress(done, total)`` is called after each request.
-        Every argument is checked before the first request is sent.
+        Every argument is checked before the first request is sent. The RL
+        fields (``return_routed_experts``...) are as in :meth:`async_generate`,
+        one value for every request.
         """
+        rl = generate_rl_fields(
+            batch_size=None,
+            return_routed_experts=return_routed_experts,
+            routed_experts_start_len=routed_experts_start_len,
+            return_hidden_states=return_hidden_states,
+            return_sampling_mask=return_sampling_mask,
+            sampling_logprobs_mode=sampling_logprobs_mode,
+            scheduler_routing_key=scheduler_routing_key,
+            routed_dp_rank=routed_dp_rank,
+            session_params=session_params,
+            cache_salt=cache_salt,
+            max_thinking_tokens=max_thinking_tokens,
+            custom_logit_processor=custom_logit_processor,
+        )
         ops = generate_ops(
             prompts,
             input_ids,
             sampling_params,
             return_logprob,
-            extra,
+            {**extra, **rl},
             rid,
             routing_key,
             priority,
@@ -296,6 +368,17 @@ class AsyncFanOut(Endpoint):
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> list[list[GenerateOutput]]:
         """A group of ``n`` samples per prompt (GRPO): ``result[i]`` holds prompt ``i``'s.
@@ -305,13 +388,27 @@ class AsyncFanOut(Endpoint):
         first error cancels the rest and is raised. ``progress(done, total)``
         counts prompts. Every argument is checked before the first request is sent.
         """
+        rl = generate_rl_fields(
+            batch_size=None,
+            return_routed_experts=return_routed_experts,
+            routed_experts_start_len=routed_experts_start_len,
+            return_hidden_states=return_hidden_states,
+            return_sampling_mask=return_sampling_mask,
+            sampling_logprobs_mode=sampling_logprobs_mode,
+            scheduler_routing_key=scheduler_routing_key,
+            routed_dp_rank=routed_dp_rank,
+            session_params=session_params,
+            cache_salt=cache_salt,
+            max_thinking_tokens=max_thinking_tokens,
+            custom_logit_processor=custom_logit_processor,
+        )
         ops = generate_group_ops(
             prompts,
             input_ids,
             n,
             sampling_params,
             return_logprob,
-            extra,
+            {**extra, **rl},
             routing_key,
             priority,
             lora_path,
@@ -335,6 +432,17 @@ class AsyncFanOut(Endpoint):
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> AsCompleted[GenerateOutput]: ...
 
@@ -354,6 +462,17 @@ class AsyncFanOut(Endpoint):
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> AsCompleted[GenerateOutput | list[GenerateOutput]]: ...
 
@@ -373,6 +492,17 @@ class AsyncFanOut(Endpoint):
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> AsCompleted[GenerateOutput | Exception]: ...
 
@@ -392,6 +522,17 @@ class AsyncFanOut(Endpoint):
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> AsCompleted[GenerateOutput | list[GenerateOutput] | Exception]: ...
 
@@ -410,6 +551,17 @@ class AsyncFanOut(Endpoint):
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> AsCompleted[Any]:
         """Like :meth:`async_generate_many`, yielding ``(index, output)`` as they finish.
@@ -417,12 +569,26 @@ class AsyncFanOut(Endpoint):
         ``async with client.async_generate_as_completed(prompts) as results:``
         ``async for i, out in results: ...``
         """
+        rl = generate_rl_fields(
+            batch_size=None,
+            return_routed_experts=return_routed_experts,
+            routed_experts_start_len=routed_experts_start_len,
+            return_hidden_states=return_hidden_states,
+            return_sampling_mask=return_sampling_mask,
+            sampling_logprobs_mode=sampling_logprobs_mode,
+            scheduler_routing_key=scheduler_routing_key,
+            routed_dp_rank=routed_dp_rank,
+            session_params=session_params,
+            cache_salt=cache_salt,
+            max_thinking_tokens=max_thinking_tokens,
+            custom_logit_processor=custom_logit_processor,
+        )
         ops = generate_ops(
             prompts,
             input_ids,
             sampling_params,
             return_logprob,
-            extra,
+            {**extra, **rl},
             rid,
             routing_key,
             priority,
