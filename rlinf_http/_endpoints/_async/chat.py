@@ -87,7 +87,8 @@ class AsyncChat(Endpoint):
         ``X-SMG-Routing-Key``; ``priority`` and ``lora_path`` are typed fields.
         ``rid`` (sglang's request id) is sent only when given: the response ``id`` is
         then ``rid``, and ``abort_request(rid)`` can stop it (``generate`` makes one
-        up when absent; these calls leave it to the server).
+        up when absent; these calls leave it to the server). sglang-router 0.3.2
+        drops a chat ``rid``; smg 1.13 forwards it.
         """
         fields = steering_fields(kwargs, priority=priority, lora_path=lora_path, rid=rid)
         op = with_routing_key(
