@@ -9,8 +9,8 @@ What each gateway does (observed with these binaries, and pinned here):
 - both forward ``/v1/rerank``, re-wrapped as ``{"results": [...]}`` and without ``top_n``
   (``client.rerank`` reads both shapes and applies ``top_n`` itself);
 - on ``/generate`` sglang-router drops ``return_routed_experts``, ``return_sampling_mask``,
-  ``cache_salt`` and the body ``routing_key``; smg forwards them. Both keep ``rid`` and
-  ``return_hidden_states``.
+  ``cache_salt``, ``max_thinking_tokens`` and the body ``routing_key``; smg forwards them.
+  Both keep ``rid`` and ``return_hidden_states``.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ FORWARDED = {
         "return_sampling_mask",
         "cache_salt",
         "routing_key",
+        "max_thinking_tokens",
     },
 }
 
@@ -150,6 +151,7 @@ def test_generate_rl_fields_through_the_gateway(
             return_sampling_mask=True,
             cache_salt="salt",
             scheduler_routing_key="k",
+            max_thinking_tokens=8,
         )
         assert out.meta_info.id == rid
     body = _generate_body(workers, rid)
@@ -159,6 +161,7 @@ def test_generate_rl_fields_through_the_gateway(
         "return_sampling_mask",
         "cache_salt",
         "routing_key",
+        "max_thinking_tokens",
     }
     assert {k for k in rl if k in body} == FORWARDED[kind]
     assert (out.routed_expert_ids() is not None) == ("return_routed_experts" in FORWARDED[kind])
