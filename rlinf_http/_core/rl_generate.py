@@ -40,8 +40,10 @@ __all__ = [
     "SESSION_PARAM_TYPES",
     "HiddenStatesMode",
     "SamplingLogprobsMode",
+    "RL_KEYWORDS",
     "batch_size_of",
     "generate_rl_fields",
+    "rl_fields_from",
     "weight_version_mix",
 ]
 
@@ -151,6 +153,33 @@ def _session(value: object) -> dict[str, Any]:
             )
         out[key] = item
     return out
+
+
+#: The RL keywords of the generate calls (the client's names; ``return_entropy`` is not
+#: one: sglang 0.5.23 accepts it but sends nothing back).
+RL_KEYWORDS: tuple[str, ...] = (
+    "return_routed_experts",
+    "routed_experts_start_len",
+    "return_hidden_states",
+    "return_sampling_mask",
+    "sampling_logprobs_mode",
+    "scheduler_routing_key",
+    "routed_dp_rank",
+    "session_params",
+    "cache_salt",
+    "max_thinking_tokens",
+    "custom_logit_processor",
+)
+
+
+def rl_fields_from(arguments: Mapping[str, Any], batch_size: int | None = None) -> dict[str, Any]:
+    """:func:`generate_rl_fields` of the :data:`RL_KEYWORDS` in ``arguments``.
+
+    The generate calls pass their ``locals()``: every one of them takes the same
+    RL keywords, and this is the one place that turns them into body fields.
+    """
+    picked = {name: arguments[name] for name in RL_KEYWORDS}
+    return generate_rl_fields(batch_size=batch_size, **picked)
 
 
 def batch_size_of(prompt: object, input_ids: object) -> int | None:

@@ -16,7 +16,7 @@ from ..._core.fanout import (
     generate_ops,
 )
 from ..._core.requests import DEFAULT_CHAT_MODEL
-from ..._core.rl_generate import HiddenStatesMode, SamplingLogprobsMode, generate_rl_fields
+from ..._core.rl_generate import HiddenStatesMode, SamplingLogprobsMode, rl_fields_from
 from ..._driver import NOT_GIVEN, TimeoutTypes
 
 # unasync: async-only
@@ -209,20 +209,7 @@ class AsyncFanOut(Endpoint):
         fields (``return_routed_experts``...) are as in :meth:`async_generate`,
         one value for every request.
         """
-        rl = generate_rl_fields(
-            batch_size=None,
-            return_routed_experts=return_routed_experts,
-            routed_experts_start_len=routed_experts_start_len,
-            return_hidden_states=return_hidden_states,
-            return_sampling_mask=return_sampling_mask,
-            sampling_logprobs_mode=sampling_logprobs_mode,
-            scheduler_routing_key=scheduler_routing_key,
-            routed_dp_rank=routed_dp_rank,
-            session_params=session_params,
-            cache_salt=cache_salt,
-            max_thinking_tokens=max_thinking_tokens,
-            custom_logit_processor=custom_logit_processor,
-        )
+        rl = rl_fields_from(locals())
         ops = generate_ops(
             prompts,
             input_ids,
@@ -388,20 +375,7 @@ class AsyncFanOut(Endpoint):
         first error cancels the rest and is raised. ``progress(done, total)``
         counts prompts. Every argument is checked before the first request is sent.
         """
-        rl = generate_rl_fields(
-            batch_size=None,
-            return_routed_experts=return_routed_experts,
-            routed_experts_start_len=routed_experts_start_len,
-            return_hidden_states=return_hidden_states,
-            return_sampling_mask=return_sampling_mask,
-            sampling_logprobs_mode=sampling_logprobs_mode,
-            scheduler_routing_key=scheduler_routing_key,
-            routed_dp_rank=routed_dp_rank,
-            session_params=session_params,
-            cache_salt=cache_salt,
-            max_thinking_tokens=max_thinking_tokens,
-            custom_logit_processor=custom_logit_processor,
-        )
+        rl = rl_fields_from(locals())
         ops = generate_group_ops(
             prompts,
             input_ids,
@@ -569,20 +543,7 @@ class AsyncFanOut(Endpoint):
         ``async with client.async_generate_as_completed(prompts) as results:``
         ``async for i, out in results: ...``
         """
-        rl = generate_rl_fields(
-            batch_size=None,
-            return_routed_experts=return_routed_experts,
-            routed_experts_start_len=routed_experts_start_len,
-            return_hidden_states=return_hidden_states,
-            return_sampling_mask=return_sampling_mask,
-            sampling_logprobs_mode=sampling_logprobs_mode,
-            scheduler_routing_key=scheduler_routing_key,
-            routed_dp_rank=routed_dp_rank,
-            session_params=session_params,
-            cache_salt=cache_salt,
-            max_thinking_tokens=max_thinking_tokens,
-            custom_logit_processor=custom_logit_processor,
-        )
+        rl = rl_fields_from(locals())
         ops = generate_ops(
             prompts,
             input_ids,

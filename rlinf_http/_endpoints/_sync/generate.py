@@ -15,7 +15,7 @@ from ..._core.rl_generate import (
     HiddenStatesMode,
     SamplingLogprobsMode,
     batch_size_of,
-    generate_rl_fields,
+    rl_fields_from,
 )
 from ..._core.streams import GenerateStreamChunk, GenerateStreamParser, StreamMode
 from ..._driver import NOT_GIVEN, TimeoutTypes
@@ -257,20 +257,7 @@ class Generate(Endpoint):
         incrementally; ``stream_mode`` fixes the mode instead of detecting it.
         Retries happen only before the stream's first byte.
         """
-        rl = generate_rl_fields(
-            batch_size=batch_size_of(prompt, input_ids),
-            return_routed_experts=return_routed_experts,
-            routed_experts_start_len=routed_experts_start_len,
-            return_hidden_states=return_hidden_states,
-            return_sampling_mask=return_sampling_mask,
-            sampling_logprobs_mode=sampling_logprobs_mode,
-            scheduler_routing_key=scheduler_routing_key,
-            routed_dp_rank=routed_dp_rank,
-            session_params=session_params,
-            cache_salt=cache_salt,
-            max_thinking_tokens=max_thinking_tokens,
-            custom_logit_processor=custom_logit_processor,
-        )
+        rl = rl_fields_from(locals(), batch_size_of(prompt, input_ids))
         op = with_routing_key(
             build_generate(
                 prompt,
@@ -326,20 +313,7 @@ class Generate(Endpoint):
         ``input_ids`` (one list of token ids); other arguments (the RL fields
         too) as in :meth:`generate`. For many prompts use :meth:`generate_groups`.
         """
-        rl = generate_rl_fields(
-            batch_size=None,
-            return_routed_experts=return_routed_experts,
-            routed_experts_start_len=routed_experts_start_len,
-            return_hidden_states=return_hidden_states,
-            return_sampling_mask=return_sampling_mask,
-            sampling_logprobs_mode=sampling_logprobs_mode,
-            scheduler_routing_key=scheduler_routing_key,
-            routed_dp_rank=routed_dp_rank,
-            session_params=session_params,
-            cache_salt=cache_salt,
-            max_thinking_tokens=max_thinking_tokens,
-            custom_logit_processor=custom_logit_processor,
-        )
+        rl = rl_fields_from(locals())
         op = generate_group_op(
             prompt,
             input_ids,
