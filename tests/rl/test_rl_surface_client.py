@@ -228,3 +228,18 @@ async def test_ready_ping_flush_and_prometheus_async(srv: FakeServer) -> None:
             waited = await client.async_flush_cache(timeout=10.0)  # waits for idle, flushes
             assert waited.flushed
         assert "sglang_" in await client.async_loads_prometheus(dp_rank=0)
+
+
+def test_rerank_reads_a_gateways_wrapped_answer_and_refuses_other_shapes() -> None:
+    from rl_helpers import raw
+
+    from rlinf_http import APIResponseValidationError
+    from rlinf_http._core.rewards import build_rerank
+
+    op = build_rerank("q", ["a", "b"])
+    item = {"score": 0.5, "index": 1, "document": "b"}
+    wrapped = op.parse(raw(op, 200, {"results": [item], "object": "rerank", "model": "m"}))
+    assert [r.index for r in wrapped] == [1]
+    for bad in ({"results": "x"}, {"results": [{"score": "high"}]}, {"data": []}):
+        with pytest.raises(APIResponseValidationError):
+            op.parse(raw(op, 200, bad))
