@@ -152,3 +152,25 @@ async def test_rid_is_typed_on_chat_completion_embed_async(srv: FakeServer) -> N
     async with InferenceHTTPClient(CLOSED, max_retries=0) as closed:
         with pytest.raises(InvalidRequestError, match="rid"):
             await closed.async_chat_completion([{"role": "user", "content": "x"}], rid="")
+
+
+def test_rid_on_chat_and_completion_fan_outs_sync(srv: FakeServer) -> None:
+    with InferenceHTTPClient(srv.url) as client:
+        msgs = [[{"role": "user", "content": "a"}], [{"role": "user", "content": "b"}]]
+        chats = client.chat_completion_many(msgs, rid="cm", concurrency=1)
+        assert [c.id for c in chats] == ["cm_0", "cm_1"]
+        done = client.completion_many(["x", "y"], rid=["p-x", "p-y"])
+        assert [d.id for d in done] == ["p-x", "p-y"]
+        with pytest.raises(InvalidRequestError, match="rid has 1 ids"):
+            client.completion_many(["x", "y"], rid=["only-one"])
+
+
+@pytest.mark.anyio
+async def test_rid_on_chat_fan_outs_async(srv: FakeServer) -> None:
+    async with InferenceHTTPClient(srv.url) as client:
+        msgs = [[{"role": "user", "content": "a"}], [{"role": "user", "content": "b"}]]
+        chats = await client.async_chat_completion_many(msgs, rid=["c-a", "c-b"])
+        assert [c.id for c in chats] == ["c-a", "c-b"]
+        async with client.async_chat_completion_as_completed(msgs, rid="ac") as done:
+            ids = sorted([out.id async for _, out in done])
+        assert ids == ["ac_0", "ac_1"]

@@ -236,6 +236,7 @@ class AsyncFanOut(Endpoint):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
@@ -253,6 +254,7 @@ class AsyncFanOut(Endpoint):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
@@ -269,13 +271,18 @@ class AsyncFanOut(Endpoint):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
     ) -> list[Any]:
-        """:meth:`async_generate_many` for chat completions (one conversation each)."""
-        ops = chat_ops(messages_list, model, kwargs, routing_key, priority, lora_path)
+        """:meth:`async_generate_many` for chat completions (one conversation each).
+
+        ``rid``: a prefix (request ``i`` gets ``<rid>_<i>``) or one id per
+        conversation; sent only when given.
+        """
+        ops = chat_ops(messages_list, model, kwargs, routing_key, priority, lora_path, rid)
         return await self._driver.amap(
             ops, concurrency, return_exceptions, progress, max_retries, timeout
         )
@@ -291,6 +298,7 @@ class AsyncFanOut(Endpoint):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
@@ -308,6 +316,7 @@ class AsyncFanOut(Endpoint):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
@@ -324,6 +333,7 @@ class AsyncFanOut(Endpoint):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
@@ -334,8 +344,9 @@ class AsyncFanOut(Endpoint):
         Results are in input order; the first error cancels the rest unless
         ``return_exceptions=True``. ``routing_key`` is one key for all, or one
         per prompt. Every argument is checked before the first request is sent.
+        ``rid``: a prefix (``<rid>_<i>``) or one id per prompt; sent only when given.
         """
-        ops = completion_ops(prompts, model, kwargs, routing_key, priority, lora_path)
+        ops = completion_ops(prompts, model, kwargs, routing_key, priority, lora_path, rid)
         return await self._driver.amap(
             ops, concurrency, return_exceptions, progress, max_retries, timeout
         )
@@ -567,6 +578,7 @@ class AsyncFanOut(Endpoint):
         return_exceptions: Literal[False] = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
@@ -583,6 +595,7 @@ class AsyncFanOut(Endpoint):
         return_exceptions: bool,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
@@ -598,13 +611,14 @@ class AsyncFanOut(Endpoint):
         return_exceptions: bool = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
     ) -> AsCompleted[Any]:
         """Chat twin of :meth:`async_generate_as_completed`."""
-        ops = chat_ops(messages_list, model, kwargs, routing_key, priority, lora_path)
+        ops = chat_ops(messages_list, model, kwargs, routing_key, priority, lora_path, rid)
         return self._driver.as_completed(ops, concurrency, return_exceptions, max_retries, timeout)
 
     # unasync: end

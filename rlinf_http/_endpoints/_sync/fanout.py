@@ -231,6 +231,7 @@ class FanOut(Endpoint):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
@@ -248,6 +249,7 @@ class FanOut(Endpoint):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
@@ -264,13 +266,18 @@ class FanOut(Endpoint):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
     ) -> list[Any]:
-        """:meth:`generate_many` for chat completions (one conversation each)."""
-        ops = chat_ops(messages_list, model, kwargs, routing_key, priority, lora_path)
+        """:meth:`generate_many` for chat completions (one conversation each).
+
+        ``rid``: a prefix (request ``i`` gets ``<rid>_<i>``) or one id per
+        conversation; sent only when given.
+        """
+        ops = chat_ops(messages_list, model, kwargs, routing_key, priority, lora_path, rid)
         return self._driver.map(ops, concurrency, return_exceptions, progress, max_retries, timeout)
 
     @overload
@@ -284,6 +291,7 @@ class FanOut(Endpoint):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
@@ -301,6 +309,7 @@ class FanOut(Endpoint):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
@@ -317,6 +326,7 @@ class FanOut(Endpoint):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
@@ -327,8 +337,9 @@ class FanOut(Endpoint):
         Results are in input order; the first error cancels the rest unless
         ``return_exceptions=True``. ``routing_key`` is one key for all, or one
         per prompt. Every argument is checked before the first request is sent.
+        ``rid``: a prefix (``<rid>_<i>``) or one id per prompt; sent only when given.
         """
-        ops = completion_ops(prompts, model, kwargs, routing_key, priority, lora_path)
+        ops = completion_ops(prompts, model, kwargs, routing_key, priority, lora_path, rid)
         return self._driver.map(ops, concurrency, return_exceptions, progress, max_retries, timeout)
 
     def generate_groups(
