@@ -101,6 +101,32 @@ def test_fleet_calls_through_the_gateway(
             assert all("sglang_" in t for t in fleet.loads_prometheus().results.values())
             fleet.update_weights_from_ipc({"GPU-0": "ipc:///ce"}, weight_version=f"{kind}-2")
             fleet.check_weight_version(f"{kind}-2")
+            read = fleet.get_weights_by_name(NORM, 3).results
+            assert all(r.values == parameter_values(NORM, f"{kind}-2", 3) for r in read.values())
+            name = f"gw-{kind}"
+            loaded = fleet.load_lora_adapter_from_tensors(name, {"r": 2}, [b"\x00"]).results
+            assert all(name in r.loaded_adapters for r in loaded.values())
+
+
+def test_server_only_calls_are_404_on_the_gateway(gateway: tuple[str, RouterProcess]) -> None:
+    """What the gateways refuse (and so what ``client.fleet()`` is for)."""
+    _, router = gateway
+    with InferenceHTTPClient(router.url, max_retries=0) as client:
+        for call in (
+            lambda: client.ping(),
+            lambda: client.weights_checker(),
+            lambda: client.loads_prometheus(),
+            lambda: client.remote_instance_transfer_engine_info(0),
+        ):
+            with pytest.raises(NotFoundError):
+                call()
+        for weight_call in (
+            lambda: client.update_weights_from_ipc({"GPU-0": "ipc:///x"}),
+            lambda: client.load_lora_adapter_from_tensors("x", {}, [b"\x00"]),
+            lambda: client.send_weights_to_remote_instance("h", [1]),
+        ):
+            with pytest.raises(NotFoundError):
+                weight_call()
 
 
 @pytest.mark.anyio
@@ -114,6 +140,9 @@ async def test_async_fleet_verify_through_the_gateway(
             report = await fleet.async_verify_weights([NORM])  # the workers with each other
             assert report.ok and report.reference in fleet.urls
             assert all((await fleet.async_ready()).results.values())
+            assert all((await fleet.async_ping()).results.values())
+            sums = (await fleet.async_weights_checker()).results
+            assert len({s.per_engine_checksum for s in sums.values()}) == 1
 
 
 def test_reward_calls_through_the_gateway(gateway: tuple[str, RouterProcess]) -> None:
