@@ -29,8 +29,10 @@ from ._endpoints._async.fleet import AsyncFleetAccess
 from ._endpoints._async.generate import AsyncGenerate
 from ._endpoints._async.lora import AsyncLora
 from ._endpoints._async.post import AsyncPost
+from ._endpoints._async.rewards import AsyncRewards
 from ._endpoints._async.router import AsyncRouter
 from ._endpoints._async.tokenizer import AsyncTokenizer
+from ._endpoints._async.weights import AsyncWeights
 from ._endpoints._sync.admin import Admin
 from ._endpoints._sync.chat import Chat
 from ._endpoints._sync.completions import Completions
@@ -41,8 +43,10 @@ from ._endpoints._sync.fleet import FleetAccess
 from ._endpoints._sync.generate import Generate
 from ._endpoints._sync.lora import Lora
 from ._endpoints._sync.post import Post
+from ._endpoints._sync.rewards import Rewards
 from ._endpoints._sync.router import Router
 from ._endpoints._sync.tokenizer import Tokenizer
+from ._endpoints._sync.weights import Weights
 from ._errors import InvalidRequestError
 from ._fanout import AsCompleted
 from ._fleet._fleet import register_client_class
@@ -70,6 +74,10 @@ class InferenceHTTPClient(
     AsyncRouter,
     Control,
     AsyncControl,
+    Weights,
+    AsyncWeights,
+    Rewards,
+    AsyncRewards,
     FanOut,
     AsyncFanOut,
     Post,

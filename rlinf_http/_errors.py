@@ -347,6 +347,19 @@ class WeightVersionMismatchError(RLinfHTTPError):
         )
 
 
+class WeightSyncError(RLinfHTTPError):
+    """A weight-sync verification found workers that differ (or could not be read).
+
+    Raised by ``WeightSyncReport.raise_for_mismatch()`` (and
+    ``fleet.verify_weights(..., raise_on_mismatch=True)``); ``report`` is the
+    :class:`~rlinf_http.WeightSyncReport` with the per-worker verdicts.
+    """
+
+    def __init__(self, message: str, *, report: Any = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
 _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
     401: AuthenticationError,

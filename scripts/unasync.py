@@ -47,6 +47,8 @@ FILES: list[tuple[str, str]] = [
     ("_endpoints/_async/post.py", "_endpoints/_sync/post.py"),
     ("_endpoints/_async/router.py", "_endpoints/_sync/router.py"),
     ("_endpoints/_async/tokenizer.py", "_endpoints/_sync/tokenizer.py"),
+    ("_endpoints/_async/weights.py", "_endpoints/_sync/weights.py"),
+    ("_endpoints/_async/rewards.py", "_endpoints/_sync/rewards.py"),
     ("_fleet/_async.py", "_fleet/_sync.py"),
     ("_endpoints/_async/fleet.py", "_endpoints/_sync/fleet.py"),
 ]

@@ -79,6 +79,7 @@ PUBLIC_NAMES = sorted(
         "CacheNotFlushedError",
         "FleetError",
         "WeightUpdateError",
+        "WeightSyncError",
         "WeightVersionMismatchError",
         "Fleet",
         "FleetResult",

@@ -104,9 +104,19 @@ def steering_fields(
     priority: object = None,
     lora_path: object = None,
     batch_size: int | None = None,
+    rid: object = None,
 ) -> dict[str, Any]:
-    """``kwargs`` plus the typed ``priority`` / ``lora_path`` fields that are set."""
+    """``kwargs`` plus the typed ``priority`` / ``lora_path`` / ``rid`` fields that are set.
+
+    ``rid`` (the engine's request id, a str or, for a batch, one per item) is sent
+    only when given: sglang then uses it as the response ``id`` and it can be
+    aborted with ``abort_request(rid)``.
+    """
     out = dict(kwargs)
+    if rid is not None:
+        if "rid" in out:
+            raise InvalidRequestError("'rid' is set through its own argument")
+        out["rid"] = check_rid(rid, batch_size)
     checked_priority = check_priority(priority)
     if checked_priority is not None:
         out["priority"] = checked_priority

@@ -93,15 +93,21 @@ def chat_ops(
     routing_key: str | Sequence[str] | None = None,
     priority: int | None = None,
     lora_path: str | None = None,
+    rid: str | Sequence[str] | None = None,
 ) -> list[Operation[Any]]:
-    """One chat-completion operation per conversation."""
+    """One chat-completion operation per conversation (``rid``: as :func:`fanout_rids`)."""
     if isinstance(messages_list, (str, bytes)) or not isinstance(messages_list, Sequence):
         raise InvalidRequestError("messages_list must be a list of message lists")
     keys = fanout_routing_keys(routing_key, len(messages_list))
-    fields = steering_fields(kwargs, priority=priority, lora_path=lora_path)
+    rids = fanout_rids(rid, len(messages_list))
     return [
-        with_routing_key(build_chat_completion(m, model, fields), key)
-        for m, key in zip(messages_list, keys, strict=True)
+        with_routing_key(
+            build_chat_completion(
+                m, model, steering_fields(kwargs, priority=priority, lora_path=lora_path, rid=r)
+            ),
+            key,
+        )
+        for m, key, r in zip(messages_list, keys, rids, strict=True)
     ]
 
 
@@ -113,9 +119,10 @@ def completion_op(
     routing_key: str | None,
     priority: int | None,
     lora_path: str | None,
+    rid: str | None = None,
 ) -> Operation[Completion]:
     """One ``/v1/completions`` operation."""
-    fields = steering_fields(kwargs, priority=priority, lora_path=lora_path)
+    fields = steering_fields(kwargs, priority=priority, lora_path=lora_path, rid=rid)
     return with_routing_key(build_completion(prompt, model, fields, stream=stream), routing_key)
 
 
@@ -126,14 +133,16 @@ def completion_ops(
     routing_key: str | Sequence[str] | None,
     priority: int | None,
     lora_path: str | None,
+    rid: str | Sequence[str] | None = None,
 ) -> list[Operation[Any]]:
-    """One ``/v1/completions`` operation per prompt."""
+    """One ``/v1/completions`` operation per prompt (``rid``: as :func:`fanout_rids`)."""
     if isinstance(prompts, (str, bytes)) or not isinstance(prompts, Sequence):
         raise InvalidRequestError("prompts must be a list (one completion prompt each)")
     keys = fanout_routing_keys(routing_key, len(prompts))
+    rids = fanout_rids(rid, len(prompts))
     return [
-        completion_op(p, model, kwargs, False, key, priority, lora_path)
-        for p, key in zip(prompts, keys, strict=True)
+        completion_op(p, model, kwargs, False, key, priority, lora_path, r)
+        for p, key, r in zip(prompts, keys, rids, strict=True)
     ]
 
 
@@ -144,9 +153,10 @@ def embed_op(
     routing_key: str | None,
     priority: int | None,
     lora_path: str | None,
+    rid: str | None = None,
 ) -> Operation[EmbeddingResponse]:
     """One ``/v1/embeddings`` operation."""
-    fields = steering_fields(kwargs, priority=priority, lora_path=lora_path)
+    fields = steering_fields(kwargs, priority=priority, lora_path=lora_path, rid=rid)
     return with_routing_key(build_embeddings(input, model, fields), routing_key)
 
 
@@ -157,9 +167,10 @@ def encode_op(
     routing_key: str | None,
     priority: int | None,
     lora_path: str | None,
+    rid: str | None = None,
 ) -> Operation[EncodeOutput | list[EncodeOutput]]:
     """One ``/encode`` operation."""
-    fields = steering_fields(kwargs, priority=priority, lora_path=lora_path)
+    fields = steering_fields(kwargs, priority=priority, lora_path=lora_path, rid=rid)
     return with_routing_key(build_encode(text, input_ids, fields), routing_key)
 
 

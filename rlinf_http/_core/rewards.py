@@ -22,7 +22,7 @@ from .._errors import APIResponseValidationError, InvalidRequestError
 from ..models import ClassifyOutput, RerankResult, ScoreResult
 from .dataplane import _model, _own_fields, _prompt_kind, _wire_prompt, build_encode
 from .requests import JSON_CONTENT_TYPE, Operation, encode_json
-from .responses import RawResponse, parse_model
+from .responses import RawResponse, decode_json, parse_model
 
 __all__ = ["build_classify", "build_rerank", "build_score"]
 
@@ -242,6 +242,13 @@ def build_rerank(
 
 
 def _rerank(raw: RawResponse) -> list[RerankResult]:
+    """sglang's JSON array, or a gateway's ``{"results": [...], "object": "rerank"}``."""
     if raw.content.lstrip()[:1] == b"{":
-        raise _shape_error(raw, "a JSON list of rerank results")
+        wrapped = decode_json(raw)
+        if not isinstance(wrapped, dict) or not isinstance(wrapped.get("results"), list):
+            raise _shape_error(raw, "a JSON list of rerank results")
+        try:
+            return _RERANK.validate_python(wrapped["results"])
+        except pydantic.ValidationError:
+            raise _shape_error(raw, "a list of rerank results under 'results'") from None
     return parse_model(_RERANK, raw)

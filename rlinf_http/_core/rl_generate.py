@@ -40,7 +40,10 @@ __all__ = [
     "SESSION_PARAM_TYPES",
     "HiddenStatesMode",
     "SamplingLogprobsMode",
+    "RL_KEYWORDS",
+    "batch_size_of",
     "generate_rl_fields",
+    "rl_fields_from",
     "weight_version_mix",
 ]
 
@@ -150,6 +153,51 @@ def _session(value: object) -> dict[str, Any]:
             )
         out[key] = item
     return out
+
+
+#: The RL keywords of the generate calls (the client's names; ``return_entropy`` is not
+#: one: sglang 0.5.23 accepts it but sends nothing back).
+RL_KEYWORDS: tuple[str, ...] = (
+    "return_routed_experts",
+    "routed_experts_start_len",
+    "return_hidden_states",
+    "return_sampling_mask",
+    "sampling_logprobs_mode",
+    "scheduler_routing_key",
+    "routed_dp_rank",
+    "session_params",
+    "cache_salt",
+    "max_thinking_tokens",
+    "custom_logit_processor",
+)
+
+
+def rl_fields_from(arguments: Mapping[str, Any], batch_size: int | None = None) -> dict[str, Any]:
+    """:func:`generate_rl_fields` of the :data:`RL_KEYWORDS` in ``arguments``.
+
+    The generate calls pass their ``locals()``: every one of them takes the same
+    RL keywords, and this is the one place that turns them into body fields.
+    """
+    picked = {name: arguments[name] for name in RL_KEYWORDS}
+    return generate_rl_fields(batch_size=batch_size, **picked)
+
+
+def batch_size_of(prompt: object, input_ids: object) -> int | None:
+    """The number of prompts of a batch ``/generate`` (``None``: one prompt).
+
+    A list of str is a batch of texts; a list of lists a batch of token ids.
+    Anything else (one prompt, or input ``build_generate`` will refuse) is ``None``.
+    """
+    if isinstance(prompt, Sequence) and not isinstance(prompt, (str, bytes)):
+        return len(prompt)
+    if (
+        isinstance(input_ids, Sequence)
+        and not isinstance(input_ids, (str, bytes))
+        and input_ids
+        and all(isinstance(r, Sequence) and not isinstance(r, (str, bytes)) for r in input_ids)
+    ):
+        return len(input_ids)
+    return None
 
 
 def generate_rl_fields(

@@ -238,3 +238,21 @@ class FleetBase:
 def hint(call: str, state: str) -> str:
     """How to finish by hand what a cut-short cleanup left (see :mod:`rlinf_http._brackets`)."""
     return f"the workers it names may be left {state}: call fleet.{call}() to finish"
+
+
+def verify_names(
+    names: str | Sequence[str] | None, expected: Mapping[str, Any] | None
+) -> list[str]:
+    """The parameters ``verify_weights`` reads: ``names``, else ``expected``'s keys."""
+    if names is None:
+        if expected is None:
+            raise InvalidRequestError("give the parameter names to read, or expected values")
+        if not isinstance(expected, Mapping) or not expected:
+            raise InvalidRequestError("expected must map parameter names to values")
+        return list(expected)
+    wanted = [names] if isinstance(names, str) else list(names)
+    if expected is not None and isinstance(expected, Mapping):
+        missing = [n for n in wanted if n not in expected]
+        if missing:
+            raise InvalidRequestError(f"expected has no values for {', '.join(missing)}")
+    return wanted

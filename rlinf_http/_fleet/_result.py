@@ -78,12 +78,9 @@ def check_expected(expected: object) -> None:
 def agree(expected: str, versions: FleetResult[str | None]) -> FleetResult[str | None]:
     """``versions`` if every worker serves ``expected``; else raise the mismatch."""
     found = versions.results
-    wrong = {url: v for url, v in found.items() if v != expected}
-    if wrong:
-        listing = ", ".join(f"{url} serves {v!r}" for url, v in wrong.items())
+    if any(v != expected for v in found.values()):
         raise WeightVersionMismatchError(
-            f"{len(wrong)} of {len(found)} workers do not serve weight version "
-            f"{expected!r}: {listing}",
+            WeightVersionMismatchError.describe(expected, found),
             expected=expected,
             versions=found,
         )

@@ -14,20 +14,25 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from .._brackets import bracket
-from .._core import control, plans
+from .._core import control, plans, probes, weights_io
 from .._core.control import PauseMode, Selector, WorkerState
 from .._core.dataplane import build_load_lora, build_unload_lora
+from .._core.weights_check import compare_weight_slices
+from .._core.weights_io import CheckAction, weight_update_options
 from ..models import (
     FlushCacheResult,
     GenerationControlResult,
     Loads,
     LoraAdapterResult,
     ModelInfo,
+    ParameterSlice,
     ServerInfo,
+    WeightsCheckResult,
+    WeightSyncReport,
     WeightUpdateResult,
     WeightVersionResult,
 )
-from ._base import FleetBase, Stage, hint, undo_targets
+from ._base import FleetBase, Stage, hint, undo_targets, verify_names
 from ._result import FleetResult, agree, check_expected
 
 if TYPE_CHECKING:
@@ -130,10 +135,28 @@ class FleetCalls(FleetBase):
         weight_version: str | None = None,
         abort_all_requests: bool = False,
         flush_cache: bool = True,
+        torch_empty_cache: bool | None = None,
+        recapture_cuda_graph: bool | None = None,
+        keep_pause: bool | None = None,
+        is_async: bool | None = None,
+        token_step: int | None = None,
+        manifest: Mapping[str, Any] | None = None,
         raise_on_error: bool = True,
         **extra: Any,
     ) -> FleetResult[WeightUpdateResult]:
         """``update_weights_from_disk`` on every worker (see the client's method)."""
+        fields = {
+            **extra,
+            **weight_update_options(
+                "disk",
+                torch_empty_cache=torch_empty_cache,
+                recapture_cuda_graph=recapture_cuda_graph,
+                keep_pause=keep_pause,
+                is_async=is_async,
+                token_step=token_step,
+                manifest=manifest,
+            ),
+        }
         return self._all(
             "update_weights_from_disk",
             lambda _: control.update_weights_from_disk_plan(
@@ -142,7 +165,7 @@ class FleetCalls(FleetBase):
                 weight_version=weight_version,
                 abort_all_requests=abort_all_requests,
                 flush_cache=flush_cache,
-                extra=extra,
+                extra=fields,
             ),
             raise_on_error,
         )
@@ -233,6 +256,7 @@ class FleetCalls(FleetBase):
         load_format: str | None = None,
         selector: Selector = "all",
         wrap_session: bool = False,
+        torch_empty_cache: bool | None = None,
         raise_on_error: bool = True,
         **extra: Any,
     ) -> FleetResult[WeightUpdateResult]:
@@ -241,6 +265,10 @@ class FleetCalls(FleetBase):
         Every worker receives the same broadcast, so the calls must all be
         pending while the trainer broadcasts.
         """
+        fields = {
+            **extra,
+            **weight_update_options("distributed", torch_empty_cache=torch_empty_cache),
+        }
         return self._all(
             "update_weights_from_distributed",
             lambda _: control.update_weights_from_distributed_plan(
@@ -254,7 +282,7 @@ class FleetCalls(FleetBase):
                 load_format=load_format,
                 selector=selector,
                 wrap_session=wrap_session,
-                extra=extra,
+                extra=fields,
             ),
             raise_on_error,
         )
@@ -269,6 +297,7 @@ class FleetCalls(FleetBase):
         weight_version: str | None = None,
         selector: Selector = "all",
         wrap_session: bool = False,
+        torch_empty_cache: bool | None = None,
         raise_on_error: bool = True,
         **extra: Any,
     ) -> FleetResult[WeightUpdateResult]:
@@ -279,6 +308,7 @@ class FleetCalls(FleetBase):
         worker URL to that worker's payload.
         """
         payloads = self._payloads(serialized_named_tensors)
+        fields = {**extra, **weight_update_options("tensor", torch_empty_cache=torch_empty_cache)}
         return self._all(
             "update_weights_from_tensor",
             lambda url: control.update_weights_from_tensor_plan(
@@ -289,10 +319,149 @@ class FleetCalls(FleetBase):
                 weight_version=weight_version,
                 selector=selector,
                 wrap_session=wrap_session,
-                extra=extra,
+                extra=fields,
             ),
             raise_on_error,
         )
+
+    def update_weights_from_ipc(
+        self,
+        zmq_handles: Mapping[str, str] | Mapping[str, Mapping[str, str]],
+        *,
+        flush_cache: bool = True,
+        weight_version: str | None = None,
+        torch_empty_cache: bool = False,
+        raise_on_error: bool = True,
+    ) -> FleetResult[WeightUpdateResult]:
+        """``update_weights_from_ipc`` on every worker (checkpoint-engine).
+
+        ``zmq_handles`` is one ``{device UUID: ZMQ socket path}`` for all, or a
+        mapping of worker URL to that worker's handles (each node has its own
+        devices and sockets).
+        """
+        per_worker = bool(zmq_handles) and all(isinstance(v, Mapping) for v in zmq_handles.values())
+        handles: dict[str, Any] = (
+            self._by_worker(zmq_handles, "zmq_handles")
+            if per_worker
+            else dict.fromkeys(self._clients, zmq_handles)
+        )
+        plans_by_url = {
+            url: weights_io.update_weights_from_ipc_plan(
+                h,
+                flush_cache=flush_cache,
+                weight_version=weight_version,
+                torch_empty_cache=torch_empty_cache,
+            )
+            for url, h in handles.items()
+        }  # every worker's arguments checked before any I/O
+        return self._all("update_weights_from_ipc", lambda url: plans_by_url[url], raise_on_error)
+
+    def load_lora_adapter_from_tensors(
+        self,
+        lora_name: str,
+        config_dict: Mapping[str, Any],
+        serialized_named_tensors: Sequence[bytes | str] | Mapping[str, Sequence[bytes | str]],
+        *,
+        pinned: bool = False,
+        added_tokens_config: Mapping[str, int] | None = None,
+        load_format: str | None = None,
+        expected_checksums: Mapping[str, str] | None = None,
+        raise_on_error: bool = True,
+    ) -> FleetResult[LoraAdapterResult]:
+        """``load_lora_adapter_from_tensors`` on every worker.
+
+        One payload for all, or a mapping of worker URL to that worker's payload
+        (as :meth:`update_weights_from_tensor`).
+        """
+        payloads = self._payloads(serialized_named_tensors)
+        plans_by_url = {
+            url: weights_io.load_lora_adapter_from_tensors_plan(
+                lora_name,
+                config_dict,
+                payload,
+                pinned=pinned,
+                added_tokens_config=added_tokens_config,
+                load_format=load_format,
+                expected_checksums=expected_checksums,
+            )
+            for url, payload in payloads.items()
+        }
+        return self._all(
+            "load_lora_adapter_from_tensors", lambda url: plans_by_url[url], raise_on_error
+        )
+
+    def get_weights_by_name(
+        self, name: str, truncate_size: int = 100, *, raise_on_error: bool = True
+    ) -> FleetResult[ParameterSlice]:
+        """``get_weights_by_name`` on every worker (to compare: :meth:`verify_weights`)."""
+        weights_io.get_weights_by_name_plan(name, truncate_size)  # checked before any I/O
+        return self._all(
+            "get_weights_by_name",
+            lambda _: weights_io.get_weights_by_name_plan(name, truncate_size),
+            raise_on_error,
+        )
+
+    def weights_checker(
+        self,
+        action: CheckAction = "checksum",
+        *,
+        allow_quant_error: bool = False,
+        skip_tensor_list: Sequence[str] | None = None,
+        selector: Selector = "all",
+        raise_on_error: bool = True,
+    ) -> FleetResult[WeightsCheckResult]:
+        """``weights_checker`` on every worker; equal ``per_engine_checksum`` values mean
+        equal weights on workers of the same layout."""
+
+        def make(_: str) -> Any:
+            return weights_io.weights_checker_plan(
+                action,
+                allow_quant_error=allow_quant_error,
+                skip_tensor_list=skip_tensor_list,
+                selector=selector,
+            )
+
+        make("")  # checked before any I/O
+        return self._all("weights_checker", make, raise_on_error)
+
+    def verify_weights(
+        self,
+        names: str | Sequence[str] | None = None,
+        expected: Mapping[str, Any] | None = None,
+        *,
+        truncate_size: int = 100,
+        atol: float = 1e-6,
+        rtol: float = 0.0,
+        raise_on_mismatch: bool = False,
+    ) -> WeightSyncReport:
+        """Do all workers hold the weights the trainer pushed? One verdict per worker.
+
+        Reads the named parameters' first ``truncate_size`` rows from every worker
+        (``/get_weights_by_name``, concurrently) and compares them with
+        ``expected`` (parameter name -> the trainer's values: a tensor, an array
+        or nested lists; cut here as sglang cuts them) or, without it, with each
+        other (the reference is the worker most others agree with). ``names``
+        defaults to ``expected``'s keys. A value matches when
+        ``|a - r| <= atol + rtol * |r|`` (fp32 master weights against bf16
+        served ones: ``rtol=2**-8``).
+
+        Returns the :class:`~rlinf_http.WeightSyncReport` (``ok``,
+        ``mismatched``, ``errors``, ``summary()``); a worker that could not be
+        read is reported, not raised. ``raise_on_mismatch=True`` (or
+        ``report.raise_for_mismatch()``) raises
+        :class:`~rlinf_http.WeightSyncError` unless every worker matched.
+        """
+        wanted = verify_names(names, expected)
+        compare_weight_slices({}, expected, atol=atol, rtol=rtol)  # checked before any I/O
+        weights_io.read_parameters_plan(wanted, truncate_size)
+        read = self._all(
+            "verify_weights",
+            lambda _: weights_io.read_parameters_plan(wanted, truncate_size),
+            False,
+        )
+        reference = None if expected is None else {n: expected[n] for n in wanted}
+        report = compare_weight_slices(dict(read), reference, atol=atol, rtol=rtol)
+        return report.raise_for_mismatch() if raise_on_mismatch else report
 
     def update_weight_version(
         self, new_version: str, *, abort_all_requests: bool = True, raise_on_error: bool = True
@@ -340,15 +509,55 @@ class FleetCalls(FleetBase):
             raise_on_error,
         )
 
-    def flush_cache(self, *, raise_on_error: bool = True) -> FleetResult[FlushCacheResult]:
-        """``flush_cache`` on every worker (a busy worker gives ``flushed=False``)."""
-        return self._all("flush_cache", lambda _: plans.flush_cache_plan(), raise_on_error)
+    def flush_cache(
+        self, timeout: float | None = None, *, raise_on_error: bool = True
+    ) -> FleetResult[FlushCacheResult]:
+        """``flush_cache`` on every worker (a busy worker gives ``flushed=False``).
+
+        ``timeout`` (seconds) makes each worker wait up to that long for idle
+        before flushing (sglang's ``/flush_cache?timeout=``).
+        """
+        if timeout is None:
+            return self._all("flush_cache", lambda _: plans.flush_cache_plan(), raise_on_error)
+        probes.flush_cache_when_idle_plan(timeout)  # checked before any I/O
+        return self._all(
+            "flush_cache", lambda _: probes.flush_cache_when_idle_plan(timeout), raise_on_error
+        )
+
+    def ready(self, *, raise_on_error: bool = True) -> FleetResult[bool]:
+        """Worker URL -> ``GET /ready`` (``False``: paused, starting or shutting down).
+
+        Bounded per worker by its ``health_timeout``; a worker that does not
+        answer is an error (``raise_on_error=False`` to collect it).
+        """
+        return self._all(
+            "ready",
+            lambda url: probes.ready_plan(self._clients[url].health_timeout),
+            raise_on_error,
+        )
+
+    def ping(self, *, raise_on_error: bool = True) -> FleetResult[bool]:
+        """Worker URL -> ``GET /ping`` (``True`` while up, paused included)."""
+        return self._all(
+            "ping",
+            lambda url: probes.ping_plan(self._clients[url].health_timeout),
+            raise_on_error,
+        )
 
     def loads(
         self, include: str | Sequence[str] | None = None, *, raise_on_error: bool = True
     ) -> FleetResult[Loads]:
         """``GET /v1/loads`` of every worker."""
         return self._all("loads", lambda _: control.loads_plan(include), raise_on_error)
+
+    def loads_prometheus(
+        self, include: str | Sequence[str] | None = None, *, raise_on_error: bool = True
+    ) -> FleetResult[str]:
+        """``GET /v1/loads?format=prometheus`` of every worker (Prometheus text)."""
+        probes.loads_prometheus_plan(include)  # checked before any I/O
+        return self._all(
+            "loads_prometheus", lambda _: probes.loads_prometheus_plan(include), raise_on_error
+        )
 
     def health(self) -> FleetResult[bool]:
         """Worker URL -> ``GET /health`` answered 2xx (never raises; bounded per worker).

@@ -203,6 +203,18 @@ class WeightSyncReport(WireModel):
         """URL -> why the worker could not be compared."""
         return {u: w.error or "error" for u, w in self.workers.items() if w.status == "error"}
 
+    def raise_for_mismatch(self) -> WeightSyncReport:
+        """Raise :class:`~rlinf_http.WeightSyncError` unless every worker matched; else ``self``.
+
+        A worker that could not be read (``error``) fails the check too: a sync
+        that cannot be confirmed is not confirmed.
+        """
+        if not self.ok:
+            from .._errors import WeightSyncError
+
+            raise WeightSyncError(f"weight sync not confirmed: {self.summary()}", report=self)
+        return self
+
     def summary(self) -> str:
         """One line: counts, and the workers that differ or failed."""
         parts = [f"{len(self.matched)}/{len(self.workers)} workers match"]

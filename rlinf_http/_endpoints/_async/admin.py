@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..._core import plans
+from ..._core import plans, probes
 from ..._core.requests import build_health
 from ...models import (
     FlushCacheResult,
@@ -32,9 +32,37 @@ class AsyncAdmin(Endpoint):
         """``GET /v1/models``."""
         return await self._driver.arun(plans.models_plan())
 
-    async def async_flush_cache(self) -> FlushCacheResult:
-        """``POST /flush_cache`` (server or router); ``flushed=False`` if it was refused."""
-        return await self._driver.arun(plans.flush_cache_plan())
+    async def async_flush_cache(self, timeout: float | None = None) -> FlushCacheResult:
+        """``POST /flush_cache`` (server or router); ``flushed=False`` if it was refused.
+
+        ``timeout=None`` flushes now (refused while requests run). A number of
+        seconds sends sglang 0.5.23's ``/flush_cache?timeout=``: the server waits
+        up to that long for idle, then flushes (``flushed=False`` with "Timed
+        out waiting for idle state." otherwise) -- the call to make after a
+        :class:`~rlinf_http.CacheNotFlushedError`. Servers only: the gateways'
+        ``/flush_cache`` fan-out drops the query string.
+        """
+        if timeout is None:
+            return await self._driver.arun(plans.flush_cache_plan())
+        return await self._driver.arun(probes.flush_cache_when_idle_plan(timeout))
+
+    async def async_ready(self, timeout: float | None = None) -> bool:
+        """``GET /ready``: ``True`` when the server takes requests, ``False`` on 503.
+
+        sglang answers 503 while paused (a weight sync), starting or shutting
+        down; unlike ``/health`` it runs no generation, so it answers at once
+        while paused. A server that does not answer raises
+        :class:`~rlinf_http.APIConnectionError`. Servers only (the gateways 404).
+        """
+        return await self._driver.arun(probes.ready_plan(timeout))
+
+    async def async_ping(self, timeout: float | None = None) -> bool:
+        """``GET /ping``: ``True`` while the server is up (paused included), ``False`` on 503.
+
+        A paused server is ``ready() == False`` and ``ping() == True``.
+        Servers only (the gateways 404).
+        """
+        return await self._driver.arun(probes.ping_plan(timeout))
 
     async def async_abort_request(self, rid: str = "", *, abort_all: bool = False) -> None:
         """``POST /abort_request``: abort generation ``rid`` (servers only, not the router)."""

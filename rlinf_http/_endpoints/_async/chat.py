@@ -40,6 +40,7 @@ class AsyncChat(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        rid: str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -55,6 +56,7 @@ class AsyncChat(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        rid: str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -69,6 +71,7 @@ class AsyncChat(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        rid: str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -82,8 +85,12 @@ class AsyncChat(Endpoint):
         with an OpenAI spelling (``max_new_tokens``) raise
         :class:`~rlinf_http.InvalidRequestError`. ``routing_key`` is sent as
         ``X-SMG-Routing-Key``; ``priority`` and ``lora_path`` are typed fields.
+        ``rid`` (sglang's request id) is sent only when given: the response ``id`` is
+        then ``rid``, and ``abort_request(rid)`` can stop it (``generate`` makes one
+        up when absent; these calls leave it to the server). sglang-router 0.3.2
+        drops a chat ``rid``; smg 1.13 forwards it.
         """
-        fields = steering_fields(kwargs, priority=priority, lora_path=lora_path)
+        fields = steering_fields(kwargs, priority=priority, lora_path=lora_path, rid=rid)
         op = with_routing_key(
             build_chat_completion(messages, model, fields, stream=stream), routing_key
         )

@@ -38,6 +38,7 @@ class AsyncCompletions(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        rid: str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -53,6 +54,7 @@ class AsyncCompletions(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        rid: str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -67,6 +69,7 @@ class AsyncCompletions(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        rid: str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -77,11 +80,13 @@ class AsyncCompletions(Endpoint):
         (token ids only when calling a server: the router answers them with 422).
         OpenAI fields (``max_tokens``, which defaults to 16 on sglang,
         ``temperature``, ``logprobs``, ``echo``, ``n``...) and sglang extras
-        (``top_k``, ``regex``, ``rid``...) alike. ``stream=True`` returns a
+        (``top_k``, ``regex``...) alike. ``stream=True`` returns a
         :class:`Stream` of :class:`CompletionChunk` whose ``choices[i].text`` are
-        increments.
+        increments. ``rid`` (sglang's request id) is sent only when given: the response ``id`` is
+        then ``rid``, and ``abort_request(rid)`` can stop it (``generate`` makes one
+        up when absent; these calls leave it to the server).
         """
-        op = completion_op(prompt, model, kwargs, stream, routing_key, priority, lora_path)
+        op = completion_op(prompt, model, kwargs, stream, routing_key, priority, lora_path, rid)
         policy = self._driver.policy(max_retries)
         try:
             if stream:

@@ -40,6 +40,7 @@ class AsyncEmbeddings(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        rid: str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -55,6 +56,7 @@ class AsyncEmbeddings(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        rid: str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -69,6 +71,7 @@ class AsyncEmbeddings(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        rid: str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -78,8 +81,11 @@ class AsyncEmbeddings(Endpoint):
         Returns an :class:`EmbeddingResponse` (``.vectors``: lists of floats in
         input order), or with ``as_numpy=True`` a ``(len(input), dim)`` float32
         array (needs numpy). ``kwargs``: ``dimensions``, ``encoding_format``...
+        ``rid`` (sglang's request id) is sent only when given: the response ``id`` is
+        then ``rid``, and ``abort_request(rid)`` can stop it (``generate`` makes one
+        up when absent; these calls leave it to the server).
         """
-        op = embed_op(input, model, kwargs, routing_key, priority, lora_path)
+        op = embed_op(input, model, kwargs, routing_key, priority, lora_path, rid)
         out = await self._driver.asend(op, timeout=timeout, retry=self._driver.policy(max_retries))
         return out.as_numpy() if as_numpy else out
 
@@ -91,6 +97,7 @@ class AsyncEmbeddings(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        rid: str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -105,6 +112,7 @@ class AsyncEmbeddings(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        rid: str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -119,6 +127,7 @@ class AsyncEmbeddings(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        rid: str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -132,6 +141,7 @@ class AsyncEmbeddings(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        rid: str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -141,5 +151,5 @@ class AsyncEmbeddings(Endpoint):
         One text (or id list) returns an :class:`EncodeOutput`; a list returns
         a list in input order.
         """
-        op = encode_op(text, input_ids, kwargs, routing_key, priority, lora_path)
+        op = encode_op(text, input_ids, kwargs, routing_key, priority, lora_path, rid)
         return await self._driver.asend(op, timeout=timeout, retry=self._driver.policy(max_retries))

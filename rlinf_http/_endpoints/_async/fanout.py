@@ -6,7 +6,7 @@ Results in input order (``*_many``) or, async only, in completion order
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
 from ..._core.fanout import (
@@ -16,6 +16,7 @@ from ..._core.fanout import (
     generate_ops,
 )
 from ..._core.requests import DEFAULT_CHAT_MODEL
+from ..._core.rl_generate import HiddenStatesMode, SamplingLogprobsMode, rl_fields_from
 from ..._driver import NOT_GIVEN, TimeoutTypes
 
 # unasync: async-only
@@ -61,6 +62,17 @@ class AsyncFanOut(Endpoint):
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> list[GenerateOutput]: ...
 
@@ -81,6 +93,17 @@ class AsyncFanOut(Endpoint):
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> list[GenerateOutput | list[GenerateOutput]]: ...
 
@@ -101,6 +124,17 @@ class AsyncFanOut(Endpoint):
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> list[GenerateOutput | Exception]: ...
 
@@ -121,6 +155,17 @@ class AsyncFanOut(Endpoint):
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> list[GenerateOutput | list[GenerateOutput] | Exception]: ...
 
@@ -140,6 +185,17 @@ class AsyncFanOut(Endpoint):
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> list[Any]:
         """Generate for many prompts, at most ``concurrency`` in flight (asyncio or trio).
@@ -149,14 +205,17 @@ class AsyncFanOut(Endpoint):
         remaining requests are cancelled and the error is raised, unless
         ``return_exceptions=True``, which puts each failure's exception in its
         slot instead. ``progress(done, total)`` is called after each request.
-        Every argument is checked before the first request is sent.
+        Every argument is checked before the first request is sent. The RL
+        fields (``return_routed_experts``...) are as in :meth:`async_generate`,
+        one value for every request.
         """
+        rl = rl_fields_from(locals())
         ops = generate_ops(
             prompts,
             input_ids,
             sampling_params,
             return_logprob,
-            extra,
+            {**extra, **rl},
             rid,
             routing_key,
             priority,
@@ -177,6 +236,7 @@ class AsyncFanOut(Endpoint):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
@@ -194,6 +254,7 @@ class AsyncFanOut(Endpoint):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
@@ -210,13 +271,18 @@ class AsyncFanOut(Endpoint):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
     ) -> list[Any]:
-        """:meth:`async_generate_many` for chat completions (one conversation each)."""
-        ops = chat_ops(messages_list, model, kwargs, routing_key, priority, lora_path)
+        """:meth:`async_generate_many` for chat completions (one conversation each).
+
+        ``rid``: a prefix (request ``i`` gets ``<rid>_<i>``) or one id per
+        conversation; sent only when given.
+        """
+        ops = chat_ops(messages_list, model, kwargs, routing_key, priority, lora_path, rid)
         return await self._driver.amap(
             ops, concurrency, return_exceptions, progress, max_retries, timeout
         )
@@ -232,6 +298,7 @@ class AsyncFanOut(Endpoint):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
@@ -249,6 +316,7 @@ class AsyncFanOut(Endpoint):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
@@ -265,6 +333,7 @@ class AsyncFanOut(Endpoint):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
@@ -275,8 +344,9 @@ class AsyncFanOut(Endpoint):
         Results are in input order; the first error cancels the rest unless
         ``return_exceptions=True``. ``routing_key`` is one key for all, or one
         per prompt. Every argument is checked before the first request is sent.
+        ``rid``: a prefix (``<rid>_<i>``) or one id per prompt; sent only when given.
         """
-        ops = completion_ops(prompts, model, kwargs, routing_key, priority, lora_path)
+        ops = completion_ops(prompts, model, kwargs, routing_key, priority, lora_path, rid)
         return await self._driver.amap(
             ops, concurrency, return_exceptions, progress, max_retries, timeout
         )
@@ -296,6 +366,17 @@ class AsyncFanOut(Endpoint):
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> list[list[GenerateOutput]]:
         """A group of ``n`` samples per prompt (GRPO): ``result[i]`` holds prompt ``i``'s.
@@ -305,13 +386,14 @@ class AsyncFanOut(Endpoint):
         first error cancels the rest and is raised. ``progress(done, total)``
         counts prompts. Every argument is checked before the first request is sent.
         """
+        rl = rl_fields_from(locals())
         ops = generate_group_ops(
             prompts,
             input_ids,
             n,
             sampling_params,
             return_logprob,
-            extra,
+            {**extra, **rl},
             routing_key,
             priority,
             lora_path,
@@ -335,6 +417,17 @@ class AsyncFanOut(Endpoint):
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> AsCompleted[GenerateOutput]: ...
 
@@ -354,6 +447,17 @@ class AsyncFanOut(Endpoint):
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> AsCompleted[GenerateOutput | list[GenerateOutput]]: ...
 
@@ -373,6 +477,17 @@ class AsyncFanOut(Endpoint):
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> AsCompleted[GenerateOutput | Exception]: ...
 
@@ -392,6 +507,17 @@ class AsyncFanOut(Endpoint):
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> AsCompleted[GenerateOutput | list[GenerateOutput] | Exception]: ...
 
@@ -410,6 +536,17 @@ class AsyncFanOut(Endpoint):
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> AsCompleted[Any]:
         """Like :meth:`async_generate_many`, yielding ``(index, output)`` as they finish.
@@ -417,12 +554,13 @@ class AsyncFanOut(Endpoint):
         ``async with client.async_generate_as_completed(prompts) as results:``
         ``async for i, out in results: ...``
         """
+        rl = rl_fields_from(locals())
         ops = generate_ops(
             prompts,
             input_ids,
             sampling_params,
             return_logprob,
-            extra,
+            {**extra, **rl},
             rid,
             routing_key,
             priority,
@@ -440,6 +578,7 @@ class AsyncFanOut(Endpoint):
         return_exceptions: Literal[False] = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
@@ -456,6 +595,7 @@ class AsyncFanOut(Endpoint):
         return_exceptions: bool,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
@@ -471,13 +611,14 @@ class AsyncFanOut(Endpoint):
         return_exceptions: bool = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
     ) -> AsCompleted[Any]:
         """Chat twin of :meth:`async_generate_as_completed`."""
-        ops = chat_ops(messages_list, model, kwargs, routing_key, priority, lora_path)
+        ops = chat_ops(messages_list, model, kwargs, routing_key, priority, lora_path, rid)
         return self._driver.as_completed(ops, concurrency, return_exceptions, max_retries, timeout)
 
     # unasync: end

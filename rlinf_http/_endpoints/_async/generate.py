@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
 from ..._core.dataplane import with_routing_key
 from ..._core.fanout import generate_group_op
 from ..._core.requests import build_generate
+from ..._core.rl_generate import (
+    HiddenStatesMode,
+    SamplingLogprobsMode,
+    batch_size_of,
+    rl_fields_from,
+)
 from ..._core.streams import GenerateStreamChunk, GenerateStreamParser, StreamMode
 from ..._driver import NOT_GIVEN, TimeoutTypes
 from ..._streaming import AsyncStream
@@ -45,6 +51,17 @@ class AsyncGenerate(Endpoint):
         routing_key: str | None = None,
         priority: int | None = None,
         lora_path: str | Sequence[str | None] | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> GenerateOutput: ...
 
@@ -63,6 +80,17 @@ class AsyncGenerate(Endpoint):
         routing_key: str | None = None,
         priority: int | None = None,
         lora_path: str | Sequence[str | None] | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> GenerateOutput: ...
 
@@ -81,6 +109,17 @@ class AsyncGenerate(Endpoint):
         routing_key: str | None = None,
         priority: int | None = None,
         lora_path: str | Sequence[str | None] | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> GenerateOutput | list[GenerateOutput]: ...
 
@@ -100,6 +139,17 @@ class AsyncGenerate(Endpoint):
         routing_key: str | None = None,
         priority: int | None = None,
         lora_path: str | Sequence[str | None] | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> AsyncStream[GenerateStreamChunk]: ...
 
@@ -118,6 +168,17 @@ class AsyncGenerate(Endpoint):
         routing_key: str | None = None,
         priority: int | None = None,
         lora_path: str | Sequence[str | None] | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> list[GenerateOutput]: ...
 
@@ -136,6 +197,17 @@ class AsyncGenerate(Endpoint):
         routing_key: str | None = None,
         priority: int | None = None,
         lora_path: str | Sequence[str | None] | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> GenerateOutput | list[GenerateOutput] | AsyncStream[GenerateStreamChunk]:
         """``POST /generate`` (sglang's native API).
@@ -155,12 +227,35 @@ class AsyncGenerate(Endpoint):
         send batches to a server, or use :meth:`generate_many` to fan single
         prompts out.
 
+        What RL reads from a generation (sglang 0.5.23 ``GenerateReqInput``;
+        ``None`` leaves a field out; checked before sending):
+        ``return_routed_experts`` (MoE routing replay: ``meta_info.routed_experts``,
+        base64 int32, decoded by ``out.routed_expert_ids()``) from
+        ``routed_experts_start_len``; ``return_hidden_states`` (``True`` or
+        ``"last"``: ``meta_info.hidden_states``); ``return_sampling_mask`` with
+        ``sampling_logprobs_mode`` (``"selected"`` / ``"support"``: behaviour
+        logprobs in ``meta_info.output_token_sampling_*``);
+        ``scheduler_routing_key`` (the body ``routing_key`` that sglang's
+        ``--schedule-policy routing-key`` groups by, inside one server -- not the
+        gateway header ``routing_key=``); ``routed_dp_rank``; ``session_params``
+        (``{"id", "rid", "offset", "replace", "drop_previous_output"}``);
+        ``cache_salt`` (one per prompt for a batch); ``max_thinking_tokens``;
+        ``custom_logit_processor`` (``CustomLogitProcessor.to_str()`` or the
+        class). ``return_entropy`` is not a keyword: sglang 0.5.23 accepts it and
+        sends nothing back (pass it in ``extra`` for a server that does).
+        sglang-router 0.3.2 drops ``return_routed_experts``, ``routing_key``,
+        ``cache_salt``, ``return_sampling_mask`` and ``max_thinking_tokens``; smg
+        1.13 forwards them. The typed ``meta_info`` fields (``weight_versions``,
+        ``num_retractions``, ``output_token_ids_logprobs``,
+        ``cached_tokens_details``) are on :class:`~rlinf_http.MetaInfo`.
+
         With ``stream=True`` it returns a :class:`Stream` of
         :class:`GenerateStreamChunk` (``chunk.text`` so far, ``chunk.delta``
         new), whether the server streams cumulatively (the default) or
         incrementally; ``stream_mode`` fixes the mode instead of detecting it.
         Retries happen only before the stream's first byte.
         """
+        rl = rl_fields_from(locals(), batch_size_of(prompt, input_ids))
         op = with_routing_key(
             build_generate(
                 prompt,
@@ -172,6 +267,7 @@ class AsyncGenerate(Endpoint):
                 rid=rid,
                 priority=priority,
                 lora_path=lora_path,
+                rl_fields=rl,
             ),
             routing_key,
         )
@@ -194,6 +290,17 @@ class AsyncGenerate(Endpoint):
         routing_key: str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> list[GenerateOutput]:
         """``n`` samples of one prompt (a GRPO group), always as a list of ``n`` outputs.
@@ -201,16 +308,17 @@ class AsyncGenerate(Endpoint):
         One ``/generate`` request with ``n`` in its ``sampling_params`` (the sglang
         router passes ``n > 1`` through), so the group shares the prompt's prefix
         cache. ``sampling_params`` may not set another ``n``. Give ``prompt`` or
-        ``input_ids`` (one list of token ids); other arguments as in
-        :meth:`async_generate`. For many prompts use :meth:`async_generate_groups`.
+        ``input_ids`` (one list of token ids); other arguments (the RL fields
+        too) as in :meth:`async_generate`. For many prompts use :meth:`async_generate_groups`.
         """
+        rl = rl_fields_from(locals())
         op = generate_group_op(
             prompt,
             input_ids,
             n,
             sampling_params,
             return_logprob,
-            extra,
+            {**extra, **rl},
             routing_key,
             priority,
             lora_path,

@@ -42,6 +42,7 @@ class Chat(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        rid: str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -57,6 +58,7 @@ class Chat(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        rid: str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -71,6 +73,7 @@ class Chat(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        rid: str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -84,8 +87,12 @@ class Chat(Endpoint):
         with an OpenAI spelling (``max_new_tokens``) raise
         :class:`~rlinf_http.InvalidRequestError`. ``routing_key`` is sent as
         ``X-SMG-Routing-Key``; ``priority`` and ``lora_path`` are typed fields.
+        ``rid`` (sglang's request id) is sent only when given: the response ``id`` is
+        then ``rid``, and ``abort_request(rid)`` can stop it (``generate`` makes one
+        up when absent; these calls leave it to the server). sglang-router 0.3.2
+        drops a chat ``rid``; smg 1.13 forwards it.
         """
-        fields = steering_fields(kwargs, priority=priority, lora_path=lora_path)
+        fields = steering_fields(kwargs, priority=priority, lora_path=lora_path, rid=rid)
         op = with_routing_key(
             build_chat_completion(messages, model, fields, stream=stream), routing_key
         )

@@ -9,14 +9,15 @@ every worker at once with ``client.fleet()``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from typing_extensions import Self
 
 from ..._brackets import bracket
-from ..._core import control
+from ..._core import control, probes
 from ..._core.control import PauseMode, Selector
+from ..._core.weights_io import weight_update_options
 from ...models import (
     GenerationControlResult,
     Loads,
@@ -41,14 +42,29 @@ class Control(Endpoint):
         weight_version: str | None = None,
         abort_all_requests: bool = False,
         flush_cache: bool = True,
+        torch_empty_cache: bool | None = None,
+        recapture_cuda_graph: bool | None = None,
+        keep_pause: bool | None = None,
+        is_async: bool | None = None,
+        token_step: int | None = None,
+        manifest: Mapping[str, Any] | None = None,
         **extra: Any,
     ) -> WeightUpdateResult:
         """``POST /update_weights_from_disk``: load the checkpoint at ``model_path`` in place.
 
+        Body (sglang 0.5.23 ``UpdateWeightFromDiskReqInput``): ``model_path``,
+        ``load_format``, ``abort_all_requests``, ``weight_version``,
+        ``flush_cache``, ``torch_empty_cache`` (empty the device cache with the
+        flush), ``recapture_cuda_graph``, and ``keep_pause``, ``is_async``,
+        ``token_step`` (int >= 0), ``manifest`` (a JSON object), which sglang
+        0.5.23 accepts but does not act on yet. ``None`` leaves a field out
+        (the server's default). Answers ``{"success", "message",
+        "num_paused_requests"}``.
+
         It blocks until the load (and the cache flush) finished; unless the server
         is paused it first waits for the requests in flight (or aborts them with
         ``abort_all_requests``). ``weight_version`` becomes the served version on
-        success. ``extra`` fields are sent as well (``torch_empty_cache``...).
+        success. ``extra`` fields are sent as well.
         A refusal raises :class:`~rlinf_http.WeightUpdateError` with the server's
         message; :class:`~rlinf_http.CacheNotFlushedError` means the weights were
         loaded but the cache was not flushed (do not load again). Never resent.
@@ -60,7 +76,18 @@ class Control(Endpoint):
                 weight_version=weight_version,
                 abort_all_requests=abort_all_requests,
                 flush_cache=flush_cache,
-                extra=extra,
+                extra={
+                    **extra,
+                    **weight_update_options(
+                        "disk",
+                        torch_empty_cache=torch_empty_cache,
+                        recapture_cuda_graph=recapture_cuda_graph,
+                        keep_pause=keep_pause,
+                        is_async=is_async,
+                        token_step=token_step,
+                        manifest=manifest,
+                    ),
+                },
             )
         )
 
@@ -134,6 +161,7 @@ class Control(Endpoint):
         load_format: str | None = None,
         selector: Selector = "all",
         wrap_session: bool = False,
+        torch_empty_cache: bool | None = None,
         **extra: Any,
     ) -> WeightUpdateResult:
         """``POST /update_weights_from_distributed``: receive the trainer's broadcast.
@@ -156,7 +184,10 @@ class Control(Endpoint):
                 load_format=load_format,
                 selector=selector,
                 wrap_session=wrap_session,
-                extra=extra,
+                extra={
+                    **extra,
+                    **weight_update_options("distributed", torch_empty_cache=torch_empty_cache),
+                },
             )
         )
 
@@ -170,6 +201,7 @@ class Control(Endpoint):
         weight_version: str | None = None,
         selector: Selector = "all",
         wrap_session: bool = False,
+        torch_empty_cache: bool | None = None,
         **extra: Any,
     ) -> WeightUpdateResult:
         """``POST /update_weights_from_tensor``: one serialized payload per TP rank.
@@ -187,7 +219,10 @@ class Control(Endpoint):
                 weight_version=weight_version,
                 selector=selector,
                 wrap_session=wrap_session,
-                extra=extra,
+                extra={
+                    **extra,
+                    **weight_update_options("tensor", torch_empty_cache=torch_empty_cache),
+                },
             )
         )
 
@@ -237,3 +272,13 @@ class Control(Endpoint):
         ``disagg``, ``queues``, ``all``; default all).
         """
         return self._driver.run(control.loads_plan(include, dp_rank))
+
+    def loads_prometheus(
+        self, include: str | Sequence[str] | None = None, *, dp_rank: int | None = None
+    ) -> str:
+        """``GET /v1/loads?format=prometheus``: the same loads as Prometheus text.
+
+        One gauge per numeric field: ``sglang_<field>{dp_rank="N"}`` (sections:
+        ``sglang_<section>_<field>``).
+        """
+        return self._driver.run(probes.loads_prometheus_plan(include, dp_rank))

@@ -42,6 +42,7 @@ class Embeddings(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        rid: str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -57,6 +58,7 @@ class Embeddings(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        rid: str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -71,6 +73,7 @@ class Embeddings(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        rid: str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -80,8 +83,11 @@ class Embeddings(Endpoint):
         Returns an :class:`EmbeddingResponse` (``.vectors``: lists of floats in
         input order), or with ``as_numpy=True`` a ``(len(input), dim)`` float32
         array (needs numpy). ``kwargs``: ``dimensions``, ``encoding_format``...
+        ``rid`` (sglang's request id) is sent only when given: the response ``id`` is
+        then ``rid``, and ``abort_request(rid)`` can stop it (``generate`` makes one
+        up when absent; these calls leave it to the server).
         """
-        op = embed_op(input, model, kwargs, routing_key, priority, lora_path)
+        op = embed_op(input, model, kwargs, routing_key, priority, lora_path, rid)
         out = self._driver.send(op, timeout=timeout, retry=self._driver.policy(max_retries))
         return out.as_numpy() if as_numpy else out
 
@@ -93,6 +99,7 @@ class Embeddings(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        rid: str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -107,6 +114,7 @@ class Embeddings(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        rid: str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -121,6 +129,7 @@ class Embeddings(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        rid: str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -134,6 +143,7 @@ class Embeddings(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        rid: str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -143,5 +153,5 @@ class Embeddings(Endpoint):
         One text (or id list) returns an :class:`EncodeOutput`; a list returns
         a list in input order.
         """
-        op = encode_op(text, input_ids, kwargs, routing_key, priority, lora_path)
+        op = encode_op(text, input_ids, kwargs, routing_key, priority, lora_path, rid)
         return self._driver.send(op, timeout=timeout, retry=self._driver.policy(max_retries))

@@ -8,7 +8,7 @@ Results in input order (``*_many``) or, async only, in completion order
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
 from ..._core.fanout import (
@@ -18,6 +18,7 @@ from ..._core.fanout import (
     generate_ops,
 )
 from ..._core.requests import DEFAULT_CHAT_MODEL
+from ..._core.rl_generate import HiddenStatesMode, SamplingLogprobsMode, rl_fields_from
 from ..._driver import NOT_GIVEN, TimeoutTypes
 from ...models import (
     ChatCompletion,
@@ -58,6 +59,17 @@ class FanOut(Endpoint):
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> list[GenerateOutput]: ...
 
@@ -78,6 +90,17 @@ class FanOut(Endpoint):
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> list[GenerateOutput | list[GenerateOutput]]: ...
 
@@ -98,6 +121,17 @@ class FanOut(Endpoint):
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> list[GenerateOutput | Exception]: ...
 
@@ -118,6 +152,17 @@ class FanOut(Endpoint):
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> list[GenerateOutput | list[GenerateOutput] | Exception]: ...
 
@@ -137,6 +182,17 @@ class FanOut(Endpoint):
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> list[Any]:
         """Generate for many prompts, at most ``concurrency`` in flight (asyncio or trio).
@@ -146,14 +202,17 @@ class FanOut(Endpoint):
         remaining requests are cancelled and the error is raised, unless
         ``return_exceptions=True``, which puts each failure's exception in its
         slot instead. ``progress(done, total)`` is called after each request.
-        Every argument is checked before the first request is sent.
+        Every argument is checked before the first request is sent. The RL
+        fields (``return_routed_experts``...) are as in :meth:`generate`,
+        one value for every request.
         """
+        rl = rl_fields_from(locals())
         ops = generate_ops(
             prompts,
             input_ids,
             sampling_params,
             return_logprob,
-            extra,
+            {**extra, **rl},
             rid,
             routing_key,
             priority,
@@ -172,6 +231,7 @@ class FanOut(Endpoint):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
@@ -189,6 +249,7 @@ class FanOut(Endpoint):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
@@ -205,13 +266,18 @@ class FanOut(Endpoint):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
     ) -> list[Any]:
-        """:meth:`generate_many` for chat completions (one conversation each)."""
-        ops = chat_ops(messages_list, model, kwargs, routing_key, priority, lora_path)
+        """:meth:`generate_many` for chat completions (one conversation each).
+
+        ``rid``: a prefix (request ``i`` gets ``<rid>_<i>``) or one id per
+        conversation; sent only when given.
+        """
+        ops = chat_ops(messages_list, model, kwargs, routing_key, priority, lora_path, rid)
         return self._driver.map(ops, concurrency, return_exceptions, progress, max_retries, timeout)
 
     @overload
@@ -225,6 +291,7 @@ class FanOut(Endpoint):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
@@ -242,6 +309,7 @@ class FanOut(Endpoint):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
@@ -258,6 +326,7 @@ class FanOut(Endpoint):
         progress: Progress | None = None,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
+        rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
@@ -268,8 +337,9 @@ class FanOut(Endpoint):
         Results are in input order; the first error cancels the rest unless
         ``return_exceptions=True``. ``routing_key`` is one key for all, or one
         per prompt. Every argument is checked before the first request is sent.
+        ``rid``: a prefix (``<rid>_<i>``) or one id per prompt; sent only when given.
         """
-        ops = completion_ops(prompts, model, kwargs, routing_key, priority, lora_path)
+        ops = completion_ops(prompts, model, kwargs, routing_key, priority, lora_path, rid)
         return self._driver.map(ops, concurrency, return_exceptions, progress, max_retries, timeout)
 
     def generate_groups(
@@ -287,6 +357,17 @@ class FanOut(Endpoint):
         routing_key: str | Sequence[str] | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
+        return_routed_experts: bool | None = None,
+        routed_experts_start_len: int | None = None,
+        return_hidden_states: HiddenStatesMode | None = None,
+        return_sampling_mask: bool | None = None,
+        sampling_logprobs_mode: SamplingLogprobsMode | None = None,
+        scheduler_routing_key: str | None = None,
+        routed_dp_rank: int | None = None,
+        session_params: Mapping[str, Any] | None = None,
+        cache_salt: str | Sequence[str] | None = None,
+        max_thinking_tokens: int | None = None,
+        custom_logit_processor: Any = None,
         **extra: Any,
     ) -> list[list[GenerateOutput]]:
         """A group of ``n`` samples per prompt (GRPO): ``result[i]`` holds prompt ``i``'s.
@@ -296,13 +377,14 @@ class FanOut(Endpoint):
         first error cancels the rest and is raised. ``progress(done, total)``
         counts prompts. Every argument is checked before the first request is sent.
         """
+        rl = rl_fields_from(locals())
         ops = generate_group_ops(
             prompts,
             input_ids,
             n,
             sampling_params,
             return_logprob,
-            extra,
+            {**extra, **rl},
             routing_key,
             priority,
             lora_path,
