@@ -145,6 +145,9 @@ def error_details(
         elif isinstance(err, str):
             message = err
             code = body.get("code")
+            if code is None and isinstance(body.get("message"), str):
+                # smg's RL plane: {"error": "<code>", "message": "<text>"}
+                code, message = err, body["message"]
         if message is None:
             message = _as_text(body.get("message"))
             if code is None:
