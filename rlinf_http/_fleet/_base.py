@@ -21,7 +21,7 @@ import anyio
 from .._core import control
 from .._core.control import PauseMode, Selector
 from .._core.plans import Plan
-from .._core.rl_gateway import Lockstep, send_plan
+from .._core.rl_gateway import Group, Lockstep, send_plan
 from .._errors import InvalidRequestError
 from .._options import ClientOptions
 from ._result import FleetResult
@@ -135,16 +135,18 @@ class FleetBase:
                 step = Lockstep(work, self._ids, self._selector, per_worker)
                 outcomes = step.outcomes
                 driver = self._gateway._driver
+
+                async def send(group: Group) -> None:
+                    # fed as soon as it is answered: a deadline may cut the others short
+                    try:
+                        answer = await driver.arun(send_plan(group.request), self.call_timeout)
+                    except Exception as exc:  # the fan-out's own failure, for its workers
+                        answer = exc
+                    step.feed(group, answer)
+
                 while not step.done:
-                    groups = step.groups()
-                    answers: dict[int, Any] = {}
-                    sends = [
-                        (i, functools.partial(driver.arun, send_plan(g.request), self.call_timeout))
-                        for i, g in enumerate(groups)
-                    ]
-                    await _async_each(sends, answers)
-                    for i, group in enumerate(groups):
-                        step.feed(group, answers[i])
+                    sends = [(i, functools.partial(send, g)) for i, g in enumerate(step.groups())]
+                    await _async_each(sends, {})
         return self._collect(
             operation, work, self._timed_out(operation, work, outcomes, deadline), raise_on_error
         )
