@@ -9,8 +9,10 @@ calls -- a ``/begin_weight_update`` ... ``/end_weight_update`` session around an
 update, worker discovery from the router's ``GET /workers`` -- are plans,
 driven by the client's one sync and one async driver.
 
-The router forwards none of these endpoints (it answers 404), so a caller sends
-each one to every worker: :mod:`rlinf_http._fleet` does that concurrently.
+sglang-router 0.3.2 forwards none of these endpoints (it answers 404), so a
+caller sends each one to every worker: :mod:`rlinf_http._fleet` does that
+concurrently, or through smg's RL control plane, which runs these same plans
+(:mod:`.rl_gateway`).
 """
 
 from __future__ import annotations

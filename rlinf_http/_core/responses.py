@@ -124,7 +124,8 @@ def error_details(
     Shapes handled (reference §8.4): ``{"error": {"message", "code", "type"}}``,
     ``{"error": "<string>"}``, OpenAI ``{"object": "error", "message", "code"}``,
     FastAPI ``{"detail": ...}``, router ``{"error": {"type", "code", "message"}}``
-    with ``x-smg-error-code``, ``{"error": ..., "code": "WORKER_NOT_FOUND"}``,
+    with ``x-smg-error-code``, ``{"error": ..., "code": "WORKER_NOT_FOUND"}``, smg's RL
+    plane ``{"error": "<code>", "message": "<text>"}``,
     plain text (also JSON served as ``text/plain``) and empty bodies.
     """
     header_code: str | int | None = headers.get("x-smg-error-code")
