@@ -9,12 +9,23 @@ paths are in ``test_fleet_router.py``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import anyio
 import httpx
 import pytest
-from control_helpers import add_fault, clear_faults, control_state, fake_stats, requests_to, sent_by
+from control_helpers import (
+    add_fault,
+    clear_faults,
+    control_state,
+    fake_stats,
+    requests_to,
+    running,
+    sent_by,
+    wait_until,
+)
 
 from rlinf_http import (
     APIConnectionError,
@@ -28,6 +39,7 @@ from rlinf_http import (
     WeightUpdateError,
 )
 from rlinf_http.testing import (
+    FakeConfig,
     FakeWorkerProcess,
     RouterProcess,
     launch_router,
@@ -43,7 +55,12 @@ CONTROL_TIMEOUT = ["--rl-control-timeout-secs", "2"]
 
 @pytest.fixture(scope="module")
 def workers() -> Iterator[list[FakeWorkerProcess]]:
-    with start_fake_worker() as a, start_fake_worker() as b, start_fake_worker() as c:
+    slow = FakeConfig(itl_s=0.02)  # a 1000-token generation runs ~20 s unless aborted
+    with (
+        start_fake_worker(config=slow) as a,
+        start_fake_worker(config=slow) as b,
+        start_fake_worker(config=slow) as c,
+    ):
         yield [a, b, c]
 
 
@@ -268,5 +285,58 @@ def test_status_tells_dead_from_paused_through_the_gateway(
                 with fleet.without([doomed.url]) as alive:
                     assert alive.continue_generation().ok
                 assert control_state(workers[1].url)["paused"] is None
+    finally:
+        doomed.stop()
+
+
+# -- the rest of the fleet's calls through smg ---------------------------------------------
+
+
+def test_lora_memory_and_abort_by_rid(
+    client: InferenceHTTPClient, workers: list[FakeWorkerProcess]
+) -> None:
+    with client.fleet() as fleet:
+        loaded = fleet.load_lora_adapter("sql", "/adapters/sql")
+        assert [r.loaded_adapters for r in loaded.results.values()] == [
+            {"sql": "/adapters/sql"}
+        ] * 3
+        assert {sent_by(u, "/load_lora_adapter") for u in fleet} == {"smg"}
+        unloaded = fleet.unload_lora_adapter("sql")
+        assert [r.loaded_adapters for r in unloaded.results.values()] == [{}] * 3
+        with fleet.paused(mode="retract"):
+            assert fleet.release_memory_occupation(["kv_cache"]).ok
+            assert all(control_state(u)["released_memory_tags"] == ["kv_cache"] for u in fleet)
+            assert fleet.resume_memory_occupation(["kv_cache"]).ok
+        assert {sent_by(u, "/release_memory_occupation") for u in fleet} == {"smg"}
+
+        # abort by rid reaches the worker running it (smg sends it to every worker)
+        runner = workers[2].url
+        done: list[Any] = []
+
+        def generate() -> None:
+            with InferenceHTTPClient(runner) as worker:
+                done.append(
+                    worker.generate("x", sampling_params={"max_new_tokens": 1000}, rid="long-1")
+                )
+
+        thread = threading.Thread(target=generate)
+        thread.start()
+        wait_until(lambda: running(runner) >= 1, "the generation")
+        result = fleet.abort_request("long-1")
+        thread.join(60)
+        assert result.ok and set(result) == set(fleet)
+        assert done and done[0].meta_info.finish_reason.type == "abort"
+
+
+def test_alive_only_through_the_gateway(workers: list[FakeWorkerProcess]) -> None:
+    doomed = start_fake_worker()
+    try:
+        urls = [workers[0].url, doomed.url]
+        with launch_router(urls, gateway="smg", enable_rl=True, ready_timeout=60) as r:
+            doomed.stop()
+            with InferenceHTTPClient(r.url, max_retries=0) as client:
+                with client.fleet(alive_only=True) as fleet:
+                    assert fleet.via == "gateway" and fleet.urls == [workers[0].url]
+                    assert fleet.flush_cache().ok
     finally:
         doomed.stop()
