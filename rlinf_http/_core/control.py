@@ -49,7 +49,7 @@ from ..models import (
 from ..models._base import ResponseModel
 from .plans import Call, Plan, model_info_plan
 from .requests import JSON_CONTENT_TYPE, Operation, build_health, check_timeout, encode_json
-from .responses import RawResponse, parse_model, status_error
+from .responses import RawResponse, parse_model, recast, status_error
 
 __all__ = [
     "LOAD_SECTIONS",
@@ -234,18 +234,7 @@ def _as_weight_error(error: APIStatusError, flush: bool) -> WeightUpdateError:
     text = str(error)
     if cls is CacheNotFlushedError:
         text = f"{text} -- {CacheNotFlushedError.GUIDANCE}"
-    return cls(
-        text,
-        method=error.method,
-        url=error.url,
-        status_code=error.status_code,
-        body=error.body,
-        raw_body=error.raw_body,
-        headers=error.headers,
-        error_message=error.message,
-        code=error.code,
-        request_id=error.request_id,
-    )
+    return recast(error, cls, text)
 
 
 def _parse_result(model: type[R], flush: bool, raw: RawResponse) -> R:

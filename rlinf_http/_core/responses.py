@@ -33,6 +33,7 @@ __all__ = [
     "decode_json",
     "error_details",
     "parse_model",
+    "recast",
     "status_error",
     "undecodable",
 ]
@@ -193,6 +194,26 @@ def status_error(raw: RawResponse, sent_request_id: str | None = None) -> APISta
         error_message=message,
         code=code,
         request_id=raw.headers.get("x-request-id") or sent_request_id,
+    )
+
+
+E = TypeVar("E", bound=APIStatusError)
+
+
+def recast(error: APIStatusError, cls: type[E], text: str, code: str | int | None = None) -> E:
+    """``error`` as ``cls`` with the message ``text``, keeping its status, body and headers
+    (and its code unless ``code`` is given)."""
+    return cls(
+        text,
+        method=error.method,
+        url=error.url,
+        status_code=error.status_code,
+        body=error.body,
+        raw_body=error.raw_body,
+        headers=error.headers,
+        error_message=error.message,
+        code=error.code if code is None else code,
+        request_id=error.request_id,
     )
 
 

@@ -43,7 +43,7 @@ from .._errors import (
 from .control import discover_workers_plan, worker_url
 from .plans import Call, Plan, Sleep
 from .requests import JSON_CONTENT_TYPE, Operation
-from .responses import RawResponse, decode_json, status_error
+from .responses import RawResponse, decode_json, recast, status_error
 
 __all__ = [
     "DEFAULT_SELECTOR",
@@ -279,17 +279,8 @@ def _shape_error(raw: RawResponse, what: str) -> APIResponseValidationError:
 
 def _refined(exc: APIStatusError, why: str) -> APIStatusError:
     """``exc`` (same class, code and body) with ``why`` in front of its message."""
-    return type(exc)(
-        f"{why}: {exc}",
-        method=exc.method,
-        url=exc.url,
-        status_code=exc.status_code,
-        body=exc.body,
-        raw_body=exc.raw_body,
-        headers=exc.headers,
-        error_message=exc.message,
-        code=exc.code if exc.code is not None else "unknown_url",
-        request_id=exc.request_id,
+    return recast(
+        exc, type(exc), f"{why}: {exc}", exc.code if exc.code is not None else "unknown_url"
     )
 
 
