@@ -292,16 +292,18 @@ class Group:
     """Workers whose plans send the same request now, and that request as one fan-out."""
 
     urls: tuple[str, ...]
-    step: Call
-    request: Call
+    step: Call | Sleep
+    #: the fan-out to send, or (a plan waiting between steps) the wait
+    request: Call | Sleep
 
 
 class Lockstep(Generic[T]):
     """Run one plan per worker through the gateway, a step at a time (no I/O).
 
     ``groups()`` gives the fan-outs to send now (concurrently); ``feed(group,
-    answer)`` hands each worker its answer and advances its plan. ``outcomes``
-    fills in as plans end; ``done`` when all did.
+    answer)`` hands each worker its answer and advances its plan (a plan that
+    waits between steps, :class:`Sleep`, waits on its own). ``outcomes`` fills
+    in as plans end; ``done`` when all did.
 
     smg answers a fan-out once every worker in it did, so a hung worker holds up
     the others' answers. When each worker's call has its own bound
@@ -323,7 +325,7 @@ class Lockstep(Generic[T]):
         self._plans = dict(work)
         self._ids = ids
         self._selector = selector
-        self._steps: dict[str, Call] = {}
+        self._steps: dict[str, Call | Sleep] = {}
         for url, _ in work:
             self._advance(url, None, None)
 
@@ -334,6 +336,9 @@ class Lockstep(Generic[T]):
     def groups(self) -> list[Group]:
         grouped: dict[tuple[Any, ...], list[str]] = {}
         for url, step in self._steps.items():
+            if isinstance(step, Sleep):
+                grouped[("sleep", url)] = [url]
+                continue
             op = step.op
             key: tuple[Any, ...] = (op.method, op.path, op.content, op.headers)
             key += (step.max_retries, step.timeout)
@@ -343,15 +348,23 @@ class Lockstep(Generic[T]):
         out = []
         for urls in grouped.values():
             step = self._steps[urls[0]]
+            if isinstance(step, Sleep):
+                out.append(Group(tuple(urls), step, step))
+                continue
             op = fanout_operation(step.op, [self._ids[u] for u in urls], self._selector)
             request = Call(op, max_retries=step.max_retries, timeout=step.timeout)
             out.append(Group(tuple(urls), step, request))
         return out
 
-    def feed(self, group: Group, answer: Answers | Exception) -> None:
+    def feed(self, group: Group, answer: Answers | Exception | None) -> None:
         """Hand each worker of ``group`` its answer (``answer``: the fan-out's, or its error)."""
         for url in group.urls:
             step = self._steps.pop(url)
+            if isinstance(step, Sleep):  # waited: the plan goes on
+                self._advance(url, None, None)
+                continue
+            if answer is None:  # pragma: no cover - only a wait is answered with None
+                raise TypeError("a fan-out needs an answer")
             if isinstance(answer, APIStatusError) or not isinstance(answer, (dict, RLinfHTTPError)):
                 # the fan-out itself was refused (a bad selector, RL mode off...):
                 # no worker got the call, and no plan should read it as the worker's answer
@@ -397,12 +410,9 @@ class Lockstep(Generic[T]):
         except Exception as exc:  # the worker's outcome, as on the direct path
             self.outcomes[url] = exc
             return
-        if isinstance(step, Sleep):  # no fleet plan waits between steps
-            self._end(url, InvalidRequestError("a plan that sleeps cannot run through the gateway"))
-            return
         self._steps[url] = step
 
 
-def send_plan(call: Call) -> Plan[Any]:
-    """A plan of the one step ``call`` (how a fan-out is sent on the gateway's driver)."""
-    return (yield call)
+def send_plan(step: Call | Sleep) -> Plan[Any]:
+    """A plan of the one step ``step``: how a fan-out (or a wait) runs on the gateway's driver."""
+    return (yield step)

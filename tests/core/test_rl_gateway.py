@@ -142,3 +142,23 @@ def test_discovery_arguments_are_checked_before_io() -> None:
     ):
         with pytest.raises(InvalidRequestError):
             discover_plan(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_plan_that_waits_between_steps() -> None:
+    def polling() -> plans.Plan[FlushCacheResult]:
+        yield plans.Sleep(0.01)
+        return (yield from plans.flush_cache_plan())
+
+    ids = {"http://a": "a", "http://b": "b"}
+    step = Lockstep([(u, polling()) for u in ids], ids, None)
+    waits = step.groups()
+    assert [(g.urls, type(g.request)) for g in waits] == [
+        (("http://a",), plans.Sleep),
+        (("http://b",), plans.Sleep),
+    ]
+    for group in waits:
+        step.feed(group, None)
+    (flush,) = step.groups()  # both wait done: one fan-out again
+    answer = {"a": result("u", 200, ""), "b": result("u", 200, "")}
+    step.feed(flush, parse_fanout("POST", "/flush_cache", fanout_raw(answer)))
+    assert step.done and all(isinstance(v, FlushCacheResult) for v in step.outcomes.values())
