@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -39,6 +40,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+# an error code as smg writes them: selector_required, upstream_timeout...
+_CODE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +151,8 @@ def error_details(
         elif isinstance(err, str):
             message = err
             code = body.get("code")
-            if code is None and isinstance(body.get("message"), str):
-                # smg's RL plane: {"error": "<code>", "message": "<text>"}
+            if code is None and isinstance(body.get("message"), str) and _CODE.fullmatch(err):
+                # smg's RL plane: {"error": "<snake_case code>", "message": "<text>"}
                 code, message = err, body["message"]
         if message is None:
             message = _as_text(body.get("message"))

@@ -81,8 +81,10 @@ def test_smg_rl_error_bodies_carry_the_code() -> None:
     body = b'{"error":"selector_required","message":"a non-empty `selector` is required"}'
     _, message, code = error_details(body, {})
     assert (code, message) == ("selector_required", "a non-empty `selector` is required")
-    # sglang's {"error": "<text>"} keeps its text as the message
+    # sglang's {"error": "<text>"} keeps its text as the message, and so does prose
     assert error_details(b'{"error": "boom"}', {})[1:] == ("boom", None)
+    prose = b'{"error": "Bad Request", "message": "no"}'
+    assert error_details(prose, {})[1:] == ("Bad Request", None)
 
 
 def test_lockstep_groups_and_feeds() -> None:
