@@ -97,12 +97,20 @@ class MissingDependencyError(RLinfHTTPError, ImportError):
 
 
 class APIConnectionError(RLinfHTTPError):
-    """The request got no HTTP response (connection refused or reset, protocol error...)."""
+    """The request got no HTTP response (connection refused or reset, protocol error...).
 
-    def __init__(self, message: str, *, method: str = "", url: str = "") -> None:
+    Attributes:
+        code: the gateway's error code when a gateway reported the failure (smg's
+            fan-out says ``upstream_unreachable`` or ``upstream_timeout``), else ``None``.
+    """
+
+    def __init__(
+        self, message: str, *, method: str = "", url: str = "", code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.method = method
         self.url = url
+        self.code = code
 
 
 class APITimeoutError(APIConnectionError, TimeoutError):

@@ -4,8 +4,9 @@ client's return types, go through ONE ``mypy --strict`` run.
 
 Conventions for doc authors:
 
-- Each block is checked as its own module. It may use ``router_url`` and
-  ``server_url`` without defining them (the prelude below declares both as str).
+- Each block is checked as its own module. It may use ``router_url``,
+  ``server_url`` and ``rl_gateway_url`` (smg with ``--enable-rl``) without
+  defining them (the prelude below declares them as str).
 - A block that is intentionally a fragment (it continues an earlier block, or
   shows a shape rather than a program) is preceded by the line
   ``<!-- typecheck: skip -->`` directly above its opening fence.
@@ -24,7 +25,10 @@ mypy_api = pytest.importorskip("mypy.api")
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "docs/guide.md", "docs/guide.zh.md", "docs/bench.md")
 SKIP_MARK = "<!-- typecheck: skip -->"
-PRELUDE = 'router_url = "http://127.0.0.1:30000"\nserver_url = "http://127.0.0.1:30001"\n'
+PRELUDE = (
+    'router_url = "http://127.0.0.1:30000"\nserver_url = "http://127.0.0.1:30001"\n'
+    'rl_gateway_url = "http://127.0.0.1:30002"\n'
+)
 _FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```", re.S | re.M)
 
 # The return types the issue asks to be true (issue 9 item 10).

@@ -9,8 +9,10 @@ calls -- a ``/begin_weight_update`` ... ``/end_weight_update`` session around an
 update, worker discovery from the router's ``GET /workers`` -- are plans,
 driven by the client's one sync and one async driver.
 
-The router forwards none of these endpoints (it answers 404), so a caller sends
-each one to every worker: :mod:`rlinf_http._fleet` does that concurrently.
+sglang-router 0.3.2 forwards none of these endpoints (it answers 404), so a
+caller sends each one to every worker: :mod:`rlinf_http._fleet` does that
+concurrently, or through smg's RL control plane, which runs these same plans
+(:mod:`.rl_gateway`).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from ..models import (
 from ..models._base import ResponseModel
 from .plans import Call, Plan, model_info_plan
 from .requests import JSON_CONTENT_TYPE, Operation, build_health, check_timeout, encode_json
-from .responses import RawResponse, parse_model, status_error
+from .responses import RawResponse, parse_model, recast, status_error
 
 __all__ = [
     "LOAD_SECTIONS",
@@ -232,18 +234,7 @@ def _as_weight_error(error: APIStatusError, flush: bool) -> WeightUpdateError:
     text = str(error)
     if cls is CacheNotFlushedError:
         text = f"{text} -- {CacheNotFlushedError.GUIDANCE}"
-    return cls(
-        text,
-        method=error.method,
-        url=error.url,
-        status_code=error.status_code,
-        body=error.body,
-        raw_body=error.raw_body,
-        headers=error.headers,
-        error_message=error.message,
-        code=error.code,
-        request_id=error.request_id,
-    )
+    return recast(error, cls, text)
 
 
 def _parse_result(model: type[R], flush: bool, raw: RawResponse) -> R:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -33,11 +34,15 @@ __all__ = [
     "decode_json",
     "error_details",
     "parse_model",
+    "recast",
     "status_error",
     "undecodable",
 ]
 
 T = TypeVar("T")
+
+# an error code as smg writes them: selector_required, upstream_timeout...
+_CODE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +129,8 @@ def error_details(
     Shapes handled (reference §8.4): ``{"error": {"message", "code", "type"}}``,
     ``{"error": "<string>"}``, OpenAI ``{"object": "error", "message", "code"}``,
     FastAPI ``{"detail": ...}``, router ``{"error": {"type", "code", "message"}}``
-    with ``x-smg-error-code``, ``{"error": ..., "code": "WORKER_NOT_FOUND"}``,
+    with ``x-smg-error-code``, ``{"error": ..., "code": "WORKER_NOT_FOUND"}``, smg's RL
+    plane ``{"error": "<code>", "message": "<text>"}``,
     plain text (also JSON served as ``text/plain``) and empty bodies.
     """
     header_code: str | int | None = headers.get("x-smg-error-code")
@@ -145,6 +151,9 @@ def error_details(
         elif isinstance(err, str):
             message = err
             code = body.get("code")
+            if code is None and isinstance(body.get("message"), str) and _CODE.fullmatch(err):
+                # smg's RL plane: {"error": "<snake_case code>", "message": "<text>"}
+                code, message = err, body["message"]
         if message is None:
             message = _as_text(body.get("message"))
             if code is None:
@@ -189,6 +198,26 @@ def status_error(raw: RawResponse, sent_request_id: str | None = None) -> APISta
         error_message=message,
         code=code,
         request_id=raw.headers.get("x-request-id") or sent_request_id,
+    )
+
+
+E = TypeVar("E", bound=APIStatusError)
+
+
+def recast(error: APIStatusError, cls: type[E], text: str, code: str | int | None = None) -> E:
+    """``error`` as ``cls`` with the message ``text``, keeping its status, body and headers
+    (and its code unless ``code`` is given)."""
+    return cls(
+        text,
+        method=error.method,
+        url=error.url,
+        status_code=error.status_code,
+        body=error.body,
+        raw_body=error.raw_body,
+        headers=error.headers,
+        error_message=error.message,
+        code=error.code if code is None else code,
+        request_id=error.request_id,
     )
 
 

@@ -9,10 +9,11 @@ async and sync fleets really differ; every call is written once in
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
@@ -20,6 +21,7 @@ import anyio
 from .._core import control
 from .._core.control import PauseMode, Selector
 from .._core.plans import Plan
+from .._core.rl_gateway import Group, Lockstep, send_plan
 from .._errors import InvalidRequestError
 from .._options import ClientOptions
 from ._result import FleetResult
@@ -69,6 +71,12 @@ class FleetBase:
     _clients: dict[str, InferenceHTTPClient]
     #: seconds each worker's call may wait on its server (``None``: no bound)
     call_timeout: float | None
+    #: the gateway's client when the calls go through smg's ``/v1/rl/*`` (else ``None``)
+    _gateway: InferenceHTTPClient | None = None
+    #: worker URL -> smg's worker id (gateway path)
+    _ids: Mapping[str, str] = {}
+    #: the selector the fleet's fan-outs carry (``None``: every sglang worker)
+    _selector: str | None = None
 
     # -- running a plan on every worker ---------------------------------------------------
 
@@ -101,28 +109,47 @@ class FleetBase:
         urls: Sequence[str] | None = None,
         deadline: float | None = None,
     ) -> FleetResult[T]:
-        """Run ``make_plan(url)`` on every worker (or ``urls``) at once, one task each.
+        """Run ``make_plan(url)`` on every worker (or ``urls``) at once.
 
-        Every worker is tried (calls such as a group init only complete when all
-        workers are in them); the outcomes are collected. A worker still running
-        after ``deadline`` seconds is given up on: its outcome is a ``TimeoutError``.
+        Direct path: one task per worker, each on its worker's client. Gateway
+        path: the plans in lockstep, each step one fan-out through smg (see
+        :class:`~rlinf_http._core.rl_gateway.Lockstep`). Every worker is tried
+        (calls such as a group init only complete when all workers are in them);
+        the outcomes are collected. A worker still running after ``deadline``
+        seconds is given up on: its outcome is a ``TimeoutError``.
         """
         work = self._plans(make_plan, raise_on_error, urls)
         outcomes: dict[str, T | Exception] = {}
+        per_worker = self.call_timeout is not None or deadline is not None
+        with anyio.move_on_after(deadline):
+            if self._gateway is None:
+                jobs = [
+                    (
+                        url,
+                        functools.partial(self._clients[url]._driver.arun, plan, self.call_timeout),
+                    )
+                    for url, plan in work
+                ]
+                await _async_each(jobs, outcomes)
+            else:
+                step = Lockstep(work, self._ids, self._selector, per_worker)
+                outcomes = step.outcomes
+                driver = self._gateway._driver
 
-        async def one(url: str, plan: Plan[T]) -> None:
-            with anyio.move_on_after(deadline) as scope:
-                try:
-                    outcomes[url] = await self._clients[url]._driver.arun(plan, self.call_timeout)
-                except Exception as exc:  # collected, not raised: the others go on
-                    outcomes[url] = exc
-            if scope.cancelled_caught and deadline is not None:
-                outcomes[url] = _timed_out(operation, deadline)
+                async def send(group: Group) -> None:
+                    # fed as soon as it is answered: a deadline may cut the others short
+                    try:
+                        answer = await driver.arun(send_plan(group.request), self.call_timeout)
+                    except Exception as exc:  # the fan-out's own failure, for its workers
+                        answer = exc
+                    step.feed(group, answer)
 
-        async with anyio.create_task_group() as tg:
-            for url, plan in work:
-                tg.start_soon(one, url, plan)
-        return self._collect(operation, work, outcomes, raise_on_error)
+                while not step.done:
+                    sends = [(i, functools.partial(send, g)) for i, g in enumerate(step.groups())]
+                    await _async_each(sends, {})
+        return self._collect(
+            operation, work, self._timed_out(operation, work, outcomes, deadline), raise_on_error
+        )
 
     def _all(
         self,
@@ -132,44 +159,55 @@ class FleetBase:
         urls: Sequence[str] | None = None,
         deadline: float | None = None,
     ) -> FleetResult[T]:
-        """Sync :meth:`_async_all`: one daemon thread per worker.
+        """Sync :meth:`_async_all`: one daemon thread per worker (per fan-out through smg).
 
         The caller waits for the threads, interruptibly: Ctrl-C returns at once
         (the requests already sent go on in the background, and a daemon thread
         never holds up the interpreter's exit).
         """
         work = self._plans(make_plan, raise_on_error, urls)
-        outcomes: dict[str, T | Exception] = {}
-        if len(work) == 1 and deadline is None:
-            url, plan = work[0]
-            try:
-                outcomes[url] = self._clients[url]._driver.run(plan, self.call_timeout)
-            except Exception as exc:
-                outcomes[url] = exc
-            return self._collect(operation, work, outcomes, raise_on_error)
-        finished: queue.SimpleQueue[tuple[str, T | Exception]] = queue.SimpleQueue()
-
-        def one(url: str, plan: Plan[T]) -> None:
-            try:
-                finished.put((url, self._clients[url]._driver.run(plan, self.call_timeout)))
-            except Exception as exc:  # collected, not raised: the others go on
-                finished.put((url, exc))
-
-        for url, plan in work:
-            threading.Thread(target=one, args=(url, plan), name="rlinf-fleet", daemon=True).start()
         end = None if deadline is None else time.monotonic() + deadline
-        for _ in work:
-            try:
-                left = None if end is None else max(0.0, end - time.monotonic())
-                url, outcome = finished.get(timeout=left)
-            except queue.Empty:
-                break
-            outcomes[url] = outcome
+        outcomes: dict[str, T | Exception] = {}
+        per_worker = self.call_timeout is not None or deadline is not None
+        if self._gateway is None:
+            jobs = [
+                (url, functools.partial(self._clients[url]._driver.run, plan, self.call_timeout))
+                for url, plan in work
+            ]
+            outcomes = _each(jobs, end)
+        else:
+            step = Lockstep(work, self._ids, self._selector, per_worker)
+            outcomes = step.outcomes
+            driver = self._gateway._driver
+            while not step.done:
+                groups = step.groups()
+                sends = [
+                    (i, functools.partial(driver.run, send_plan(g.request), self.call_timeout))
+                    for i, g in enumerate(groups)
+                ]
+                answers = _each(sends, end)
+                for i, group in enumerate(groups):
+                    if i in answers:
+                        step.feed(group, answers[i])
+                if len(answers) < len(groups):
+                    break  # the deadline passed: the rest are timed out below
+        return self._collect(
+            operation, work, self._timed_out(operation, work, outcomes, deadline), raise_on_error
+        )
+
+    @staticmethod
+    def _timed_out(
+        operation: str,
+        work: Sequence[tuple[str, object]],
+        outcomes: dict[str, T | Exception],
+        deadline: float | None,
+    ) -> dict[str, T | Exception]:
+        """``outcomes``, with a ``TimeoutError`` for each worker the deadline cut short."""
         for url, _ in work:
             if url not in outcomes:
                 assert deadline is not None
                 outcomes[url] = _timed_out(operation, deadline)
-        return self._collect(operation, work, outcomes, raise_on_error)
+        return outcomes
 
     # -- arguments ------------------------------------------------------------------------
 
@@ -233,6 +271,59 @@ class FleetBase:
 
     def _status_plan(self, url: str) -> Plan[control.WorkerState]:
         return control.worker_state_plan(self._clients[url].health_timeout)
+
+
+K = TypeVar("K")
+
+
+async def _async_each(
+    jobs: Sequence[tuple[K, Callable[[], Awaitable[Any]]]], into: dict[K, Any]
+) -> None:
+    """Run every job at once; each outcome (its value or its exception) lands in ``into``."""
+
+    async def one(key: K, job: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            into[key] = await job()
+        except Exception as exc:  # collected, not raised: the others go on
+            into[key] = exc
+
+    async with anyio.create_task_group() as tg:
+        for key, job in jobs:
+            tg.start_soon(one, key, job)
+
+
+def _each(jobs: Sequence[tuple[K, Callable[[], Any]]], end: float | None) -> dict[K, Any]:
+    """Sync :func:`_async_each`: daemon threads, waited for until ``end`` (monotonic).
+
+    A job still running at ``end`` has no entry. One job without an end runs on
+    the calling thread.
+    """
+    into: dict[K, Any] = {}
+    if len(jobs) == 1 and end is None:
+        key, job = jobs[0]
+        try:
+            into[key] = job()
+        except Exception as exc:
+            into[key] = exc
+        return into
+    finished: queue.SimpleQueue[tuple[K, Any]] = queue.SimpleQueue()
+
+    def one(key: K, job: Callable[[], Any]) -> None:
+        try:
+            finished.put((key, job()))
+        except Exception as exc:  # collected, not raised: the others go on
+            finished.put((key, exc))
+
+    for key, job in jobs:
+        threading.Thread(target=one, args=(key, job), name="rlinf-fleet", daemon=True).start()
+    for _ in jobs:
+        try:
+            left = None if end is None else max(0.0, end - time.monotonic())
+            key, outcome = finished.get(timeout=left)
+        except queue.Empty:
+            break
+        into[key] = outcome
+    return into
 
 
 def hint(call: str, state: str) -> str:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .._core.requests import check_timeout
 from .._errors import FleetError, InvalidRequestError
@@ -104,6 +104,33 @@ class Fleet(AsyncFleetCalls, FleetCalls):
         clients = [prototype.copy(base_url=url, **overrides) for url in targets]
         return cls(clients, call_timeout=call_timeout)
 
+    def _through(
+        self, gateway: InferenceHTTPClient, ids: Mapping[str, str], selector: str | None
+    ) -> Fleet:
+        """Send this fleet's calls through smg's ``/v1/rl/*`` at ``gateway`` (which it owns)."""
+        self._gateway = gateway
+        self._ids = {url: ids[url] for url in self._clients}
+        self._selector = selector
+        weakref.finalize(self, gateway.close)
+        return self
+
+    @property
+    def via(self) -> Literal["gateway", "direct"]:
+        """``"gateway"``: each call is one fan-out through smg's RL control plane
+        (``/v1/rl/engine/...``); ``"direct"``: the client calls each worker itself."""
+        return "direct" if self._gateway is None else "gateway"
+
+    @property
+    def selector(self) -> str | None:
+        """The smg selector the fleet's fan-outs carry (``None``: every sglang worker,
+        or the direct path)."""
+        return self._selector
+
+    @property
+    def worker_ids(self) -> dict[str, str]:
+        """Worker URL -> smg's worker id (through the gateway; empty on the direct path)."""
+        return dict(self._ids)
+
     # -- the workers ----------------------------------------------------------------------
 
     @property
@@ -134,10 +161,14 @@ class Fleet(AsyncFleetCalls, FleetCalls):
             raise InvalidRequestError(f"not workers of this fleet: {sorted(unknown)}")
         if not wanted:
             raise InvalidRequestError("a Fleet needs at least one worker")
-        return Fleet(
+        fleet = Fleet(
             [c.copy() for url, c in self._clients.items() if url in wanted],
             call_timeout=self.call_timeout,
         )
+        if self._gateway is None:
+            return fleet
+        # through the gateway, the subset's fan-outs name its workers by id
+        return fleet._through(self._gateway.copy(), self._ids, self._selector)
 
     def without(self, urls: Iterable[str]) -> Fleet:
         """A new fleet of the other workers (see :meth:`subset`); e.g. without the dead ones."""
@@ -154,17 +185,23 @@ class Fleet(AsyncFleetCalls, FleetCalls):
         return isinstance(url, str) and worker_url(url) in self._clients
 
     def __repr__(self) -> str:
-        return f"Fleet({list(self._clients)!r})"
+        if self._gateway is None:
+            return f"Fleet({list(self._clients)!r})"
+        return f"Fleet({list(self._clients)!r}, via='gateway' {self._gateway.base_url})"
 
     def close(self) -> None:
-        """Close every worker client's sync session."""
+        """Close every worker client's sync session (and the gateway's)."""
         for client in self._clients.values():
             client.close()
+        if self._gateway is not None:
+            self._gateway.close()
 
     async def aclose(self) -> None:
-        """Close every worker client's sessions."""
+        """Close every worker client's sessions (and the gateway's)."""
         for client in self._clients.values():
             await client.aclose()
+        if self._gateway is not None:
+            await self._gateway.aclose()
 
     def __enter__(self) -> Fleet:
         return self

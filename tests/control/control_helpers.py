@@ -51,3 +51,13 @@ def control_state(url: str) -> dict[str, Any]:
     with httpx.Client(trust_env=False, timeout=10) as http:
         state: dict[str, Any] = http.get(url + "/_fake/state").raise_for_status().json()
         return state
+
+
+def sent_by(url: str, path: str) -> str:
+    """Who sent a fake worker its last request on ``path``: ``"client"`` (rlinf-http's
+    user-agent) or ``"smg"`` (smg proxies with no user-agent and ``accept: */*``)."""
+    headers = fake_stats(url)["last_headers"][path]
+    if headers.get("user-agent", "").startswith("rlinf-http/"):
+        return "client"
+    assert "user-agent" not in headers and headers.get("accept") == "*/*", headers
+    return "smg"

@@ -25,6 +25,7 @@ from rlinf_http.testing import (
     RouterProcess,
     launch_router,
     router_available,
+    smg_available,
     start_fake_worker,
 )
 
@@ -64,11 +65,22 @@ asyncio.run(main())
 """
 
 
-@pytest.fixture
-def cluster() -> Iterator[tuple[RouterProcess, FakeWorkerProcess, FakeWorkerProcess]]:
+@pytest.fixture(
+    params=[
+        "sglang-router",
+        pytest.param(
+            "smg-rl", marks=pytest.mark.skipif(not smg_available(), reason="smg not installed")
+        ),
+    ]
+)
+def cluster(
+    request: pytest.FixtureRequest,
+) -> Iterator[tuple[RouterProcess, FakeWorkerProcess, FakeWorkerProcess]]:
+    """Two workers behind sglang-router (direct path) or smg --enable-rl (gateway path)."""
+    rl = {"gateway": "smg", "enable_rl": True} if request.param == "smg-rl" else {}
     with start_fake_worker() as live, start_fake_worker() as hung:
         try:
-            with launch_router([live.url, hung.url], ready_timeout=60) as router:
+            with launch_router([live.url, hung.url], ready_timeout=60, **rl) as router:  # type: ignore[arg-type]
                 yield router, live, hung
         finally:
             os.kill(hung.pid, signal.SIGCONT)  # a stopped process cannot even be terminated

@@ -1,9 +1,12 @@
-"""The Fleet through the real sglang-router 0.3.2 in front of fake worker processes.
+"""The Fleet through both gateways in front of fake worker processes: both paths.
 
-The router forwards no control endpoint (404), so every call here goes from the
-client to each worker it discovered with ``GET /workers``. The workers are
-separate processes; their request counts and faults are reached over HTTP
-(``/_fake/stats``, ``/_fake/faults``).
+``smg-rl``: smg 1.13 with ``--enable-rl``. The fleet takes the gateway path:
+workers from ``GET /v1/rl/workers``, each call a ``/v1/rl/engine/...`` fan-out
+sent by smg (the workers see smg's headers, not the client's).
+``sglang-router``: 0.3.2 forwards no control endpoint (404), so every call goes
+from the client to each worker it discovered with ``GET /workers`` (the direct
+path). The workers are separate processes; their request counts and faults are
+reached over HTTP (``/_fake/stats``, ``/_fake/faults``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from control_helpers import (
     add_fault,
@@ -21,6 +25,7 @@ from control_helpers import (
     fake_stats,
     requests_to,
     running,
+    sent_by,
     wait_until,
 )
 
@@ -44,12 +49,29 @@ from rlinf_http.testing import (
     RouterProcess,
     launch_router,
     router_available,
+    smg_available,
     start_fake_worker,
 )
 
-pytestmark = pytest.mark.skipif(
-    not router_available(), reason="sglang-router (with its Rust extension) is not installed"
-)
+GATEWAYS = [
+    pytest.param(
+        "smg-rl",
+        marks=pytest.mark.skipif(not smg_available(), reason="smg is not installed"),
+    ),
+    pytest.param(
+        "sglang-router",
+        marks=pytest.mark.skipif(not router_available(), reason="sglang-router is not installed"),
+    ),
+]
+#: the path each gateway's fleet takes
+VIA = {"smg-rl": "gateway", "sglang-router": "direct"}
+
+
+def launch(gateway: str, urls: list[str], **kwargs: Any) -> RouterProcess:
+    if gateway == "smg-rl":
+        return launch_router(urls, gateway="smg", enable_rl=True, ready_timeout=60, **kwargs)
+    return launch_router(urls, ready_timeout=60, **kwargs)
+
 
 #: 20 ms per token: a 1000-token generation runs ~20 s unless it is aborted.
 SLOW = FakeConfig(itl_s=0.02)
@@ -65,9 +87,14 @@ def workers() -> Iterator[list[FakeWorkerProcess]]:
         yield [a, b, c]
 
 
+@pytest.fixture(scope="module", params=GATEWAYS)
+def gateway(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def router(workers: list[FakeWorkerProcess]) -> Iterator[RouterProcess]:
-    with launch_router([w.url for w in workers], ready_timeout=60) as r:
+def router(workers: list[FakeWorkerProcess], gateway: str) -> Iterator[RouterProcess]:
+    with launch(gateway, [w.url for w in workers]) as r:
         yield r
 
 
@@ -92,7 +119,7 @@ def _no_faults(workers: list[FakeWorkerProcess]) -> Iterator[None]:
 # -- discovery --------------------------------------------------------------------------
 
 
-def test_discovery(router: RouterProcess, urls: set[str]) -> None:
+def test_discovery(router: RouterProcess, urls: set[str], gateway: str) -> None:
     with InferenceHTTPClient(router.url) as client:
         listing = client.list_workers()
         assert len(listing) == 3  # issue 9, item 11: a WorkerList is a sequence
@@ -100,8 +127,14 @@ def test_discovery(router: RouterProcess, urls: set[str]) -> None:
         assert isinstance(listing[0], Worker)
         with client.fleet() as fleet:
             assert isinstance(fleet, Fleet) and len(fleet) == 3
+            assert fleet.via == VIA[gateway]
             assert set(fleet) == urls
-            assert [w.url for w in listing] == fleet.urls  # the router's order
+            if fleet.via == "direct":
+                assert [w.url for w in listing] == fleet.urls  # the router's order
+            else:  # the order of smg's RL listing, with smg's worker ids
+                rl = httpx.get(router.url + "/v1/rl/workers", trust_env=False).json()
+                assert fleet.worker_ids == {w["url"]: w["id"] for w in rl["workers"]}
+                assert fleet.urls == [w["url"] for w in rl["workers"]]
             assert {fleet.client(u).base_url for u in fleet} == urls
         with client.fleet("regular") as regular:
             assert set(regular) == urls
@@ -261,10 +294,10 @@ def test_one_worker_failing(client: InferenceHTTPClient, workers: list[FakeWorke
 
 
 @pytest.mark.anyio
-async def test_one_worker_down(workers: list[FakeWorkerProcess]) -> None:
+async def test_one_worker_down(workers: list[FakeWorkerProcess], gateway: str) -> None:
     doomed = start_fake_worker()
     try:
-        with launch_router([workers[0].url, doomed.url], ready_timeout=60) as router:
+        with launch(gateway, [workers[0].url, doomed.url]) as router:
             client = InferenceHTTPClient(router.url, max_retries=0)
             fleet = await client.async_fleet()
             assert set(fleet) == {workers[0].url, doomed.url}
@@ -478,9 +511,21 @@ def steps(fleet: Fleet, tag: str) -> list[tuple[str, tuple[Any, ...], dict[str, 
     ]
 
 
+#: the worker path each call ends with (the others: "/" + its name)
+PATHS = {
+    "weight_versions": "/model_info",
+    "check_weight_version": "/model_info",
+    "loads": "/v1/loads",
+    "health": "/health",
+}
+
+
 def check(name: str, result: Any, fleet: Fleet, state_ok: Any) -> None:
     assert isinstance(result, FleetResult), name
     assert set(result) == set(fleet) and result.ok, (name, result)
+    # observably through the gateway, or from the client itself
+    senders = {sent_by(u, PATHS.get(name, "/" + name)) for u in fleet}
+    assert senders == {"smg" if fleet.via == "gateway" else "client"}, name
     if state_ok is not None:
         assert all(state_ok(control_state(u)) for u in fleet), name
     if name in ("weight_versions", "check_weight_version"):

@@ -1,8 +1,9 @@
 """The guide's "Weight sync in an RL loop" code, English and Chinese, run as written.
 
 Every ``python`` block of the section is executed in order with the names the
-guide assumes: ``server_url`` (a fake sglang server) and ``router_url`` (the
-real sglang-router in front of two fake workers). The printed lines and the
+guide assumes: ``server_url`` (a fake sglang server), ``router_url`` (the
+real sglang-router in front of two fake workers) and ``rl_gateway_url`` (the
+real smg 1.13 with ``--enable-rl`` in front of the same two workers). The printed lines and the
 workers' state afterwards are checked.
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from rlinf_http.testing import FakeServer, launch_router, router_available
+from rlinf_http.testing import FakeServer, launch_router, router_available, smg_available
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 SECTIONS = {
@@ -26,7 +27,7 @@ SECTIONS = {
 }
 
 pytestmark = pytest.mark.skipif(
-    not router_available(), reason="sglang-router (with its Rust extension) is not installed"
+    not (router_available() and smg_available()), reason="sglang-router or smg is not installed"
 )
 
 
@@ -39,22 +40,31 @@ def section_blocks(name: str) -> list[str]:
 
 
 @pytest.fixture
-def cluster() -> Iterator[tuple[FakeServer, list[FakeServer], str]]:
+def cluster() -> Iterator[tuple[FakeServer, list[FakeServer], str, str]]:
     with FakeServer() as server, FakeServer() as w1, FakeServer() as w2:
-        with launch_router([w1.url, w2.url], ready_timeout=60) as router:
-            yield server, [w1, w2], router.url
+        urls = [w1.url, w2.url]
+        with (
+            launch_router(urls, ready_timeout=60) as router,
+            launch_router(urls, gateway="smg", enable_rl=True, ready_timeout=60) as rl,
+        ):
+            yield server, [w1, w2], router.url, rl.url
 
 
 @pytest.mark.parametrize("name", sorted(SECTIONS))
 def test_guide_weight_sync_section_runs(
-    name: str, cluster: tuple[FakeServer, list[FakeServer], str]
+    name: str, cluster: tuple[FakeServer, list[FakeServer], str, str]
 ) -> None:
-    server, workers, router_url = cluster
+    server, workers, router_url, rl_gateway_url = cluster
     blocks = section_blocks(name)
-    assert len(blocks) == 7
+    assert len(blocks) == 8
     out = io.StringIO()
     for i, block in enumerate(blocks):
-        namespace = {"server_url": server.url, "router_url": router_url, "__name__": "guide"}
+        namespace = {
+            "server_url": server.url,
+            "router_url": router_url,
+            "rl_gateway_url": rl_gateway_url,
+            "__name__": "guide",
+        }
         with contextlib.redirect_stdout(out):
             exec(compile(block, f"<{name} weight-sync block {i}>", "exec"), namespace)
     lines = out.getvalue().splitlines()
@@ -82,11 +92,12 @@ def test_guide_weight_sync_section_runs(
     assert ast.literal_eval(lines[14]) == {server.url: "ready", "http://127.0.0.1:9": "dead"}
     assert lines[15] == "['http://127.0.0.1:9'] 30.0"
     assert lines[16] == str([server.url])
-    assert len(lines) == 17
-    # blocks 4-5: NCCL sketch, memory; the workers end up serving step 102, continued
+    # block 7: through smg's RL plane, then directly
+    assert lines[17:] == ["gateway 2", "{'150'}", "direct 2", "direct"]
+    # blocks 4-5: NCCL sketch, memory; block 7: step 150 through smg; all continued
     for w in workers:
         state = w.app.control_state()
-        assert state["weight_version"] == "102" and state["paused"] is None
+        assert state["weight_version"] == "150" and state["paused"] is None
         assert state["released_memory_tags"] == [] and state["weight_update_groups"] == {}
         assert state["weight_update_session"] is False
         assert [u["weight_version"] for u in state["weight_updates"]] == [
@@ -94,5 +105,6 @@ def test_guide_weight_sync_section_runs(
             "200",
             "101",
             "102",
+            "150",
         ]
     assert server.app.control_state()["weight_version"] == "300"
