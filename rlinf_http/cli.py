@@ -9,7 +9,9 @@ imports typer or rich; :func:`main` reports a missing extra clearly.
 # command functions, which are defined inside _build_app().
 
 import json
+import math
 import os
+import signal
 import sys
 import traceback
 import urllib.parse
@@ -209,7 +211,9 @@ def _build_app() -> Any:
         ray: str | None = typer.Option(
             None, help="load from Ray actors: local (bare --ray), auto or an address"
         ),
-        ray_actors: int = typer.Option(1, help="Ray load-generating actors"),
+        ray_actors: int | None = typer.Option(
+            None, help="Ray load-generating actors (with --ray) [default: 1]"
+        ),
         sweep_concurrency: str | None = typer.Option(None, help="e.g. 1,16,64,256"),
         sweep_rate: str | None = typer.Option(None, help="e.g. 1,2,4,8 (req/s)"),
         plot_file: Path | None = typer.Option(None, help="sweep PNG path"),  # noqa: B008
@@ -252,6 +256,8 @@ def _build_app() -> Any:
                 goodput_values.extend(ctx.args)
             if ray is not None and ray.startswith("-"):
                 raise opts.BenchOptionError("--ray", "give local, auto or an address")
+            if ray_actors is not None and ray is None:
+                raise opts.BenchOptionError("--ray-actors", "only with --ray")
             if output_file is not None:
                 opts.check_writable(output_file)
             if plot_file is not None:
@@ -290,7 +296,7 @@ def _build_app() -> Any:
                 else [],
                 calibrate=calibrate,
                 ray_address=ray,
-                ray_actors=ray_actors,
+                ray_actors=1 if ray_actors is None else ray_actors,
                 **sized,
                 random_input_len=random_input_len,
                 random_output_len=random_output_len,
@@ -417,11 +423,11 @@ def _build_app() -> Any:
                 try:
                     kind = client.wait_until_ready(timeout=wait)
                 except Exception as exc:
-                    raise fail(f"not ready: {exc}") from None
+                    raise fail(f"{base} not ready within {wait:g} s: {_why(exc)}") from None
                 console.print(f"ready ({kind})", highlight=False, markup=False)
                 return
             if not client.health():
-                raise fail(f"{base} is not healthy")
+                raise fail(f"{base} is not healthy: {_health_reason(base)}")
             console.print("healthy")
 
     @app.command()
@@ -494,18 +500,66 @@ def _build_app() -> Any:
         from .testing import FakeConfig
         from .testing._server import run_worker_main
 
+        for option, value in (("--ttft-ms", ttft_ms), ("--itl-ms", itl_ms)):
+            if not math.isfinite(value) or value < 0:
+                raise _UsageError(f"{option}: expected a latency >= 0 (ms), got {value:g}")
         config = FakeConfig(
             ttft_s=ttft_ms / 1000.0, itl_s=itl_ms / 1000.0, incremental_streaming=incremental
         )
         try:
-            run_worker_main(host, port, config)
+            stopped_by = run_worker_main(host, port, config)
         except KeyboardInterrupt:
-            pass
+            stopped_by = signal.SIGINT
         except OSError as exc:
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise fail(f"cannot listen on {host}:{port} (--host/--port): {reason}") from None
+        if stopped_by == signal.SIGINT:
+            raise fail("interrupted", 130)
+        if stopped_by == signal.SIGTERM:
+            raise fail("terminated", 128 + signal.SIGTERM)
 
     return app
+
+
+#: (substring of an error message, the short reason shown for it), first match wins
+_REASONS = (
+    ("connection refused", "connection refused"),
+    ("name or service not known", "host name not resolved"),
+    ("nodename nor servname", "host name not resolved"),
+    ("temporary failure in name resolution", "host name not resolved"),
+    ("no address associated with hostname", "host name not resolved"),
+    ("network is unreachable", "network unreachable"),
+    ("no route to host", "no route to host"),
+    ("connection reset", "connection reset"),
+    ("remoteprotocolerror", "the connection closed without an answer"),
+    ("timed out", "timed out"),
+    ("timeout", "timed out"),
+)
+
+
+def _why(exc: BaseException) -> str:
+    """One short reason for a failed readiness wait or health check."""
+    text = " ".join(str(exc).split())
+    detail = text
+    while detail.startswith("not ready within "):  # the plan's own prefix
+        detail = detail.split(": ", 1)[1] if ": " in detail else ""
+    low = detail.lower()
+    for needle, reason in _REASONS:
+        if needle in low:
+            return reason
+    return detail or type(exc).__name__
+
+
+def _health_reason(base: str) -> str:
+    """Why ``GET /health`` failed: the HTTP status, or the connection error."""
+    import httpx
+
+    try:
+        with httpx.Client(trust_env=False, timeout=5.0) as raw:
+            resp = raw.get(base + "/health")
+    except httpx.HTTPError as exc:
+        return f"{_why(exc)} (GET /health)"
+    return f"GET /health answered HTTP {resp.status_code}"
 
 
 def _group_class() -> Any:

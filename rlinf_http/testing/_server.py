@@ -768,15 +768,25 @@ def run_worker_main(
     *,
     parent_pid: int | None = None,
     exit_on_stdin_eof: bool = False,
-) -> None:
-    """Entry point of the ``serve`` CLI command: serve until killed."""
+) -> int | None:
+    """Entry point of the ``serve`` CLI command: serve until killed.
+
+    Returns the signal that stopped the server (``SIGINT``/``SIGTERM``), or None
+    when it stopped because its stdin closed or its parent died.
+    """
+    received: list[int] = []
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
+
+        def on_signal(sig: int) -> None:
+            received.append(sig)
+            stop.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
+                loop.add_signal_handler(sig, on_signal, sig)
 
         def on_ready(bound: int) -> None:
             print(f"http://{_format_host(host)}:{bound}", flush=True)
@@ -814,3 +824,4 @@ def run_worker_main(
             raise results[0]
 
     asyncio.run(main())
+    return received[0] if received else None
