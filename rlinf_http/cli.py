@@ -8,13 +8,17 @@ imports typer or rich; :func:`main` reports a missing extra clearly.
 # No ``from __future__ import annotations``: typer reads the annotations of the
 # command functions, which are defined inside _build_app().
 
+import contextlib
 import json
 import math
 import os
 import signal
 import sys
+import threading
 import traceback
+import types
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -357,7 +361,7 @@ def _build_app() -> Any:
             )
         )
         try:
-            with _progress(console, quiet or processes > 1) as progress:
+            with _second_interrupt_exits(), _progress(console, quiet or processes > 1) as progress:
                 if concurrencies or rates:
                     label = "concurrency" if concurrencies else "rate"
 
@@ -519,6 +523,42 @@ def _build_app() -> Any:
             raise fail("terminated", 128 + signal.SIGTERM)
 
     return app
+
+
+@contextlib.contextmanager
+def _second_interrupt_exits() -> Iterator[None]:
+    """Ctrl-C stops the run (clean-up runs); a second Ctrl-C exits at once with 130.
+
+    The first SIGINT raises :class:`KeyboardInterrupt` (the run stops its tasks,
+    client processes, Ray actors and embedded servers); while that clean-up
+    lasts, a second SIGINT ends the process on the spot. What it started dies
+    with it: the fake workers, the router and the client processes by their
+    parent-death signal, a local Ray cluster by Ray's own fate sharing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    seen = 0
+
+    def on_interrupt(signum: int, frame: types.FrameType | None) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == 1:
+            os.write(2, b"interrupted: stopping (Ctrl-C again to exit at once)\n")
+            raise KeyboardInterrupt
+        os.write(2, b"interrupted again: exiting now\n")
+        os._exit(130)
+
+    try:
+        old = signal.signal(signal.SIGINT, on_interrupt)
+    except (ValueError, OSError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(signal.SIGINT, old)
 
 
 #: (substring of an error message, the short reason shown for it), first match wins
