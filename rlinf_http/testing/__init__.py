@@ -17,6 +17,15 @@ pytest users can load the fixtures with
 """
 
 from ._app import DropConnection, FakeConfig, FakeSGLangApp, FaultSpec
+from ._remote import (
+    FakeServerError,
+    add_faults,
+    async_add_faults,
+    async_clear_faults,
+    async_pending_faults,
+    clear_faults,
+    pending_faults,
+)
 from ._router import RouterProcess, launch_router, router_available
 from ._server import FakeServer, FakeWorkerProcess, serve_asgi, start_fake_worker
 
@@ -25,10 +34,17 @@ __all__ = [
     "FakeConfig",
     "FakeSGLangApp",
     "FakeServer",
+    "FakeServerError",
     "FakeWorkerProcess",
     "FaultSpec",
     "RouterProcess",
+    "add_faults",
+    "async_add_faults",
+    "async_clear_faults",
+    "async_pending_faults",
+    "clear_faults",
     "launch_router",
+    "pending_faults",
     "router_available",
     "serve_asgi",
     "start_fake_worker",

@@ -35,6 +35,8 @@ import httptools
 
 from ._app import DropConnection, FakeConfig, FakeSGLangApp, Message, Receive, Scope, Send
 from ._children import spawn
+from ._faults import FaultSpec
+from ._remote import add_faults, clear_faults, pending_faults
 
 __all__ = ["FakeServer", "FakeWorkerProcess", "serve_asgi", "start_fake_worker"]
 
@@ -625,6 +627,18 @@ class FakeWorkerProcess:
     def port(self) -> int:
         """TCP port the worker listens on."""
         return int(self.url.rsplit(":", 1)[1])
+
+    def add_faults(self, *specs: FaultSpec) -> int:
+        """Queue faults in the worker (``POST /_fake/faults``); returns how many are pending."""
+        return add_faults(self.url, *specs)
+
+    def clear_faults(self) -> int:
+        """Remove the worker's pending faults; returns how many were removed."""
+        return clear_faults(self.url)
+
+    def pending_faults(self) -> list[FaultSpec]:
+        """The faults still pending in the worker."""
+        return pending_faults(self.url)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Terminate the worker (SIGTERM, then SIGKILL) and reap it."""
