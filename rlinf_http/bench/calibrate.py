@@ -46,7 +46,7 @@ __all__ = [
 #: latency it models (TTFT for first tokens, ITL for later ones) ...
 LATE_FRACTION = 0.25
 #: ... or this many milliseconds, whichever is larger
-LATE_FLOOR_MS = 2.0
+LATE_FLOOR_MS = 3.0
 
 
 def lateness_limit_ms(expected_ms: float) -> float:

@@ -147,6 +147,6 @@ def test_the_report_shows_the_lateness_and_the_refusal() -> None:
     assert "NOT A CALIBRATION" in text
 
 
-@pytest.mark.parametrize(("expected", "limit"), [(0.0, 2.0), (5.0, 2.0), (20.0, 5.0)])
+@pytest.mark.parametrize(("expected", "limit"), [(0.0, 3.0), (5.0, 3.0), (20.0, 5.0), (40.0, 10.0)])
 def test_lateness_limit(expected: float, limit: float) -> None:
     assert lateness_limit_ms(expected) == limit
