@@ -260,6 +260,11 @@ def _build_app() -> Any:
                 goodput_values.extend(ctx.args)
             if ray is not None and ray.startswith("-"):
                 raise opts.BenchOptionError("--ray", "give local, auto or an address")
+            for option, value in (("--fake-ttft-ms", fake_ttft_ms), ("--fake-itl-ms", fake_itl_ms)):
+                if not math.isfinite(value) or value < 0:
+                    raise opts.BenchOptionError(
+                        option, f"expected a latency >= 0 (ms), got {value:g}"
+                    )
             if ray_actors is not None and ray is None:
                 raise opts.BenchOptionError("--ray-actors", "only with --ray")
             if output_file is not None:

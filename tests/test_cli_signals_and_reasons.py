@@ -131,3 +131,22 @@ def test_health_of_an_unhealthy_server_names_the_status() -> None:
         code, text = _invoke("health", srv.url)
     assert code == 1
     assert "HTTP 503" in _one_error_line(text), text
+
+
+@pytest.mark.parametrize("value", ["inf", "-1"])
+def test_bench_fake_latencies_must_be_finite(value: str) -> None:
+    code, text = _invoke("bench", "--fake-itl-ms", value, "--num-prompts", "1", "-q")
+    assert code == 2, text
+    assert "--fake-itl-ms" in _one_error_line(text)
+
+
+def test_python_m_testing_serve_rejects_a_negative_latency() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "rlinf_http.testing", "serve", "--port", "0", "--ttft-ms", "-5"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "ttft_s must be a finite number >= 0" in done.stderr
+    assert "Traceback" not in done.stderr
