@@ -562,8 +562,9 @@ def _second_interrupt_exits() -> Iterator[None]:
     try:
         yield
     finally:
-        with contextlib.suppress(ValueError, OSError):
-            signal.signal(signal.SIGINT, old)
+        if not seen:  # after a Ctrl-C the handler stays: a second one still exits at once
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(signal.SIGINT, old)
 
 
 #: (substring of an error message, the short reason shown for it), first match wins
@@ -853,7 +854,32 @@ def main(argv: list[str] | None = None) -> None:
     from .bench.argv import normalize_bench_argv  # a bare --ray means --ray local
 
     args = normalize_bench_argv(sys.argv[1:] if argv is None else argv)
-    app(args=args, prog_name="rlinf-http")  # errors are reported by the group's main()
+    try:
+        app(args=args, prog_name="rlinf-http")  # errors are reported by the group's main()
+    except SystemExit as exc:
+        if exc.code == 130:
+            _exit_now_if_threads_linger(130)
+        raise
+
+
+def _exit_now_if_threads_linger(code: int) -> None:
+    """After Ctrl-C was reported: exit now rather than wait for worker threads.
+
+    A blocking call in a worker thread (e.g. the wait for ``--processes`` client
+    processes) cannot be cancelled, and the interpreter would wait for it at
+    exit. What the CLI started dies with it: client processes, fake workers and
+    the router by their parent-death signal.
+    """
+    lingering = [
+        t
+        for t in threading.enumerate()
+        if t is not threading.main_thread() and not t.daemon and t.is_alive()
+    ]
+    if lingering:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
 
 
 if __name__ == "__main__":

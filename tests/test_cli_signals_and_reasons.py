@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import signal
 import socket
 import subprocess
@@ -150,3 +151,71 @@ def test_python_m_testing_serve_rejects_a_negative_latency() -> None:
     assert done.returncode == 2, done.stderr
     assert "ttft_s must be a finite number >= 0" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _kids(pid: int) -> set[int]:
+    out = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.add(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    return out
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_c_with_client_processes_exits_within_seconds() -> None:
+    # the wait for --processes runs in a worker thread the interpreter would wait for
+    proc = subprocess.Popen(
+        [
+            *_CLI,
+            "bench",
+            "--num-prompts",
+            "100000",
+            "--request-rate",
+            "200",
+            "--max-concurrency",
+            "4",
+            "--processes",
+            "2",
+            "--random-input-len",
+            "8",
+            "-q",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        kids: set[int] = set()
+        while time.monotonic() < deadline and len(kids) < 5:  # workers, tracker, clients
+            kids |= _kids(proc.pid)
+            time.sleep(0.2)
+        assert len(kids) >= 5, kids
+        time.sleep(2.0)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        elapsed = time.monotonic() - t0
+        assert proc.returncode == 130, err
+        assert elapsed < 10.0, (elapsed, err)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_running(k) for k in kids):
+            time.sleep(0.1)
+        assert not [k for k in kids if _running(k)], err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
