@@ -8,15 +8,21 @@ imports typer or rich; :func:`main` reports a missing extra clearly.
 # No ``from __future__ import annotations``: typer reads the annotations of the
 # command functions, which are defined inside _build_app().
 
+import contextlib
 import json
+import math
 import os
+import signal
 import sys
+import threading
 import traceback
+import types
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ._errors import InvalidRequestError
+from ._errors import APIStatusError, InvalidRequestError, RLinfHTTPError
 
 __all__ = ["main"]
 
@@ -217,7 +223,9 @@ def _build_app() -> Any:
         ray: str | None = typer.Option(
             None, help="load from Ray actors: local (bare --ray), auto or an address"
         ),
-        ray_actors: int = typer.Option(1, help="Ray load-generating actors"),
+        ray_actors: int | None = typer.Option(
+            None, help="Ray load-generating actors (with --ray) [default: 1]"
+        ),
         sweep_concurrency: str | None = typer.Option(None, help="e.g. 1,16,64,256"),
         sweep_rate: str | None = typer.Option(None, help="e.g. 1,2,4,8 (req/s)"),
         plot_file: Path | None = typer.Option(  # noqa: B008
@@ -266,6 +274,13 @@ def _build_app() -> Any:
                 goodput_values.extend(ctx.args)
             if ray is not None and ray.startswith("-"):
                 raise opts.BenchOptionError("--ray", "give local, auto or an address")
+            for option, value in (("--fake-ttft-ms", fake_ttft_ms), ("--fake-itl-ms", fake_itl_ms)):
+                if not math.isfinite(value) or value < 0:
+                    raise opts.BenchOptionError(
+                        option, f"expected a latency >= 0 (ms), got {value:g}"
+                    )
+            if ray_actors is not None and ray is None:
+                raise opts.BenchOptionError("--ray-actors", "only with --ray")
             if output_file is not None:
                 opts.check_writable(output_file)
             if plot_file is not None:
@@ -304,7 +319,7 @@ def _build_app() -> Any:
                 else [],
                 calibrate=calibrate,
                 ray_address=ray,
-                ray_actors=ray_actors,
+                ray_actors=1 if ray_actors is None else ray_actors,
                 **sized,
                 random_input_len=random_input_len,
                 random_output_len=random_output_len,
@@ -370,7 +385,7 @@ def _build_app() -> Any:
             )
         )
         try:
-            with _progress(console, quiet or processes > 1) as progress:
+            with _second_interrupt_exits(), _progress(console, quiet or processes > 1) as progress:
                 if concurrencies or rates:
                     label = "concurrency" if concurrencies else "rate"
                     parameter = "max_concurrency" if concurrencies else "request_rate"
@@ -457,11 +472,11 @@ def _build_app() -> Any:
                 try:
                     kind = client.wait_until_ready(timeout=wait)
                 except Exception as exc:
-                    raise fail(f"not ready: {exc}") from None
+                    raise fail(f"{base} not ready within {wait:g} s: {_why(exc)}") from None
                 console.print(f"ready ({kind})", highlight=False, markup=False)
                 return
             if not client.health():
-                raise fail(f"{base} is not healthy")
+                raise fail(f"{base} is not healthy: {_health_reason(base)}")
             console.print("healthy")
 
     @app.command()
@@ -534,16 +549,23 @@ def _build_app() -> Any:
         from .testing import FakeConfig
         from .testing._server import run_worker_main
 
+        for option, value in (("--ttft-ms", ttft_ms), ("--itl-ms", itl_ms)):
+            if not math.isfinite(value) or value < 0:
+                raise _UsageError(f"{option}: expected a latency >= 0 (ms), got {value:g}")
         config = FakeConfig(
             ttft_s=ttft_ms / 1000.0, itl_s=itl_ms / 1000.0, incremental_streaming=incremental
         )
         try:
-            run_worker_main(host, port, config)
+            stopped_by = run_worker_main(host, port, config)
         except KeyboardInterrupt:
-            pass
+            stopped_by = signal.SIGINT
         except OSError as exc:
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise fail(f"cannot listen on {host}:{port} (--host/--port): {reason}") from None
+        if stopped_by == signal.SIGINT:
+            raise fail("interrupted", 130)
+        if stopped_by == signal.SIGTERM:
+            raise fail("terminated", 128 + signal.SIGTERM)
 
     return app
 
@@ -573,6 +595,64 @@ def _wrap_help_at_spaces() -> None:
             super().__init__(*args, **kwargs)
 
     setattr(module, "TextWrapper", SpacesOnly)  # noqa: B010
+
+
+@contextlib.contextmanager
+def _second_interrupt_exits() -> Iterator[None]:
+    """Ctrl-C stops the run (clean-up runs); a second Ctrl-C exits at once with 130.
+
+    The first SIGINT raises :class:`KeyboardInterrupt` (the run stops its tasks,
+    client processes, Ray actors and embedded servers); while that clean-up
+    lasts, a second SIGINT ends the process on the spot. What it started dies
+    with it: the fake workers, the router and the client processes by their
+    parent-death signal, a local Ray cluster by Ray's own fate sharing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    seen = 0
+
+    def on_interrupt(signum: int, frame: types.FrameType | None) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == 1:
+            os.write(2, b"interrupted: stopping (Ctrl-C again to exit at once)\n")
+            raise KeyboardInterrupt
+        os.write(2, b"interrupted again: exiting now\n")
+        os._exit(130)
+
+    try:
+        old = signal.signal(signal.SIGINT, on_interrupt)
+    except (ValueError, OSError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        if not seen:  # after a Ctrl-C the handler stays: a second one still exits at once
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(signal.SIGINT, old)
+
+
+def _why(exc: BaseException) -> str:
+    """One short reason for a failed readiness wait or health check (``_core.waits``)."""
+    from ._core.waits import last_reason, wait_reason, waiting_cannot_fix
+
+    if isinstance(exc, RLinfHTTPError) and not isinstance(exc, APIStatusError):
+        return last_reason(exc)  # the wait's own error: it names the last probe's failure
+    return waiting_cannot_fix(exc) or wait_reason(exc)
+
+
+def _health_reason(base: str) -> str:
+    """Why ``GET /health`` failed: the HTTP status, or the connection error."""
+    import httpx
+
+    try:
+        with httpx.Client(trust_env=False, timeout=5.0) as raw:
+            resp = raw.get(base + "/health")
+    except httpx.HTTPError as exc:
+        return f"{_why(exc)} (GET /health)"
+    return f"GET /health answered HTTP {resp.status_code}"
 
 
 def _group_class() -> Any:
@@ -786,7 +866,32 @@ def main(argv: list[str] | None = None) -> None:
     from .bench.argv import normalize_bench_argv  # a bare --ray means --ray local
 
     args = normalize_bench_argv(sys.argv[1:] if argv is None else argv)
-    app(args=args, prog_name="rlinf-http")  # errors are reported by the group's main()
+    try:
+        app(args=args, prog_name="rlinf-http")  # errors are reported by the group's main()
+    except SystemExit as exc:
+        if exc.code == 130:
+            _exit_now_if_threads_linger(130)
+        raise
+
+
+def _exit_now_if_threads_linger(code: int) -> None:
+    """After Ctrl-C was reported: exit now rather than wait for worker threads.
+
+    A blocking call in a worker thread (e.g. the wait for ``--processes`` client
+    processes) cannot be cancelled, and the interpreter would wait for it at
+    exit. What the CLI started dies with it: client processes, fake workers and
+    the router by their parent-death signal.
+    """
+    lingering = [
+        t
+        for t in threading.enumerate()
+        if t is not threading.main_thread() and not t.daemon and t.is_alive()
+    ]
+    if lingering:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
 
 
 if __name__ == "__main__":

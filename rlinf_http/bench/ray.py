@@ -15,23 +15,37 @@ and computes every metric with the same code as a local run.
 usage stats off) and stops it at the end; ``"auto"`` or ``"ray://host:10001"`` /
 ``"host:6379"`` connect to a running cluster (whose nodes need rlinf-http
 installed). If Ray is already initialised in this process it is used as is.
+
+The driver is a coroutine: every Ray call it makes blocks a worker thread for
+at most :data:`_POLL_S`, so a cancellation (Ctrl-C) reaches it within that
+time; it then kills the actors (their in-flight requests die with them) and
+stops the local cluster it started. While the run lasts it polls the actors'
+request counts and reports them to ``progress(done, failed, total)``. Ray's
+own log lines are not forwarded to the driver's terminal, and Ray's Python
+loggers are kept at ERROR.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
 
 from .._errors import MissingDependencyError
 
 if TYPE_CHECKING:
-    from .config import BenchConfig, Status
+    from .config import BenchConfig, Progress, Status
     from .shard import _Shard
     from .workload import WorkItem
 
-__all__ = ["clock_offset", "require_ray", "run_on_ray"]
+__all__ = ["async_run_on_ray", "clock_offset", "require_ray"]
+
+_T = TypeVar("_T")
 
 #: seconds between "all actors ready" and the common start
 _START_MARGIN_S = 0.5
@@ -64,6 +78,7 @@ class _BenchActor:
         self._ready = asyncio.Event()
         self._go = asyncio.Event()
         self._start = 0.0
+        self._counts = (0, 0)
 
     def clock(self) -> float:
         return time.time()
@@ -72,6 +87,10 @@ class _BenchActor:
         import ray  # type: ignore[import-not-found,unused-ignore]
 
         return str(ray.get_runtime_context().get_node_id())
+
+    def counts(self) -> tuple[int, int]:
+        """Measured requests done and failed so far."""
+        return self._counts
 
     async def run(
         self,
@@ -89,6 +108,9 @@ class _BenchActor:
             await self._go.wait()
             return self._start
 
+        def count(done: int, failed: int, total: int) -> None:
+            self._counts = (done, failed)
+
         return await _run_shard(
             config,
             items,
@@ -98,6 +120,7 @@ class _BenchActor:
             warmups=warmups,
             fetch_info=process == 0,
             go=go,
+            progress=count,
         )
 
     async def wait_ready(self) -> bool:
@@ -109,43 +132,74 @@ class _BenchActor:
         self._go.set()
 
 
-def _init(ray: Any, address: str, actors: int) -> bool:
-    """Connect or start a cluster; True when this call started (and must stop) it."""
-    if ray.is_initialized():
-        return False
+def _quiet_ray_loggers() -> None:
+    """Ray's Python loggers at ERROR (its notices are not bench output)."""
+    for name in ("ray", "ray.data", "ray.tune", "ray.serve", "ray.train"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _init(ray: Any, address: str, actors: int) -> None:
+    """Connect to a cluster, or start a local one on 127.0.0.1."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    _quiet_ray_loggers()
+    quiet: dict[str, Any] = {
+        "log_to_driver": False,
+        "configure_logging": False,
+        "logging_level": logging.ERROR,
+    }
     if address == "local":
         ray.init(
             address="local",
             num_cpus=max(actors, 1),
             include_dashboard=False,
             _node_ip_address="127.0.0.1",
-            log_to_driver=False,
-            configure_logging=False,
+            **quiet,
         )
     else:
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
-    return True
+        ray.init(address=address, **quiet)
 
 
-def run_on_ray(
+async def _blocking(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """``fn(*args, **kwargs)`` in a worker thread (callers keep it short: <= _POLL_S)."""
+    return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+
+
+def _teardown(ray: Any, actors: Sequence[Any], shutdown: bool) -> None:
+    for a in actors:
+        try:
+            ray.kill(a)  # its requests in flight die with it
+        except Exception:  # already gone
+            pass
+    if shutdown:
+        ray.shutdown()
+
+
+async def async_run_on_ray(
     config: BenchConfig,
     items: Sequence[WorkItem],
     schedule: Sequence[float],
     status: Status | None = None,
+    progress: Progress | None = None,
 ) -> tuple[list[_Shard], dict[str, Any]]:
-    """Run the plan from ``config.ray_actors`` actors; shards on the driver's clock."""
+    """Run the plan from ``config.ray_actors`` actors; shards on the driver's clock.
+
+    Cancellable: a cancellation (Ctrl-C) lands within :data:`_POLL_S`, kills the
+    actors and stops a cluster this call started.
+    """
     from .shard import _split, split_plan
     from .workload import warmup_items
 
     ray = require_ray()
     address = config.ray_address or "local"
-    started = _init(ray, address, config.ray_actors)
-    actor_cls = ray.remote(num_cpus=1)(_BenchActor)
+    owned = not ray.is_initialized()  # this call starts (and must stop) the connection
     actors: list[Any] = []
     try:
+        if owned:
+            await _blocking(_init, ray, address, config.ray_actors)
+        actor_cls = ray.remote(num_cpus=1)(_BenchActor)
         parts = [p for p in split_plan(items, schedule, config.ray_actors) if p[0]]
         n = len(parts)
+        total = sum(len(its) for its, _ in parts)
         limits = _split(config.max_concurrency, n) if config.max_concurrency else [0] * n
         warm = warmup_items(list(items), config.warmup_requests)
         actors = [
@@ -155,9 +209,9 @@ def run_on_ray(
         offsets: list[float] = []
         for a in actors:
             before = time.time()
-            remote = ray.get(a.clock.remote())
+            remote = await _blocking(ray.get, a.clock.remote())
             offsets.append(clock_offset(before, remote, time.time()))
-        nodes = ray.get([a.node.remote() for a in actors])
+        nodes = await _blocking(ray.get, [a.node.remote() for a in actors])
         runs = [
             a.run.remote(
                 config,
@@ -174,10 +228,12 @@ def run_on_ray(
         deadline = waited + config.ready_timeout + 120.0
         notice = waited + 5.0
         while pending:
-            _, pending = ray.wait(pending, num_returns=len(pending), timeout=_POLL_S)
-            early, _ = ray.wait(runs, num_returns=len(runs), timeout=0)
+            _, pending = await _blocking(
+                ray.wait, pending, num_returns=len(pending), timeout=_POLL_S
+            )
+            early, _ = await _blocking(ray.wait, runs, num_returns=len(runs), timeout=0)
             if early:
-                ray.get(early)  # an actor failed before it was ready: raise its error
+                await _blocking(ray.get, early)  # failed before it was ready: raise its error
                 raise RuntimeError("a Ray actor finished before the common start")
             now = time.monotonic()
             if now > deadline:
@@ -189,8 +245,19 @@ def run_on_ray(
                 )
                 notice = now + 5.0
         start = time.time() + _START_MARGIN_S
-        ray.get([a.start.remote(start + off) for a, off in zip(actors, offsets, strict=True)])
-        shards: list[_Shard] = ray.get(runs)
+        await _blocking(
+            ray.get, [a.start.remote(start + off) for a, off in zip(actors, offsets, strict=True)]
+        )
+        running = list(runs)
+        while running:
+            finished, running = await _blocking(
+                ray.wait, running, num_returns=len(running), timeout=_POLL_S
+            )
+            if finished:
+                await _blocking(ray.get, finished)  # an actor failed: raise its error now
+            if progress is not None:
+                await _report(ray, actors, total, progress)
+        shards: list[_Shard] = await _blocking(ray.get, runs)
         for shard, off in zip(shards, offsets, strict=True):
             shard.start_wall -= off  # onto the driver's clock
         info = {
@@ -201,10 +268,15 @@ def run_on_ray(
         }
         return sorted(shards, key=lambda s: s.process), info
     finally:
-        for a in actors:
-            try:
-                ray.kill(a)
-            except Exception:  # already gone
-                pass
-        if started:
-            ray.shutdown()
+        with anyio.CancelScope(shield=True):
+            await _blocking(_teardown, ray, actors, owned and ray.is_initialized())
+
+
+async def _report(ray: Any, actors: Sequence[Any], total: int, progress: Progress) -> None:
+    """Sum the actors' counts (those that answer within _POLL_S) into ``progress``."""
+    refs = [a.counts.remote() for a in actors]
+    ready, _ = await _blocking(ray.wait, refs, num_returns=len(refs), timeout=_POLL_S)
+    if len(ready) != len(refs):
+        return  # a busy actor: report next time rather than a low count
+    counts: list[tuple[int, int]] = await _blocking(ray.get, refs)
+    progress(sum(c[0] for c in counts), sum(c[1] for c in counts), total)

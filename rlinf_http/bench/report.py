@@ -421,6 +421,12 @@ def render_result(result: BenchResult) -> RenderableType:
                 f"{err.mean_error_ms:+.2f} / {err.p99_error_ms:+.2f}",
             )
         row("Client CPU headroom (%):", _fmt(100 * cal.client_cpu_headroom, 1))
+        server_late = cal.server_lateness
+        if server_late is not None:
+            row(
+                "Fake server late, first / later tokens (ms):",
+                f"{server_late.first_token.mean_ms:.2f} / {server_late.later_tokens.mean_ms:.2f}",
+            )
     if result.ray is not None:
         section("Ray")
         row("Actors / nodes:", f"{result.ray['actors']} / {len(result.ray['nodes'])}")
@@ -429,6 +435,8 @@ def render_result(result: BenchResult) -> RenderableType:
         parts.append(Text(f"Note: {note}", style="dim"))
     if result.embedded is not None and result.embedded.note:
         parts.append(Text(result.embedded.note, style="yellow"))
+    if cal is not None and cal.verdict:
+        parts.append(Text(cal.verdict, style="green" if cal.valid else "bold red"))
     warning = saturation_warning(m)
     if warning is not None:
         parts.append(Panel(Text(warning, style="bold red"), border_style="red"))

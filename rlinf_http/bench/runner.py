@@ -212,11 +212,9 @@ async def _run_on(
     items, schedule = build_plan(config)
     ray_info: dict[str, Any] | None = None
     if config.ray_address is not None:
-        from .ray import run_on_ray
+        from .ray import async_run_on_ray
 
-        shards, ray_info = await anyio.to_thread.run_sync(
-            run_on_ray, config, items, schedule, status
-        )
+        shards, ray_info = await async_run_on_ray(config, items, schedule, status, progress)
     elif config.processes > 1:
         shards = await anyio.to_thread.run_sync(_run_processes, config, items, schedule, status)
     else:

@@ -1,5 +1,5 @@
 """Testing utilities: a fake SGLang server (ASGI app + socket server) and a
-launcher for the real ``sglang-router``.
+launcher for the real gateways (smg 1.13 and ``sglang-router`` 0.3.2).
 
 Quick start::
 
@@ -17,6 +17,16 @@ pytest users can load the fixtures with
 """
 
 from ._app import DropConnection, FakeConfig, FakeSGLangApp, FaultSpec
+from ._remote import (
+    FakeServerError,
+    add_faults,
+    async_add_faults,
+    async_clear_faults,
+    async_pending_faults,
+    clear_faults,
+    control_state,
+    pending_faults,
+)
 from ._router import Gateway, RouterProcess, launch_router, router_available, smg_available
 from ._server import FakeServer, FakeWorkerProcess, serve_asgi, start_fake_worker
 
@@ -25,12 +35,20 @@ __all__ = [
     "FakeConfig",
     "FakeSGLangApp",
     "FakeServer",
+    "FakeServerError",
     "FakeWorkerProcess",
     "FaultSpec",
     "RouterProcess",
     "Gateway",
     "smg_available",
+    "add_faults",
+    "async_add_faults",
+    "async_clear_faults",
+    "async_pending_faults",
+    "clear_faults",
+    "control_state",
     "launch_router",
+    "pending_faults",
     "router_available",
     "serve_asgi",
     "start_fake_worker",

@@ -56,29 +56,33 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     kwargs = {}
     if args.model_path is not None:
         kwargs["model_path"] = args.model_path
-    config = FakeConfig(
-        served_model_name=args.model_name,
-        tokenizer_path=args.tokenizer_path,
-        ttft_s=args.ttft_ms / 1000.0,
-        itl_s=args.itl_ms / 1000.0,
-        incremental_streaming=args.incremental,
-        stream_interval=args.stream_interval,
-        default_max_new_tokens=args.default_max_new_tokens,
-        legacy_info_routes_only=args.legacy_info_routes,
-        eos_after=args.eos_after,
-        weight_version=args.weight_version,
-        load_format=args.load_format,
-        weight_update_s=args.weight_update_ms / 1000.0,
-        worker_id=args.worker_id,
-        embedding_dim=args.embedding_dim,
-        max_running_requests=args.max_running_requests,
-        enable_lora=not args.disable_lora,
-        **kwargs,
-    )
+    try:
+        config = FakeConfig(
+            served_model_name=args.model_name,
+            tokenizer_path=args.tokenizer_path,
+            ttft_s=args.ttft_ms / 1000.0,
+            itl_s=args.itl_ms / 1000.0,
+            incremental_streaming=args.incremental,
+            stream_interval=args.stream_interval,
+            default_max_new_tokens=args.default_max_new_tokens,
+            legacy_info_routes_only=args.legacy_info_routes,
+            eos_after=args.eos_after,
+            weight_version=args.weight_version,
+            load_format=args.load_format,
+            weight_update_s=args.weight_update_ms / 1000.0,
+            worker_id=args.worker_id,
+            embedding_dim=args.embedding_dim,
+            max_running_requests=args.max_running_requests,
+            enable_lora=not args.disable_lora,
+            **kwargs,
+        )
+    except ValueError as exc:  # a negative or non-finite latency: exit 2
+        parser.error(str(exc))
     try:
         run_worker_main(
             args.host,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -67,11 +68,18 @@ class FakeConfig:
     request_log_size: int = 10000
 
     def __post_init__(self) -> None:
+        for name in ("ttft_s", "itl_s", "weight_update_s"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise ValueError(f"FakeConfig.{name} must be a finite number >= 0, got {value!r}")
         if self.tokenizer_path is None:
             self.tokenizer_path = self.model_path
         if self.stream_interval < 1:
             raise ValueError("stream_interval must be >= 1")
         if self.embedding_dim < 1:
             raise ValueError("embedding_dim must be >= 1")
-        if self.weight_update_s < 0:
-            raise ValueError("weight_update_s must be >= 0")

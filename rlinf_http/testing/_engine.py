@@ -17,6 +17,7 @@ import anyio
 from ._asgi import Handler, _dumps, _err, _openai_err, _Req
 from ._config import FakeConfig
 from ._faults import FaultRegistry
+from ._lateness import LatenessRecorder
 from ._tokens import _LPS, _out_ids, _out_text
 
 
@@ -132,6 +133,7 @@ class _Engine:
         self.faults = FaultRegistry()
         self._stats_lock = threading.Lock()
         self._stats: dict[str, Any] = {}
+        self._lateness = LatenessRecorder()
         self.reset_stats()
         self._running: dict[str, tuple[_Job, _Item]] = {}
         self._req_counter = itertools.count(1)
@@ -185,10 +187,13 @@ class _Engine:
                 "disconnects": s["disconnects"],
                 "aborted": s["aborted"],
                 "faults_injected": s["faults_injected"],
+                # how late streamed tokens left against the latency model (ms)
+                "lateness": self._lateness.snapshot(),
             }
 
     def reset_stats(self) -> None:
         """Zero all statistics (``in_flight`` is kept)."""
+        self._lateness.reset()
         with self._stats_lock:
             in_flight = self._stats.get("in_flight", 0)
             self._stats = {
@@ -514,6 +519,7 @@ class _Engine:
                     continue
             step += 1
             job.step = step
+            wrote = False
             for it in list(live):
                 k = min(step, it.n_out)
                 finished = step >= it.n_out
@@ -523,3 +529,6 @@ class _Engine:
                     if not await emit(it, it.sent, k, it.finish if finished else None):
                         return
                     it.sent = k
+                    wrote = True
+            if wrote:  # how late this step's writes left (job.start moves past pauses)
+                self._lateness.record(step == 1, time.monotonic() - job.start - t_next)

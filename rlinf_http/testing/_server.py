@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import http
 import logging
 import os
@@ -37,6 +36,7 @@ import httptools
 from ._app import DropConnection, FakeConfig, FakeSGLangApp, Message, Receive, Scope, Send
 from ._children import spawn
 from ._faults import FaultSpec
+from ._remote import add_faults, clear_faults, control_state, pending_faults
 
 __all__ = ["FakeServer", "FakeWorkerProcess", "serve_asgi", "start_fake_worker"]
 
@@ -628,38 +628,22 @@ class FakeWorkerProcess:
         """TCP port the worker listens on."""
         return int(self.url.rsplit(":", 1)[1])
 
-    def add_fault(self, fault: FaultSpec | None = None, /, **spec: Any) -> int:
-        """Inject a fault: a :class:`FaultSpec`, or its fields as keywords.
-
-        ``worker.add_fault(path="/flush_cache", status=500, times=None)`` makes
-        every ``/flush_cache`` of this worker fail until :meth:`clear_faults`.
-        Returns the number of faults pending (``POST /_fake/faults``).
-        """
-        if fault is not None and spec:
-            raise TypeError("give a FaultSpec or its fields as keywords, not both")
-        body = dataclasses.asdict(fault) if fault is not None else dict(spec)
-        if isinstance(body.get("body"), bytes):
-            body["body"] = body["body"].decode("utf-8")
-        FaultSpec.from_dict(body)  # a bad field raises here, in the caller
-        return int(self._fake("POST", "/_fake/faults", body)["pending"])
+    def add_faults(self, *specs: FaultSpec) -> int:
+        """Queue faults in the worker (``POST /_fake/faults``); returns how many are pending."""
+        return add_faults(self.url, *specs)
 
     def clear_faults(self) -> int:
-        """Drop every pending fault; returns how many there were."""
-        return int(self._fake("DELETE", "/_fake/faults")["cleared"])
+        """Remove the worker's pending faults; returns how many were removed."""
+        return clear_faults(self.url)
+
+    def pending_faults(self) -> list[FaultSpec]:
+        """The faults still pending in the worker."""
+        return pending_faults(self.url)
 
     def control_state(self) -> dict[str, Any]:
         """The worker's control-plane state (``GET /_fake/state``): paused mode,
         weight version, model path, weight-update groups and session, released memory."""
-        return self._fake("GET", "/_fake/state")
-
-    def _fake(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
-        import httpx
-
-        with httpx.Client(trust_env=False, timeout=10.0) as client:
-            response = client.request(method, self.url + path, json=body)
-            response.raise_for_status()
-            answer: dict[str, Any] = response.json()
-            return answer
+        return control_state(self.url)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Terminate the worker (SIGTERM, then SIGKILL) and reap it."""
@@ -803,15 +787,25 @@ def run_worker_main(
     *,
     parent_pid: int | None = None,
     exit_on_stdin_eof: bool = False,
-) -> None:
-    """Entry point of the ``serve`` CLI command: serve until killed."""
+) -> int | None:
+    """Entry point of the ``serve`` CLI command: serve until killed.
+
+    Returns the signal that stopped the server (``SIGINT``/``SIGTERM``), or None
+    when it stopped because its stdin closed or its parent died.
+    """
+    received: list[int] = []
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
+
+        def on_signal(sig: int) -> None:
+            received.append(sig)
+            stop.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
+                loop.add_signal_handler(sig, on_signal, sig)
 
         def on_ready(bound: int) -> None:
             print(f"http://{_format_host(host)}:{bound}", flush=True)
@@ -849,3 +843,4 @@ def run_worker_main(
             raise results[0]
 
     asyncio.run(main())
+    return received[0] if received else None

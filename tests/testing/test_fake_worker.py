@@ -116,20 +116,21 @@ def test_worker_start_failure_reports_log() -> None:
 def test_fault_a_worker_process_without_raw_http() -> None:
     # issue 21, item 5: a helper, not a raw POST to /_fake/faults
     with start_fake_worker() as worker, InferenceHTTPClient(worker.url, max_retries=0) as client:
-        assert worker.add_fault(path="/model_info", status=500, body={"error": "boom"}) == 1
+        assert (
+            worker.add_faults(FaultSpec(path="/model_info", status=500, body={"error": "boom"}))
+            == 1
+        )
         with pytest.raises(InternalServerError, match="boom"):
             client.model_info()
         client.model_info()  # times=1: used up
-        assert worker.add_fault(FaultSpec(path="/flush_cache", status=503, times=None)) == 1
+        assert worker.add_faults(FaultSpec(path="/flush_cache", status=503, times=None)) == 1
         for _ in range(2):
             with pytest.raises(ServiceUnavailableError):
                 client.flush_cache()
         assert worker.clear_faults() == 1
         assert client.flush_cache().flushed
-        with pytest.raises(ValueError, match="unknown FaultSpec field"):
-            worker.add_fault(pth="/typo")
         with pytest.raises(TypeError):
-            worker.add_fault(FaultSpec(path="/x"), status=500)
+            worker.add_faults({"path": "/x"})  # type: ignore[arg-type]
         client.pause_generation("retract")
         assert worker.control_state()["paused"] == "retract"
         client.continue_generation()
