@@ -29,6 +29,7 @@ from ._endpoints._async.fleet import AsyncFleetAccess
 from ._endpoints._async.generate import AsyncGenerate
 from ._endpoints._async.lora import AsyncLora
 from ._endpoints._async.post import AsyncPost
+from ._endpoints._async.rollout import AsyncRollout
 from ._endpoints._async.router import AsyncRouter
 from ._endpoints._async.tokenizer import AsyncTokenizer
 from ._endpoints._sync.admin import Admin
@@ -41,6 +42,7 @@ from ._endpoints._sync.fleet import FleetAccess
 from ._endpoints._sync.generate import Generate
 from ._endpoints._sync.lora import Lora
 from ._endpoints._sync.post import Post
+from ._endpoints._sync.rollout import Rollout
 from ._endpoints._sync.router import Router
 from ._endpoints._sync.tokenizer import Tokenizer
 from ._errors import InvalidRequestError
@@ -72,6 +74,8 @@ class InferenceHTTPClient(
     AsyncControl,
     FanOut,
     AsyncFanOut,
+    Rollout,
+    AsyncRollout,
     Post,
     AsyncPost,
     FleetAccess,

@@ -9,6 +9,7 @@ from typing import Any, Literal, overload
 from ..._core.dataplane import with_routing_key
 from ..._core.fanout import generate_group_op
 from ..._core.requests import build_generate
+from ..._core.rollout import remember_request
 from ..._core.streams import GenerateStreamChunk, GenerateStreamParser, StreamMode
 from ..._driver import NOT_GIVEN, TimeoutTypes
 from ..._streaming import AsyncStream
@@ -179,6 +180,7 @@ class AsyncGenerate(Endpoint):
             mode = check_stream_mode(stream_mode)
             parser = functools.partial(GenerateStreamParser, mode)
             return await self._driver.astream(op, parser, timeout, self._driver.policy(max_retries))
+        op = remember_request(op)  # an aborted result can be resumed
         return await self._driver.asend(op, timeout=timeout, retry=self._driver.policy(max_retries))
 
     async def async_generate_group(

@@ -11,6 +11,7 @@ from typing import Any, Literal, overload
 from ..._core.dataplane import with_routing_key
 from ..._core.fanout import generate_group_op
 from ..._core.requests import build_generate
+from ..._core.rollout import remember_request
 from ..._core.streams import GenerateStreamChunk, GenerateStreamParser, StreamMode
 from ..._driver import NOT_GIVEN, TimeoutTypes
 from ..._streaming import Stream
@@ -181,6 +182,7 @@ class Generate(Endpoint):
             mode = check_stream_mode(stream_mode)
             parser = functools.partial(GenerateStreamParser, mode)
             return self._driver.stream(op, parser, timeout, self._driver.policy(max_retries))
+        op = remember_request(op)  # an aborted result can be resumed
         return self._driver.send(op, timeout=timeout, retry=self._driver.policy(max_retries))
 
     def generate_group(
