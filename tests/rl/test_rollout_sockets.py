@@ -19,6 +19,7 @@ from rlinf_http import (
     FinishLength,
     GenerateOutput,
     InferenceHTTPClient,
+    InvalidRequestError,
     weight_version_mix,
 )
 from rlinf_http.testing import FakeConfig, FakeServer, FakeSGLangApp
@@ -195,3 +196,46 @@ def test_a_text_completion_exposes_the_weight_version_and_spans(server: FakeServ
     assert chat.weight_version == "v7" and text.weight_version == "v7"
     assert weight_version_mix(chat).ranges == {"v7": [(0, 3)]}
     assert weight_version_mix(text).ranges == {"v7": [(0, 2)]}
+
+
+def test_stream_chunks_carry_split_spans_and_are_not_resumable(server: FakeServer) -> None:
+    with InferenceHTTPClient(server.url) as client:
+        with client.generate(
+            input_ids=[1, 2], sampling_params={"max_new_tokens": 40}, stream=True
+        ) as stream:
+            chunks = [next(stream)]
+            client.update_weight_version("v2", abort_all_requests=False)
+            chunks.extend(stream)
+        last = chunks[-1]
+        mix = weight_version_mix(last)
+        assert mix.mixed and mix.versions == ["default", "v2"]
+        assert last.meta_info.weight_versions is not None
+        assert last.meta_info.weight_versions[-1].end == 40
+        assert client.resume(last) is last  # finished: nothing to do
+        with client.generate(
+            input_ids=[1, 2], sampling_params={"max_new_tokens": 40}, stream=True, rid="s-1"
+        ) as stream:
+            next(stream)
+            client.abort_request("s-1")
+            aborted = list(stream)[-1]
+        assert isinstance(aborted.finish_reason, FinishAbort)
+        with pytest.raises(InvalidRequestError, match="does not remember its request"):
+            client.resume(aborted)
+
+
+def test_the_fake_server_continues_a_resumed_prefix(server: FakeServer) -> None:
+    ids = Fake.output_ids(3)
+    with InferenceHTTPClient(server.url) as client:
+        sp = {"max_new_tokens": 2}
+        assert (
+            client.generate(input_ids=[5, *ids], sampling_params=sp).output_ids
+            == (Fake.output_ids(5)[3:])
+        )
+        assert client.generate("hi" + Fake.output_text(3), sampling_params=sp).text == (
+            Fake.output_text(5, start=3)
+        )
+        # output tokens alone, or not the first k of them, are an ordinary prompt
+        assert client.generate(input_ids=ids, sampling_params=sp).output_ids == Fake.output_ids(2)
+        assert client.generate(input_ids=[5, ids[1]], sampling_params=sp).output_ids == (
+            Fake.output_ids(2)
+        )
