@@ -15,6 +15,7 @@ import anyio
 import pytest
 
 from rlinf_http import (
+    BadRequestError,
     FinishAbort,
     FinishLength,
     GenerateOutput,
@@ -22,7 +23,7 @@ from rlinf_http import (
     InvalidRequestError,
     weight_version_mix,
 )
-from rlinf_http.testing import FakeConfig, FakeServer, FakeSGLangApp
+from rlinf_http.testing import FakeConfig, FakeServer, FakeSGLangApp, FaultSpec
 
 Fake = FakeSGLangApp
 
@@ -239,3 +240,34 @@ def test_the_fake_server_continues_a_resumed_prefix(server: FakeServer) -> None:
         assert client.generate(input_ids=[5, ids[1]], sampling_params=sp).output_ids == (
             Fake.output_ids(2)
         )
+
+
+def test_resume_many_puts_a_refused_continuation_in_its_slot(server: FakeServer) -> None:
+    with InferenceHTTPClient(server.url) as client:
+        thread, out = in_thread(
+            lambda: client.generate_many(
+                input_ids=[[1], [2]], sampling_params={"max_new_tokens": 60}
+            )
+        )
+        wait_running(server, 2)
+        client.abort_request(abort_all=True)
+        thread.join(10)
+        aborted = out["result"]
+        server.app.faults.add(
+            FaultSpec(path="/generate", status=400, body={"error": {"message": "no"}})
+        )
+        seen: list[tuple[int, int]] = []
+        final = client.resume_many(
+            aborted,
+            concurrency=1,
+            return_exceptions=True,
+            progress=lambda done, total: seen.append((done, total)),
+        )
+        assert sum(isinstance(r, BadRequestError) for r in final) == 1
+        assert sum(isinstance(r, GenerateOutput) and len(r.output_ids) == 60 for r in final) == 1
+        assert seen[-1] == (2, 2)
+        server.app.faults.add(
+            FaultSpec(path="/generate", status=400, body={"error": {"message": "no"}})
+        )
+        with pytest.raises(BadRequestError):
+            client.resume(aborted[0])
