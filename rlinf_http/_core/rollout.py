@@ -87,12 +87,58 @@ _PER_PROMPT = frozenset(
 )
 
 
-class _Request(NamedTuple):
-    """What a result remembers of its request (pickles as a tuple)."""
+class _Batch:
+    """The body of a batch request, shared by the results of its answer.
 
-    body: bytes
+    It is split into one body per prompt only when needed (a resume, or
+    pickling one result), once for all of them: a pickled result carries its
+    own prompt, not the whole batch.
+    """
+
+    __slots__ = ("_items", "_samples", "body")
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self._items: list[bytes] | None = None
+        self._samples = 1
+
+    def item(self, position: int) -> tuple[bytes, int]:
+        """The one-prompt body of answer ``position``, and its position in that body."""
+        if self._items is None:
+            try:
+                body = pydantic_core.from_json(self.body)
+            except ValueError:
+                raise InvalidRequestError("the remembered request is not a JSON body") from None
+            n = _sample_count(body.get("sampling_params") if isinstance(body, dict) else None)
+            text, ids = body.get("text"), body.get("input_ids")
+            prompts = text if isinstance(text, list) else ids
+            count = len(prompts) if _is_batch(body) and isinstance(prompts, list) else 1
+            self._items = [encode_json(_one_prompt(body, p * n)) for p in range(count)]
+            self._samples = n
+        n = self._samples
+        return self._items[min(position // n, len(self._items) - 1)], position % n
+
+
+class _Request(NamedTuple):
+    """What a result remembers of its request (pickles as a tuple of its own prompt)."""
+
+    body: bytes | _Batch
     routing_key: str | None
     position: int
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        try:
+            body, position = self.one_prompt()
+        except InvalidRequestError:  # pickling never fails: keep the whole batch
+            whole = self.body.body if isinstance(self.body, _Batch) else self.body
+            body, position = whole, self.position
+        return (_Request, (body, self.routing_key, position))
+
+    def one_prompt(self) -> tuple[bytes, int]:
+        """The body of this result's prompt alone, and the result's position in its answer."""
+        if isinstance(self.body, _Batch):
+            return self.body.item(self.position)
+        return self.body, self.position
 
 
 def _remember(result: object, request: _Request) -> None:
@@ -111,8 +157,9 @@ def remember_request(op: Operation[T]) -> Operation[T]:
     def remembering(raw: RawResponse) -> T:
         result = parse(raw)
         if isinstance(result, list):
+            shared: bytes | _Batch = _Batch(body) if len(result) > 1 else body
             for i, item in enumerate(result):
-                _remember(item, _Request(body, key, i))
+                _remember(item, _Request(shared, key, i))
         else:
             _remember(result, _Request(body, key, 0))
         return result
@@ -126,16 +173,20 @@ def _sample_count(sampling: object) -> int:
     return n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
 
 
+def _is_batch(body: Mapping[str, Any]) -> bool:
+    text, ids = body.get("text"), body.get("input_ids")
+    return isinstance(text, list) or (
+        isinstance(ids, list) and bool(ids) and isinstance(ids[0], list)
+    )
+
+
 def _one_prompt(body: Mapping[str, Any], index: int) -> dict[str, Any]:
     """The body for the one prompt that answer position ``index`` belongs to."""
     if body.get("input_embeds") is not None and body.get("input_ids") is None:
         raise InvalidRequestError("a generation from input_embeds cannot be resumed")
     text, ids = body.get("text"), body.get("input_ids")
-    batch = isinstance(text, list) or (
-        isinstance(ids, list) and bool(ids) and isinstance(ids[0], list)
-    )
     item = dict(body)
-    if batch:
+    if _is_batch(body):
         prompts = text if isinstance(text, list) else ids
         assert isinstance(prompts, list)
         p = index // _sample_count(body.get("sampling_params"))
@@ -186,11 +237,14 @@ def continuation(
             "takes what generate(), generate_many() or generate_group(s)() returned "
             "(not a stream chunk, nor a result rebuilt with model_validate or model_copy)"
         )
+    raw_body, position = request.one_prompt()
     try:
-        body = pydantic_core.from_json(request.body)
+        body = pydantic_core.from_json(raw_body)
     except ValueError:
         raise InvalidRequestError("the remembered request is not a JSON body") from None
-    item = _one_prompt(body, request.position)
+    if not isinstance(body, dict):
+        raise InvalidRequestError("the remembered request is not a JSON object")
+    item = _one_prompt(body, position)
     generated = len(result.output_ids)
     sampling = dict(item.get("sampling_params") or {})
     max_new = sampling.get("max_new_tokens")

@@ -398,3 +398,35 @@ def test_chat_and_completion_expose_the_weight_version_and_spans() -> None:
     assert text.weight_version_mix().versions == ["v9"]
     bare = Completion.model_validate({**body, "metadata": None})
     assert bare.weight_version is None and bare.weight_version_mix().versions == []
+
+
+def test_a_pickled_batch_result_carries_its_own_prompt_only() -> None:
+    prompts = [list(range(1, 2001)), [7, 8]]
+    op = remember_request(build_generate(None, prompts, {"max_new_tokens": 5}, False, {}))
+    outs = answered(op, [piece(0, 2, logprobs=False), piece(0, 3, logprobs=False)])
+    small = pickle.dumps(outs[1])
+    assert len(small) < len(pickle.dumps(outs[0])) / 4  # not the 2000 ids of prompt 0
+    again = pickle.loads(small)
+    cont = continuation(again)
+    assert isinstance(cont, Operation)
+    assert body_of(cont)["input_ids"] == [7, 8, 1000, 1001, 1002]
+    first = continuation(pickle.loads(pickle.dumps(outs[0])))
+    assert isinstance(first, Operation)
+    assert body_of(first)["input_ids"] == [*prompts[0], 1000, 1001]
+    # samples of one prompt (n > 1) keep their prompt too
+    group = generate_group_op(None, [4, 5], 2, {"max_new_tokens": 5}, False, {})
+    samples = answered(group, [piece(0, 1), piece(0, 2)])
+    cont = continuation(pickle.loads(pickle.dumps(samples[1])))
+    assert isinstance(cont, Operation) and body_of(cont)["input_ids"] == [4, 5, 1000, 1001]
+
+
+def test_pickling_never_fails_on_a_request_that_cannot_be_resumed() -> None:
+    body = {"input_embeds": [[[0.1]], [[0.2]]], "sampling_params": {}}
+    batch = build_generate(None, [[1], [2]], None, False, {})
+    op = remember_request(
+        Operation("POST", "/generate", json.dumps(body).encode(), (), batch.parse)
+    )
+    outs = answered(op, [piece(0, 1), piece(0, 1)])
+    again = pickle.loads(pickle.dumps(outs[1]))
+    with pytest.raises(InvalidRequestError, match="input_embeds"):
+        continuation(again)
