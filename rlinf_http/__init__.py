@@ -204,3 +204,9 @@ __all__ += [
     "WeightsCheckResult",
     "WorkerSyncCheck",
 ]
+
+# Version-aware results and partial rollouts (resume: InferenceHTTPClient.resume)
+from ._core.rl_generate import weight_version_mix  # noqa: E402
+from .models import ResponseMetadata  # noqa: E402
+
+__all__ += ["ResponseMetadata", "weight_version_mix"]

@@ -30,6 +30,7 @@ from ._endpoints._async.generate import AsyncGenerate
 from ._endpoints._async.lora import AsyncLora
 from ._endpoints._async.post import AsyncPost
 from ._endpoints._async.rewards import AsyncRewards
+from ._endpoints._async.rollout import AsyncRollout
 from ._endpoints._async.router import AsyncRouter
 from ._endpoints._async.tokenizer import AsyncTokenizer
 from ._endpoints._async.weights import AsyncWeights
@@ -44,6 +45,7 @@ from ._endpoints._sync.generate import Generate
 from ._endpoints._sync.lora import Lora
 from ._endpoints._sync.post import Post
 from ._endpoints._sync.rewards import Rewards
+from ._endpoints._sync.rollout import Rollout
 from ._endpoints._sync.router import Router
 from ._endpoints._sync.tokenizer import Tokenizer
 from ._endpoints._sync.weights import Weights
@@ -80,6 +82,8 @@ class InferenceHTTPClient(
     AsyncRewards,
     FanOut,
     AsyncFanOut,
+    Rollout,
+    AsyncRollout,
     Post,
     AsyncPost,
     FleetAccess,

@@ -45,6 +45,7 @@ FILES: list[tuple[str, str]] = [
     ("_endpoints/_async/generate.py", "_endpoints/_sync/generate.py"),
     ("_endpoints/_async/lora.py", "_endpoints/_sync/lora.py"),
     ("_endpoints/_async/post.py", "_endpoints/_sync/post.py"),
+    ("_endpoints/_async/rollout.py", "_endpoints/_sync/rollout.py"),
     ("_endpoints/_async/router.py", "_endpoints/_sync/router.py"),
     ("_endpoints/_async/tokenizer.py", "_endpoints/_sync/tokenizer.py"),
     ("_endpoints/_async/weights.py", "_endpoints/_sync/weights.py"),

@@ -104,6 +104,8 @@ PUBLIC_NAMES = sorted(
         "WeightSyncReport",
         "WeightVersionMix",
         "WeightVersionSpan",
+        "ResponseMetadata",
+        "weight_version_mix",
         "WeightsCheckResult",
         "WorkerSyncCheck",
     ]

@@ -29,6 +29,7 @@ from .dataplane import (
 )
 from .requests import Operation, build_chat_completion, build_generate
 from .responses import RawResponse
+from .rollout import remember_request
 
 __all__ = [
     "chat_ops",
@@ -82,7 +83,7 @@ def generate_ops(
             priority=priority,
             lora_path=lora_path,
         )
-        ops.append(with_routing_key(op, keys[i]))
+        ops.append(remember_request(with_routing_key(op, keys[i])))
     return ops
 
 
@@ -241,9 +242,8 @@ def generate_group_op(
         priority=priority,
         lora_path=lora_path,
     )
-    return with_routing_key(
-        Operation(op.method, op.path, op.content, op.headers, _as_group(op.parse)), routing_key
-    )
+    grouped = Operation(op.method, op.path, op.content, op.headers, _as_group(op.parse))
+    return remember_request(with_routing_key(grouped, routing_key))
 
 
 def generate_group_ops(

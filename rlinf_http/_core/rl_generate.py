@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 from .._errors import InvalidRequestError
 from ..models import GenerateOutput, MetaInfo, WeightVersionMix
+from ..models.rl import VersionedResponse
 
 __all__ = [
     "RL_FIELD_NAMES",
@@ -283,12 +284,18 @@ def generate_rl_fields(
     return out
 
 
-def weight_version_mix(result: GenerateOutput | MetaInfo) -> WeightVersionMix:
+def weight_version_mix(
+    result: GenerateOutput | MetaInfo | VersionedResponse,
+) -> WeightVersionMix:
     """Whether ``result`` mixed weight versions, and which output tokens came from which.
 
-    Reads ``meta_info.weight_versions`` (sglang 0.5.23); without it (older
-    servers) the result names ``meta_info.weight_version`` only and is not
-    mixed.
+    ``result`` is a ``/generate`` result (or its ``meta_info``, or a stream
+    chunk), a resumed one (its pieces' spans are merged), or a chat / text
+    completion (its ``metadata``, which describes the first choice). It reads
+    ``weight_versions`` (sglang 0.5.23); without it (older servers) the mix
+    names ``weight_version`` only and is not mixed.
     """
+    if isinstance(result, VersionedResponse):
+        return result.weight_version_mix()
     meta = result.meta_info if isinstance(result, GenerateOutput) else result
     return meta.weight_version_mix()

@@ -46,7 +46,12 @@ from .generate import (
 )
 from .lora import LoraAdapterResult
 from .rewards import ClassifyOutput, RerankResult, ScoreResult
-from .rl import CachedTokensDetails, WeightVersionMix, WeightVersionSpan
+from .rl import (
+    CachedTokensDetails,
+    ResponseMetadata,
+    WeightVersionMix,
+    WeightVersionSpan,
+)
 from .tokenize import DetokenizeResult, TokenizeResult
 from .weights import (
     ParallelismInfo,
@@ -118,6 +123,7 @@ __all__ += [
     "RerankResult",
     "ScoreResult",
     "WeightSyncReport",
+    "ResponseMetadata",
     "WeightVersionMix",
     "WeightVersionSpan",
     "WeightsCheckResult",

@@ -6,7 +6,8 @@ from typing import Any
 
 from pydantic import Field
 
-from ._base import ResponseModel, WireModel
+from ._base import WireModel
+from .rl import VersionedResponse
 
 __all__ = [
     "ChatChoice",
@@ -69,7 +70,7 @@ class ChatChoice(WireModel):
     matched_stop: int | str | None = None
 
 
-class ChatCompletion(ResponseModel):
+class ChatCompletion(VersionedResponse):
     """A ``chat.completion`` object.
 
     ``usage`` is required: sglang always reports it on a non-streamed completion
@@ -103,7 +104,7 @@ class ChatChunkChoice(WireModel):
     matched_stop: int | str | None = None
 
 
-class ChatCompletionChunk(ResponseModel):
+class ChatCompletionChunk(VersionedResponse):
     """A ``chat.completion.chunk`` event of a stream (``usage`` only on the last one)."""
 
     id: str = ""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ._base import ResponseModel, WireModel
+from ._base import WireModel
 from .chat import Usage
+from .rl import VersionedResponse
 
 __all__ = [
     "Completion",
@@ -43,7 +44,7 @@ class CompletionChoice(WireModel):
     matched_stop: int | str | None = None
 
 
-class Completion(ResponseModel):
+class Completion(VersionedResponse):
     """A ``text_completion`` object (``usage`` is always sent on a non-streamed reply)."""
 
     id: str = ""
@@ -54,7 +55,7 @@ class Completion(ResponseModel):
     usage: Usage
 
 
-class CompletionChunk(ResponseModel):
+class CompletionChunk(VersionedResponse):
     """One streamed ``text_completion`` event (``usage`` only on the last one, if asked)."""
 
     id: str = ""

@@ -189,10 +189,27 @@ class GenerateOutput(ResponseModel):
     then ``""``. In a stream, ``index`` is the position in the expanded batch.
     """
 
+    # The request this result answers (set by the client, read by ``resume``); a
+    # plain slot costs validation nothing, and pickling keeps it (below).
+    __slots__ = ("_rollout",)
+
     text: str = ""
     output_ids: list[int] = Field(default_factory=list)
     meta_info: MetaInfo
     index: int | None = None
+
+    def __getstate__(self) -> dict[Any, Any]:
+        state = super().__getstate__()
+        request = getattr(self, "_rollout", None)
+        if request is not None:
+            state = {**state, "_rollout": request}
+        return state
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        request = state.get("_rollout")
+        super().__setstate__({k: v for k, v in state.items() if k != "_rollout"})
+        if request is not None:
+            object.__setattr__(self, "_rollout", request)
 
     @property
     def finish_reason(self) -> FinishReason | None:

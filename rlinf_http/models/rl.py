@@ -13,13 +13,16 @@ import base64
 import binascii
 import struct
 from collections.abc import Sequence
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from ._base import WireModel
+from ._base import ResponseModel, WireModel
 
 __all__ = [
     "CachedTokensDetails",
+    "ResponseMetadata",
+    "VersionedResponse",
     "WeightVersionMix",
     "WeightVersionSpan",
     "decode_int32_base64",
@@ -33,6 +36,14 @@ class WeightVersionSpan(WireModel):
     version: str
     start: int = 0
     end: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_triple(cls, data: Any) -> Any:
+        # sglang's msgspec struct is array-like: accept ``[version, start, end]`` too
+        if isinstance(data, (list, tuple)) and len(data) == 3:
+            return {"version": data[0], "start": data[1], "end": data[2]}
+        return data
 
     @property
     def num_tokens(self) -> int:
@@ -100,6 +111,45 @@ def mix_of_spans(
     if not versions and final_version is not None:
         versions = [final_version]
     return WeightVersionMix(versions=versions, ranges=ranges, final_version=final_version)
+
+
+class ResponseMetadata(WireModel):
+    """``metadata`` of a chat or text completion (sglang 0.5.23): the weight version.
+
+    ``weight_version`` is the version that finished the request;
+    ``weight_versions`` its spans over output tokens, as on ``/generate``. sglang
+    builds both from the *first* choice's ``meta_info`` and sends them on
+    whole (non-streamed) responses only.
+    """
+
+    weight_version: str | None = None
+    weight_versions: list[WeightVersionSpan] | None = None
+
+    def weight_version_mix(self) -> WeightVersionMix:
+        """Which weight versions produced which output tokens (see :class:`WeightVersionMix`)."""
+        return mix_of_spans(self.weight_versions, self.weight_version)
+
+
+class VersionedResponse(ResponseModel):
+    """A chat/text completion (or chunk) that may carry sglang's ``metadata``."""
+
+    metadata: ResponseMetadata | None = None
+
+    @property
+    def weight_version(self) -> str | None:
+        """``metadata.weight_version``: the weight version that finished the request.
+
+        ``None`` when the server sent no ``metadata`` (older servers, a router
+        that drops it, and stream chunks: sglang 0.5.23 sends it on whole
+        responses only).
+        """
+        return self.metadata.weight_version if self.metadata is not None else None
+
+    def weight_version_mix(self) -> WeightVersionMix:
+        """Which weight versions produced the first choice's tokens (from ``metadata``)."""
+        if self.metadata is None:
+            return WeightVersionMix()
+        return self.metadata.weight_version_mix()
 
 
 def decode_int32_base64(text: str) -> list[int]:

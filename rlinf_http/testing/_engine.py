@@ -32,6 +32,7 @@ class _Item:
         "index",
         "logprob_start_len",
         "n_out",
+        "out_offset",
         "prompt_ids",
         "prompt_len",
         "prompt_words",
@@ -63,6 +64,8 @@ class _Item:
         self.sample = 0
         self.rid = ""
         self.n_out = 0
+        #: output tokens this prompt already ends with (a resumed generation continues)
+        self.out_offset = 0
         self.finish: dict[str, Any] = {}
         #: weight-version changes while running: (old version, output tokens so far)
         self.wv_events: list[tuple[str, int]] = []

@@ -44,12 +44,33 @@ _SAMPLING_KEY_SET = frozenset(_SAMPLING_KEYS)
 _SAMPLING_EXPECTED = ", ".join(f"`{k}`" for k in _SAMPLING_KEYS)
 
 
+def _resumed_tokens(words: list[str] | None, ids: list[int] | None) -> int:
+    """How many fake output tokens (``tok0``, ``tok1``... / ``1000``, ``1001``...) end the prompt.
+
+    A prompt that ends with the first ``k`` output tokens after at least one
+    other token is a resumed generation: its output continues at token ``k``,
+    so a generation resumed after an abort equals an uninterrupted one.
+    """
+    if ids:
+        k = ids[-1] - _out_ids(0, 1)[0] + 1
+        if 0 < k < len(ids) and k <= 30000 and ids[-k:] == _out_ids(0, k):
+            return k
+    elif words:
+        last = words[-1]
+        if last.startswith("tok") and last[3:].isdigit():
+            k = int(last[3:]) + 1
+            if k < len(words) and words[-k:] == _out_text(0, k).split():
+                return k
+    return 0
+
+
 class _GenerateMixin(_Engine):
     def _gen_obj(
         self, job: _Job, it: _Item, k0: int, k1: int, finish: dict[str, Any] | None, first: bool
     ) -> dict[str, Any]:
         incremental = self.config.incremental_streaming and k0 >= 0
         lo = k0 if incremental and k0 > 0 else 0
+        off = it.out_offset
         meta: dict[str, Any] = {
             "id": it.rid,
             "finish_reason": finish,
@@ -71,10 +92,10 @@ class _GenerateMixin(_Engine):
             self._add_logprobs(meta, it, lo, k1, with_input=first or not incremental)
         if finish is not _ABORT_QUEUED_FINISH:
             final = finish is not None
-            add_rl_meta(meta, it.rl, it.prompt_len, _out_ids(0, k1), lo, k1, final, 0)
+            add_rl_meta(meta, it.rl, it.prompt_len, _out_ids(off, off + k1), lo, k1, final, 0)
         obj: dict[str, Any] = {
-            "text": _out_text(lo, k1),
-            "output_ids": _out_ids(lo, k1),
+            "text": _out_text(off + lo, off + k1),
+            "output_ids": _out_ids(off + lo, off + k1),
             "meta_info": meta,
         }
         if job.batch:
@@ -84,10 +105,13 @@ class _GenerateMixin(_Engine):
     def _add_logprobs(
         self, meta: dict[str, Any], it: _Item, lo: int, hi: int, with_input: bool
     ) -> None:
-        _ensure_tokens(hi)
+        off = it.out_offset
+        _ensure_tokens(off + hi)
         text = it.return_text
         topn = it.top_logprobs_num
-        out = [[_LPS[i % 16], _IDS[i], _PIECES[i] if text else None] for i in range(lo, hi)]
+        out = [
+            [_LPS[i % 16], _IDS[i], _PIECES[i] if text else None] for i in range(off + lo, off + hi)
+        ]
         meta["output_token_logprobs"] = out
         meta["output_token_logprobs_length"] = len(out)
         if topn > 0:
@@ -96,7 +120,7 @@ class _GenerateMixin(_Engine):
                     [_LPS[i % 16] - j, _IDS[i] + j * 7, _PIECES[i] if text else None]
                     for j in range(topn)
                 ]
-                for i in range(lo, hi)
+                for i in range(off + lo, off + hi)
             ]
         if with_input:
             if it.prompt_ids is None:
@@ -265,6 +289,7 @@ class _GenerateMixin(_Engine):
                 it.prompt_words = words
                 it.prompt_ids = ids
                 it.prompt_len = plen
+                it.out_offset = _resumed_tokens(words, ids)
                 it.return_logprob = bool(return_logprob[p])
                 it.logprob_start_len = int(start_len[p])
                 it.top_logprobs_num = int(topn[p])

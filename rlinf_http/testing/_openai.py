@@ -139,7 +139,11 @@ class _OpenAIMixin(_Engine):
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
             },
-            "metadata": {"weight_version": self._weight_version},
+            # sglang 0.5.23 builds metadata from the first choice's meta_info
+            "metadata": {
+                "weight_version": self._weight_version,
+                "weight_versions": self._weight_version_spans(items[0], items[0].n_out),
+            },
         }
         await self._respond_json(req, 200, resp)
 

@@ -216,7 +216,7 @@ def test_completion_parses_typed() -> None:
     assert choice.text == " tok0" and choice.finish_reason == "length"
     assert choice.logprobs is not None and choice.logprobs.token_logprobs == [-0.5]
     assert out.usage.total_tokens == 2
-    assert out["metadata"] == {"weight_version": "default"}  # extras kept
+    assert out["metadata"]["weight_version"] == out.weight_version == "default"  # typed
 
 
 def test_completion_stream_parser_yields_typed_chunks_and_error_events() -> None:

@@ -227,7 +227,8 @@ def test_chat_completion_typed() -> None:
     # Seed-style access and unknown fields.
     assert reply["choices"][0]["message"]["content"] == "Hello! How can I help?"
     assert reply["usage"]["total_tokens"] == 16
-    assert reply["metadata"] == {"weight_version": "default"}
+    assert reply["metadata"]["weight_version"] == "default"
+    assert reply.weight_version == "default"  # typed (sglang 0.5.23 ``metadata``)
     assert ChatCompletion.model_validate(reply.to_dict()) == reply
 
 

@@ -286,7 +286,11 @@ async def test_chat_completion_non_stream() -> None:
     }
     d = (await post(FakeSGLangApp(), "/v1/chat/completions", body)).json()
     assert set(d) == {"id", "object", "created", "model", "choices", "usage", "metadata"}
-    assert d["metadata"] == {"weight_version": "default"}
+    # sglang 0.5.23: the first choice's version and its spans over output tokens
+    assert d["metadata"] == {
+        "weight_version": "default",
+        "weight_versions": [{"version": "default", "start": 0, "end": 3}],
+    }
     assert d["object"] == "chat.completion"
     assert d["model"] == "whatever"
     assert isinstance(d["created"], int)

@@ -15,6 +15,7 @@ from ..._core.rl_generate import (
     batch_size_of,
     rl_fields_from,
 )
+from ..._core.rollout import remember_request
 from ..._core.streams import GenerateStreamChunk, GenerateStreamParser, StreamMode
 from ..._driver import NOT_GIVEN, TimeoutTypes
 from ..._streaming import AsyncStream
@@ -275,6 +276,7 @@ class AsyncGenerate(Endpoint):
             mode = check_stream_mode(stream_mode)
             parser = functools.partial(GenerateStreamParser, mode)
             return await self._driver.astream(op, parser, timeout, self._driver.policy(max_retries))
+        op = remember_request(op)  # an aborted result can be resumed
         return await self._driver.asend(op, timeout=timeout, retry=self._driver.policy(max_retries))
 
     async def async_generate_group(

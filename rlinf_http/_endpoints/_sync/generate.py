@@ -17,6 +17,7 @@ from ..._core.rl_generate import (
     batch_size_of,
     rl_fields_from,
 )
+from ..._core.rollout import remember_request
 from ..._core.streams import GenerateStreamChunk, GenerateStreamParser, StreamMode
 from ..._driver import NOT_GIVEN, TimeoutTypes
 from ..._streaming import Stream
@@ -277,6 +278,7 @@ class Generate(Endpoint):
             mode = check_stream_mode(stream_mode)
             parser = functools.partial(GenerateStreamParser, mode)
             return self._driver.stream(op, parser, timeout, self._driver.policy(max_retries))
+        op = remember_request(op)  # an aborted result can be resumed
         return self._driver.send(op, timeout=timeout, retry=self._driver.policy(max_retries))
 
     def generate_group(
