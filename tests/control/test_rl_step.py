@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import signal
 import threading
 import time
@@ -452,3 +453,40 @@ def test_update_weight_version_keeps_sglangs_default_and_says_so(server: FakeWor
         client.update_weight_version("relabel-2")  # sglang's default: aborts it
         thread.join(NO_HANG_S)
         assert not thread.is_alive() and running(server.url) == 0
+
+
+def test_in_place_flushes_after_the_continue(
+    fleet: Fleet, workers: list[FakeWorkerProcess]
+) -> None:
+    """``in_place`` holds the running requests: the flush waits until after the continue."""
+    url = workers[0].url
+    thread = _generate_in_background(url, 40)  # ~0.4 s, held by the pause, then ends
+    wait_until(lambda: running(url) == 1, "the generation to run")
+    add_fault(url, weight_update_error="flush")
+    report = fleet.update_weights(from_disk="/ckpt/step-13", version="s13", pause="in_place")
+    thread.join(NO_HANG_S)
+    worker = report.workers[url]
+    assert isinstance(worker.phases["load"].error, CacheNotFlushedError)
+    assert list(worker.phases)[-2:] == ["continue", "flush"] and worker.phases["flush"].ok
+    assert worker.outcome == "updated" and worker.left == "continued"
+    assert report.ok
+
+
+def test_async_load_past_its_deadline_and_the_error_pickles(
+    fleet: Fleet, workers: list[FakeWorkerProcess]
+) -> None:
+    slow = workers[2].url
+    add_fault(slow, path="/update_weights_from_disk", delay_s=30)
+
+    async def main() -> WeightSyncError:
+        with anyio.fail_after(NO_HANG_S), pytest.raises(WeightSyncError) as info:
+            await fleet.async_update_weights(
+                from_disk="/ckpt/step-14", version="s14", load_timeout=1.0, quorum=3
+            )
+        return info.value
+
+    error = anyio.run(main)
+    assert error.report.failed == [slow] and error.report.workers[slow].left == "paused"
+    copy = pickle.loads(pickle.dumps(error))
+    assert isinstance(copy, WeightSyncError) and copy.report.failed == [slow]
+    assert isinstance(copy.report.workers[slow].error, TimeoutError)
