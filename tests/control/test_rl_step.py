@@ -490,3 +490,20 @@ def test_async_load_past_its_deadline_and_the_error_pickles(
     copy = pickle.loads(pickle.dumps(error))
     assert isinstance(copy, WeightSyncError) and copy.report.failed == [slow]
     assert isinstance(copy.report.workers[slow].error, TimeoutError)
+
+
+def test_a_failed_stamp_leaves_the_worker_paused_and_take_out_can_be_declined(
+    fleet: Fleet, router: RouterProcess, workers: list[FakeWorkerProcess]
+) -> None:
+    url = workers[1].url
+    add_fault(url, path="/update_weight_version", weight_update_error="load")
+    report = fleet.update_weights(
+        from_disk="/ckpt/step-15", version="s15", quorum=2, take_out_failed=False
+    )
+    worker = report.workers[url]
+    assert worker.failed_phase == "stamp" and isinstance(worker.error, WeightUpdateError)
+    assert worker.left == "paused" and not worker.removed_from_router
+    assert report.router_url is None and url in _listed(router)
+    assert control_state(url)["paused"] == "retract"
+    assert "add_worker" not in report.restore_hint
+    assert fleet.restore(report).ok and control_state(url)["paused"] is None
