@@ -16,6 +16,7 @@ from ._errors import (
     CacheNotFlushedError,
     ConflictError,
     DuplicateRequestIdError,
+    EngineBusyError,
     FleetError,
     IncompleteStreamError,
     InternalServerError,
@@ -32,10 +33,11 @@ from ._errors import (
     UnsupportedMediaTypeError,
     WeightSyncError,
     WeightUpdateError,
+    WeightUpdateStepError,
     WeightVersionMismatchError,
     WorkerRegistrationError,
 )
-from ._fleet import Fleet, FleetResult
+from ._fleet import Fleet, FleetResult, PhaseResult, WeightUpdateReport, WorkerUpdate
 from ._options import ClientOptions
 from ._proxy import no_proxy_env
 from ._streaming import AsyncStream, Stream
@@ -119,9 +121,14 @@ __all__ = [
     "FinishOther",
     "FinishReason",
     "FinishStop",
+    "EngineBusyError",
     "Fleet",
     "FleetError",
     "FleetResult",
+    "PhaseResult",
+    "WeightSyncError",
+    "WeightUpdateReport",
+    "WorkerUpdate",
     "FlushCacheResult",
     "FunctionCall",
     "GenerateOutput",
@@ -160,7 +167,7 @@ __all__ = [
     "Usage",
     "WeightUpdateError",
     "WeightUpdateResult",
-    "WeightSyncError",
+    "WeightUpdateStepError",
     "WeightVersionMismatchError",
     "WeightVersionResult",
     "Worker",

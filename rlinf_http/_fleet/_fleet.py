@@ -55,6 +55,7 @@ class Fleet(AsyncFleetCalls, FleetCalls):
         #: seconds each worker's call may wait on its server (``None``: no bound)
         self.call_timeout = check_timeout(call_timeout, "call_timeout")
         self._clients: dict[str, InferenceHTTPClient] = {}
+        self._router: InferenceHTTPClient | None = None
         for client in clients:
             if client.base_url in self._clients:
                 raise InvalidRequestError(f"worker {client.base_url} is given twice")
@@ -102,7 +103,10 @@ class Fleet(AsyncFleetCalls, FleetCalls):
             )
         targets = [prototype.options.base_url] if urls is None else urls
         clients = [prototype.copy(base_url=url, **overrides) for url in targets]
-        return cls(clients, call_timeout=call_timeout)
+        fleet = cls(clients, call_timeout=call_timeout)
+        if urls is not None:  # behind a router: update_weights takes failed workers out of it
+            fleet._router = prototype.copy()
+        return fleet
 
     def _through(
         self, gateway: InferenceHTTPClient, ids: Mapping[str, str], selector: str | None
@@ -165,6 +169,7 @@ class Fleet(AsyncFleetCalls, FleetCalls):
             [c.copy() for url, c in self._clients.items() if url in wanted],
             call_timeout=self.call_timeout,
         )
+        fleet._router = None if self._router is None else self._router.copy()
         if self._gateway is None:
             return fleet
         # through the gateway, the subset's fan-outs name its workers by id
@@ -189,12 +194,19 @@ class Fleet(AsyncFleetCalls, FleetCalls):
             return f"Fleet({list(self._clients)!r})"
         return f"Fleet({list(self._clients)!r}, via='gateway' {self._gateway.base_url})"
 
+    @property
+    def router_url(self) -> str | None:
+        """The router whose ``GET /workers`` listed the workers (``None``: no router)."""
+        return None if self._router is None else self._router.base_url
+
     def close(self) -> None:
         """Close every worker client's sync session (and the gateway's)."""
         for client in self._clients.values():
             client.close()
         if self._gateway is not None:
             self._gateway.close()
+        if self._router is not None:
+            self._router.close()
 
     async def aclose(self) -> None:
         """Close every worker client's sessions (and the gateway's)."""
@@ -202,6 +214,8 @@ class Fleet(AsyncFleetCalls, FleetCalls):
             await client.aclose()
         if self._gateway is not None:
             await self._gateway.aclose()
+        if self._router is not None:
+            await self._router.aclose()
 
     def __enter__(self) -> Fleet:
         return self

@@ -56,7 +56,7 @@ def test_guide_weight_sync_section_runs(
 ) -> None:
     server, workers, router_url, rl_gateway_url = cluster
     blocks = section_blocks(name)
-    assert len(blocks) == 8
+    assert len(blocks) == 10
     out = io.StringIO()
     for i, block in enumerate(blocks):
         namespace = {
@@ -93,18 +93,30 @@ def test_guide_weight_sync_section_runs(
     assert lines[15] == "['http://127.0.0.1:9'] 30.0"
     assert lines[16] == str([server.url])
     # block 7: through smg's RL plane, then directly
-    assert lines[17:] == ["gateway 2", "{'150'}", "direct 2", "direct"]
-    # blocks 4-5: NCCL sketch, memory; block 7: step 150 through smg; all continued
+    assert lines[17:21] == ["gateway 2", "{'150'}", "direct 2", "direct"]
+    # block 8: One RL step, a worker down with a quorum of one, then without
+    assert lines[21:25] == [
+        "True ['http://127.0.0.1:9']",
+        "pause unknown APIConnectionError",
+        "updated True",
+        "False not_loaded",
+    ]
+    # block 9: a failed load behind the router, taken out, fixed and restored
+    assert lines[25:28] == ["True load paused", "True 1", "2 True"]
+    assert len(lines) == 28
+    # blocks 4-5: NCCL sketch, memory; step 150 through smg, then step 500 everywhere,
+    # continued and routed
     for w in workers:
         state = w.app.control_state()
-        assert state["weight_version"] == "150" and state["paused"] is None
+        assert state["weight_version"] == "500" and state["paused"] is None
         assert state["released_memory_tags"] == [] and state["weight_update_groups"] == {}
         assert state["weight_update_session"] is False
-        assert [u["weight_version"] for u in state["weight_updates"]] == [
+        assert [u["weight_version"] for u in state["weight_updates"]][:5] == [
             "100",
             "200",
             "101",
             "102",
             "150",
         ]
-    assert server.app.control_state()["weight_version"] == "300"
+    assert server.app.control_state()["weight_version"] == "400"
+    assert server.app.control_state()["paused"] is None
