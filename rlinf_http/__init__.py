@@ -16,6 +16,7 @@ from ._errors import (
     CacheNotFlushedError,
     ConflictError,
     DuplicateRequestIdError,
+    EngineBusyError,
     FleetError,
     IncompleteStreamError,
     InternalServerError,
@@ -30,11 +31,12 @@ from ._errors import (
     StreamErrorEvent,
     UnprocessableEntityError,
     UnsupportedMediaTypeError,
+    WeightSyncError,
     WeightUpdateError,
     WeightVersionMismatchError,
     WorkerRegistrationError,
 )
-from ._fleet import Fleet, FleetResult
+from ._fleet import Fleet, FleetResult, PhaseResult, WeightUpdateReport, WorkerUpdate
 from ._options import ClientOptions
 from ._proxy import no_proxy_env
 from ._streaming import AsyncStream, Stream
@@ -118,9 +120,14 @@ __all__ = [
     "FinishOther",
     "FinishReason",
     "FinishStop",
+    "EngineBusyError",
     "Fleet",
     "FleetError",
     "FleetResult",
+    "PhaseResult",
+    "WeightSyncError",
+    "WeightUpdateReport",
+    "WorkerUpdate",
     "FlushCacheResult",
     "FunctionCall",
     "GenerateOutput",

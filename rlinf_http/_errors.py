@@ -27,6 +27,8 @@ Every error the client raises on purpose derives from :class:`RLinfHTTPError`::
     │   └── IncompleteStreamError           the stream ended without ``data: [DONE]``
     ├── WorkerRegistrationError             the router reported a failed worker registration
     ├── FleetError                          a call failed on some workers of a Fleet (all tried)
+    │   └── WeightSyncError                 fleet.update_weights missed its quorum
+    ├── EngineBusyError                     the engine did not become idle in time (memory release)
     └── WeightVersionMismatchError          workers of a Fleet serve another weight version
 
 The base class is a :class:`RuntimeError` so that code written against the RLinf
@@ -47,6 +49,7 @@ __all__ = [
     "BadRequestError",
     "CacheNotFlushedError",
     "ConflictError",
+    "EngineBusyError",
     "DuplicateRequestIdError",
     "FleetError",
     "IncompleteStreamError",
@@ -63,6 +66,7 @@ __all__ = [
     "UnprocessableEntityError",
     "UnsupportedMediaTypeError",
     "WeightUpdateError",
+    "WeightSyncError",
     "WeightVersionMismatchError",
     "WorkerRegistrationError",
 ]
@@ -299,6 +303,42 @@ class FleetError(RLinfHTTPError):
     def errors(self) -> dict[str, Exception]:
         """Worker URL -> the exception its call raised."""
         return dict(self.result.errors) if self.result is not None else {}
+
+
+class WeightSyncError(FleetError):
+    """``fleet.update_weights(...)`` did not update enough workers (its quorum).
+
+    Raised after the step finished on every worker: the workers that did update
+    keep the new weights and were continued; those that failed were left paused
+    (and taken out of the router's rotation). :attr:`report` is the
+    :class:`~rlinf_http.WeightUpdateReport` of the run (also ``result``):
+    per worker and phase, with timings, and how to restore the failed workers
+    (``fleet.restore(report)``).
+    """
+
+    @property
+    def report(self) -> Any:
+        """The :class:`~rlinf_http.WeightUpdateReport` of the failed step."""
+        return self.result
+
+    @property
+    def errors(self) -> dict[str, Exception]:
+        """Worker URL -> the exception that failed it."""
+        return dict(self.result.errors) if self.result is not None else {}
+
+
+class EngineBusyError(RLinfHTTPError):
+    """The engine did not become idle in time; nothing was sent.
+
+    sglang releases GPU memory only on an idle engine (and fails the call
+    otherwise). ``running`` and ``waiting`` are the request counts the server
+    reported last (``/v1/loads``).
+    """
+
+    def __init__(self, message: str, *, running: int = 0, waiting: int = 0) -> None:
+        super().__init__(message)
+        self.running = running
+        self.waiting = waiting
 
 
 class WeightVersionMismatchError(RLinfHTTPError):

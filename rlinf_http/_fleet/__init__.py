@@ -15,5 +15,6 @@ hand-written runner pair (task group / threads); ``_fleet.py`` composes them.
 
 from ._fleet import Fleet
 from ._result import FleetResult
+from ._step import PhaseResult, WeightUpdateReport, WorkerUpdate
 
-__all__ = ["Fleet", "FleetResult"]
+__all__ = ["Fleet", "FleetResult", "PhaseResult", "WeightUpdateReport", "WorkerUpdate"]

@@ -67,6 +67,8 @@ class FleetBase:
     """The worker clients, the argument helpers, and the concurrent runner pair."""
 
     _clients: dict[str, InferenceHTTPClient]
+    #: the router the workers were listed by (``None``: built from URLs, or one server)
+    _router: InferenceHTTPClient | None
     #: seconds each worker's call may wait on its server (``None``: no bound)
     call_timeout: float | None
 

@@ -55,6 +55,7 @@ class Fleet(AsyncFleetCalls, FleetCalls):
         #: seconds each worker's call may wait on its server (``None``: no bound)
         self.call_timeout = check_timeout(call_timeout, "call_timeout")
         self._clients: dict[str, InferenceHTTPClient] = {}
+        self._router: InferenceHTTPClient | None = None
         for client in clients:
             if client.base_url in self._clients:
                 raise InvalidRequestError(f"worker {client.base_url} is given twice")
@@ -102,7 +103,10 @@ class Fleet(AsyncFleetCalls, FleetCalls):
             )
         targets = [prototype.options.base_url] if urls is None else urls
         clients = [prototype.copy(base_url=url, **overrides) for url in targets]
-        return cls(clients, call_timeout=call_timeout)
+        fleet = cls(clients, call_timeout=call_timeout)
+        if urls is not None:  # behind a router: update_weights takes failed workers out of it
+            fleet._router = prototype.copy()
+        return fleet
 
     # -- the workers ----------------------------------------------------------------------
 
@@ -134,10 +138,12 @@ class Fleet(AsyncFleetCalls, FleetCalls):
             raise InvalidRequestError(f"not workers of this fleet: {sorted(unknown)}")
         if not wanted:
             raise InvalidRequestError("a Fleet needs at least one worker")
-        return Fleet(
+        fleet = Fleet(
             [c.copy() for url, c in self._clients.items() if url in wanted],
             call_timeout=self.call_timeout,
         )
+        fleet._router = None if self._router is None else self._router.copy()
+        return fleet
 
     def without(self, urls: Iterable[str]) -> Fleet:
         """A new fleet of the other workers (see :meth:`subset`); e.g. without the dead ones."""
@@ -156,15 +162,24 @@ class Fleet(AsyncFleetCalls, FleetCalls):
     def __repr__(self) -> str:
         return f"Fleet({list(self._clients)!r})"
 
+    @property
+    def router_url(self) -> str | None:
+        """The router whose ``GET /workers`` listed the workers (``None``: no router)."""
+        return None if self._router is None else self._router.base_url
+
     def close(self) -> None:
         """Close every worker client's sync session."""
         for client in self._clients.values():
             client.close()
+        if self._router is not None:
+            self._router.close()
 
     async def aclose(self) -> None:
         """Close every worker client's sessions."""
         for client in self._clients.values():
             await client.aclose()
+        if self._router is not None:
+            await self._router.aclose()
 
     def __enter__(self) -> Fleet:
         return self

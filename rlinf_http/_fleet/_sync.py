@@ -10,13 +10,16 @@ hand-written pair in :mod:`._base`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from .._brackets import bracket
 from .._core import control, plans
 from .._core.control import PauseMode, Selector, WorkerState
 from .._core.dataplane import build_load_lora, build_unload_lora
+from .._core.plans import Plan, add_worker_plan, remove_worker_plan
+from .._errors import InvalidRequestError, WeightSyncError
 from ..models import (
     FlushCacheResult,
     GenerationControlResult,
@@ -29,11 +32,14 @@ from ..models import (
 )
 from ._base import FleetBase, Stage, hint, undo_targets
 from ._result import FleetResult, agree, check_expected
+from ._step import StepRun, UpdateStep, WeightUpdateReport
 
 if TYPE_CHECKING:
     from ._fleet import Fleet
 
 __all__ = ["FleetCalls"]
+
+logger = logging.getLogger("rlinf_http")
 
 
 class FleetCalls(FleetBase):
@@ -317,6 +323,159 @@ class FleetCalls(FleetBase):
         """
         check_expected(expected)
         return agree(expected, self.weight_versions())
+
+    # -- the RL update step ---------------------------------------------------------------
+
+    def update_weights(
+        self,
+        *,
+        from_disk: str | None = None,
+        from_distributed: tuple[Sequence[str], Sequence[Any], Sequence[Sequence[int]]]
+        | None = None,
+        from_tensor: Sequence[bytes | str] | Mapping[str, Sequence[bytes | str]] | None = None,
+        version: str,
+        pause: PauseMode = "retract",
+        quorum: int | float | None = None,
+        pause_timeout: float = 60.0,
+        load_timeout: float = 600.0,
+        continue_timeout: float = 60.0,
+        flush_timeout: float = 30.0,
+        abort_all_requests: bool = False,
+        take_out_failed: bool = True,
+        group_name: str = "weight_update_group",
+        load_format: str | None = None,
+        selector: Selector = "all",
+        **extra: Any,
+    ) -> WeightUpdateReport:
+        """One RL weight update on every worker: pause, load, stamp ``version``, continue.
+
+        Give exactly one source: ``from_disk=path``, ``from_distributed=(names,
+        dtypes, shapes)`` (the NCCL group initialised already; the trainer
+        broadcasts while this call runs) or ``from_tensor=payloads`` (one list
+        for all, or worker URL -> list). On every worker at once, phase by
+        phase: ``/pause_generation`` (``pause`` mode) -> wait until it reports
+        itself paused (``/ready`` 503) and drained (``/v1/loads``) -> the load
+        (inside ``/begin_weight_update`` ... ``/end_weight_update`` for
+        distributed and tensor), labelled ``version`` -> ``/update_weight_version``
+        (``abort_all_requests=False``: nothing in flight is aborted unless
+        asked) -> ``/continue_generation``.
+
+        Each phase has its own deadline (``pause_timeout`` covers the pause and
+        the drain check, ``load_timeout``, ``continue_timeout``; seconds); a
+        worker past it counts as failed. A worker that fails leaves the step:
+        it is left paused (it would serve stale or half-loaded weights) and,
+        behind a router, taken out of its rotation (``take_out_failed``) until
+        ``fleet.restore(report)``. A load answered with
+        :class:`~rlinf_http.CacheNotFlushedError` swapped the weights: the
+        worker counts as updated, its cache is flushed when idle
+        (``flush_timeout``) and it is relabelled; if that flush fails it is
+        ``"flush_pending"``. Workers that updated are continued whatever
+        happened elsewhere. If fewer than ``quorum`` workers can still update
+        (default: all; a count, or a fraction of the fleet) the step stops
+        before loading and continues the paused workers unchanged.
+
+        Returns the :class:`~rlinf_http.WeightUpdateReport` (per worker and
+        phase, with timings) and logs it in one INFO line; when fewer than
+        ``quorum`` workers updated, raises :class:`~rlinf_http.WeightSyncError`
+        carrying the same report (``exc.report``). ``extra`` fields go to the
+        load call.
+        """
+        step = UpdateStep.build(
+            list(self._clients),
+            self._payloads,
+            from_disk=from_disk,
+            from_distributed=from_distributed,
+            from_tensor=from_tensor,
+            version=version,
+            pause=pause,
+            quorum=quorum,
+            pause_timeout=pause_timeout,
+            load_timeout=load_timeout,
+            continue_timeout=continue_timeout,
+            flush_timeout=flush_timeout,
+            abort_all_requests=abort_all_requests,
+            group_name=group_name,
+            load_format=load_format,
+            selector=selector,
+            extra=extra,
+        )
+        if not isinstance(take_out_failed, bool):
+            raise InvalidRequestError(
+                f"take_out_failed must be True or False, got {take_out_failed!r}"
+            )
+        router = self._router if take_out_failed else None
+        run = StepRun(step, None if router is None else router.base_url)
+        self._phase(run, "pause", step.pause_plan, run.active(), step.pause_timeout)
+        self._phase(run, "drain", step.drain_plan, run.active(), step.pause_timeout)
+        if run.can_meet_quorum():
+            self._phase(run, "load", step.load, run.active(), step.load_timeout)
+            if step.pause != "in_place":  # in place, the held requests keep it busy
+                self._phase(run, "flush", step.flush_plan, run.flush_now(), step.flush_timeout)
+            self._phase(run, "stamp", step.stamp_plan, run.loaded(), step.load_timeout)
+        else:
+            run.stop_before_load()
+        self._phase(run, "continue", step.continue_plan, run.to_continue(), step.continue_timeout)
+        if step.pause == "in_place":
+            self._phase(run, "flush", step.flush_plan, run.flush_now(), step.flush_timeout)
+        if router is not None:
+            for url in run.take_out():
+                try:
+                    router._driver.run(remove_worker_plan(None, url, step.continue_timeout, 0.2))
+                except Exception as exc:  # reported: the worker stays in the rotation
+                    logger.warning("could not take %s out of %s: %s", url, router.base_url, exc)
+                else:
+                    run.removed(url)
+        report = run.report()
+        logger.info("%s", report.summary())
+        if not report.quorum_met:
+            raise WeightSyncError(report.summary(), operation="update_weights", result=report)
+        return report
+
+    def _phase(
+        self,
+        run: StepRun,
+        phase: str,
+        make_plan: Callable[[str], Plan[Any]],
+        urls: list[str],
+        deadline: float,
+    ) -> None:
+        """Run one phase of the step on ``urls`` (all at once, bounded) and record it."""
+        if urls:
+            result = self._all(phase, run.timed(phase, make_plan), False, urls, deadline)
+            run.record(phase, result, deadline)
+
+    def restore(self, report: WeightUpdateReport, *, timeout: float = 60.0) -> FleetResult[None]:
+        """Undo what :meth:`update_weights` left: continue the workers it left
+        paused and put those it took out back into the router's rotation.
+
+        Fix the workers first (load the right weights, e.g. with
+        ``fleet.subset(report.failed).update_weights(...)``): a restored worker
+        serves whatever it holds. Returns worker URL -> ``None`` or its error.
+        """
+        urls = [url for url in report.left_paused if url in self._clients]
+        removed = report.removed_from_router
+        if removed and self._router is None:
+            raise InvalidRequestError(
+                "this fleet has no router to put the workers back into: "
+                f"call add_worker on {report.router_url} for {removed}"
+            )
+        result = self._all(
+            "restore",
+            lambda _: control.continue_generation_plan(True),
+            False,
+            urls,
+            timeout,
+        )
+        outcomes: dict[str, Exception | None] = {url: None for url in urls}
+        outcomes.update(result.errors)
+        if self._router is not None:
+            for url in removed:
+                try:
+                    self._router._driver.run(add_worker_plan(url, "regular", {}, timeout, 0.2))
+                    outcomes.setdefault(url, None)
+                except Exception as exc:
+                    outcomes[url] = exc
+        return FleetResult(outcomes, "restore").raise_for_errors()
 
     # -- memory, cache, load, info --------------------------------------------------------
 

@@ -1,0 +1,127 @@
+"""Waiting on a worker's own state during a weight update, as plans (no I/O).
+
+- :func:`drain_plan`: after ``/pause_generation``, wait until the worker says it
+  is paused (``GET /ready`` answers 503 while paused) and, unless the pause keeps
+  requests in place, that nothing runs any more (``/v1/loads``). A worker
+  without ``/ready`` or ``/v1/loads`` (older sglang) is taken at its word.
+- :func:`wait_idle_plan`: wait (bounded) until the engine is idle, as
+  ``/release_memory_occupation`` requires, or raise
+  :class:`~rlinf_http.EngineBusyError` saying what still runs.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .._errors import APITimeoutError, EngineBusyError, NotFoundError
+from ..models import Loads
+from .control import PAUSE_MODES, PauseMode, _choice, loads_plan
+from .plans import Plan, Sleep
+from .probes import ready_plan
+from .requests import check_timeout
+
+__all__ = ["POLL_INTERVAL_S", "drain_plan", "wait_idle_plan"]
+
+#: Seconds between two looks at a worker's state.
+POLL_INTERVAL_S = 0.05
+
+
+def _left(end: float) -> float:
+    return max(0.0, end - time.monotonic())
+
+
+def _probe_bound(end: float) -> float:
+    """A per-probe timeout: what is left of the deadline, at least a little."""
+    return max(0.5, _left(end))
+
+
+def drain_plan(mode: PauseMode, timeout: float) -> Plan[None]:
+    """Wait until a paused worker reports itself paused and drained, within ``timeout`` s.
+
+    Paused: ``/ready`` answers 503 (sglang 0.5.23; a 404 means no ``/ready``:
+    not checked). Drained (modes ``abort`` and ``retract``): ``/v1/loads``
+    counts no running request (``in_place`` keeps them: not checked). Past the
+    deadline it raises :class:`~rlinf_http.APITimeoutError` saying which of the
+    two did not happen.
+    """
+    _choice(mode, "pause", PAUSE_MODES)
+    bound = check_timeout(timeout, "pause_timeout", allow_none=False)
+    assert bound is not None
+    return _drain(mode, bound)
+
+
+def _drain(mode: str, timeout: float) -> Plan[None]:
+    end = time.monotonic() + timeout
+    has_ready, has_loads = True, mode != "in_place"
+    while True:
+        paused = drained = True
+        running = 0
+        if has_ready:
+            try:
+                paused = not (yield from ready_plan(_probe_bound(end)))
+            except NotFoundError:
+                has_ready = False
+                paused = True
+        if has_loads:
+            try:
+                loads: Loads = yield from loads_plan()
+            except NotFoundError:
+                has_loads = False
+            else:
+                running = loads.num_running_reqs
+                drained = running == 0
+        if paused and drained:
+            return None
+        if _left(end) <= 0:
+            missing = []
+            if not paused:
+                missing.append("it still answers /ready with 200 (not paused)")
+            if not drained:
+                missing.append(f"{running} requests still running (/v1/loads)")
+            raise APITimeoutError(
+                f"the worker did not report itself paused and drained within {timeout:g} s "
+                f"after pause_generation: {'; '.join(missing)}"
+            )
+        yield Sleep(min(POLL_INTERVAL_S, _left(end)))
+
+
+def wait_idle_plan(timeout: float) -> Plan[None]:
+    """Wait until the engine is idle, within ``timeout`` s, else raise ``EngineBusyError``.
+
+    Idle is what sglang checks before releasing memory: no running request,
+    and no waiting one unless the engine is paused (waiting requests are
+    ignored then; ``/ready`` answers 503). A server without ``/v1/loads`` is
+    not checked.
+    """
+    bound = check_timeout(timeout, "idle_timeout", allow_none=False)
+    assert bound is not None
+    return _wait_idle(bound)
+
+
+def _wait_idle(timeout: float) -> Plan[None]:
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            loads: Loads = yield from loads_plan()
+        except NotFoundError:
+            return None  # no /v1/loads (older sglang): nothing to check with
+        running, waiting = loads.num_running_reqs, loads.num_waiting_reqs
+        if running == 0 and waiting == 0:
+            return None
+        if running == 0:
+            try:
+                ready = yield from ready_plan(_probe_bound(end))
+            except NotFoundError:
+                ready = True
+            if not ready:
+                return None  # paused: sglang ignores the waiting requests
+        if _left(end) <= 0:
+            raise EngineBusyError(
+                f"the engine is not idle after {timeout:g} s: {running} requests running, "
+                f"{waiting} waiting. sglang releases memory only when idle (it fails the "
+                "call otherwise): pause first (pause_generation('retract') or 'abort'), or "
+                "wait for the requests to end",
+                running=running,
+                waiting=waiting,
+            )
+        yield Sleep(min(POLL_INTERVAL_S * 4, _left(end)))
