@@ -85,12 +85,14 @@ def render_updates(result: BenchResult) -> RenderableType:
             parts.append(Text(f"update {u.index} failed: {u.error}", style="red"))
     parts.append(
         Text(
-            "pause: pause sent -> every worker answered; drain: -> no running request "
-            "(/v1/loads); load: update_weights_from_disk with the new version; cont: "
-            "continue; TTFT+: continue sent -> the first token any request received; "
-            "in flight: requests running at the pause; abort / retr: aborted / held "
-            "(retracted or in place) and resumed; disc tok: tokens the aborted requests "
-            "had received; mixed %: completions mixing this version with an older one.",
+            "One update = fleet.update_weights (pause -> drain -> load -> version stamp "
+            "-> continue); phase times are the slowest worker's. pause: /pause_generation; "
+            "drain: until the workers report themselves paused and, but for in_place, "
+            "idle; load: from disk; cont: /continue_generation; TTFT+: continue sent -> "
+            "the first token any request received; in flight: requests running at the "
+            "pause; abort / retr: aborted / held (retracted or in place) and resumed; "
+            "disc tok: tokens the aborted requests had received (discarded); mixed %: "
+            "completions mixing this version with an older one.",
             style="dim",
         )
     )

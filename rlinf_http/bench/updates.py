@@ -1,7 +1,8 @@
 """Weight updates under load (``rlinf-http bench --weight-update-every``).
 
 While the measured load runs, :func:`run_updates` runs the fleet's update step
-(pause -> load from disk with a new version -> continue) against the target's
+(``fleet.async_update_weights``: pause -> drain -> load from disk -> version stamp
+-> continue) against the target's
 workers (a router's fleet, or a server as a fleet of one) every N seconds, or
 after every N completed RL groups. :func:`update_step` is the one place that
 calls the update step. :func:`update_metrics` then reads, from the requests'
@@ -24,7 +25,8 @@ import anyio
 from pydantic import BaseModel
 
 from .._client import InferenceHTTPClient
-from .._fleet import Fleet
+from .._errors import WeightSyncError
+from .._fleet import Fleet, WeightUpdateReport
 from .metrics import RequestRecord
 from .options import BenchOptionError
 
@@ -77,72 +79,72 @@ def parse_update_every(value: str) -> tuple[UpdateUnit, float]:
 
 @dataclass
 class UpdateEvent:
-    """One update as it ran (times on the run's timeline, seconds)."""
+    """One update as it ran: when (on the run's timeline, s) and its phase times (s).
+
+    A phase time is the slowest worker's (the fleet runs a phase on every worker
+    at once); ``continue_start`` is when the continue phase began.
+    """
 
     index: int
     version: str
     pause_mode: str
     workers: int
     start: float = 0.0
-    paused: float = 0.0  # pause answered by every worker
-    drained: float = 0.0  # no worker reports a running request
-    loaded: float = 0.0  # load (and version stamp) answered
     continue_start: float = 0.0
-    end: float = 0.0  # continue answered
+    end: float = 0.0
+    pause_s: float = 0.0
+    drain_s: float = 0.0
+    load_s: float = 0.0
+    continue_s: float = 0.0
     ok: bool = True
     error: str = ""
+    #: the update step's one-line summary (per worker outcome and timings)
+    summary: str = ""
 
 
-async def _drain(fleet: Fleet, mode: str, deadline: float) -> None:
-    """Wait until no worker reports a running request (``/v1/loads``); ``in_place`` keeps
-    them in place, so nothing drains."""
-    if mode == "in_place":
-        return
-    with anyio.fail_after(deadline):
-        while True:
-            loads = await fleet.async_loads(raise_on_error=False)
-            if all(isinstance(v, Exception) or v.num_running_reqs == 0 for v in loads.values()):
-                return
-            await anyio.sleep(_POLL_S)
+def _slowest(report: WeightUpdateReport, phase: str) -> float:
+    return max(
+        (w.phases[phase].seconds for w in report.workers.values() if phase in w.phases),
+        default=0.0,
+    )
 
 
 async def update_step(
     fleet: Fleet, event: UpdateEvent, *, path: str, t0: float, deadline: float = PHASE_DEADLINE_S
 ) -> None:
-    """Pause every worker (``event.pause_mode``), load ``path`` as ``event.version``,
-    continue every worker; fills the phase times of ``event``.
-
-    The workers are always continued, also after a failed phase (the failure is
-    recorded in ``event.error``, never raised). The version stamp rides on the
-    load (``weight_version``), so it aborts nothing.
+    """The fleet's update step (``fleet.async_update_weights``): pause every worker
+    (``event.pause_mode``), load ``path`` as ``event.version``, continue; fills
+    ``event`` from its report. A failure is recorded in ``event``, never raised.
     """
-    mode = event.pause_mode
     event.start = _clock() - t0
+    report: WeightUpdateReport | None = None
     try:
-        with anyio.fail_after(deadline):
-            await fleet.async_pause_generation(mode)  # type: ignore[arg-type]
-        event.paused = _clock() - t0
-        await _drain(fleet, mode, deadline)
-        event.drained = _clock() - t0
-        with anyio.fail_after(deadline):
-            await fleet.async_update_weights_from_disk(
-                path, weight_version=event.version, flush_cache=mode != "in_place"
-            )
-        event.loaded = _clock() - t0
+        report = await fleet.async_update_weights(
+            from_disk=path,
+            version=event.version,
+            pause=event.pause_mode,  # type: ignore[arg-type]
+            pause_timeout=deadline,
+            load_timeout=deadline,
+            continue_timeout=deadline,
+        )
+        event.ok = report.ok
+    except WeightSyncError as exc:
+        report = exc.report
+        event.ok = False
     except Exception as exc:
         event.ok = False
         event.error = f"{type(exc).__name__}: {exc}"[:500]
-    finally:
-        event.continue_start = _clock() - t0
-        with anyio.CancelScope(shield=True), anyio.move_on_after(deadline):
-            result = await fleet.async_continue_generation(raise_on_error=False)
-            if not result.ok and event.ok:
-                event.ok = False
-                event.error = f"continue_generation failed on {sorted(result.errors)}"
-        event.end = _clock() - t0
-    for name in ("paused", "drained", "loaded"):  # a failed phase: the later ones took 0
-        if getattr(event, name) == 0.0:
-            setattr(event, name, event.continue_start)
+    event.end = _clock() - t0
+    if report is not None:
+        event.summary = report.summary()
+        if not event.ok and not event.error:
+            event.error = event.summary[:500]
+        event.pause_s = _slowest(report, "pause")
+        event.drain_s = _slowest(report, "drain")
+        event.load_s = _slowest(report, "load")
+        event.continue_s = _slowest(report, "continue")
+    # continue is the step's last phase: it started that long before the call returned
+    event.continue_start = event.end - event.continue_s
 
 
 def _groups_done(records: Sequence[RequestRecord]) -> int:
@@ -218,15 +220,16 @@ class WeightUpdateMetrics(BaseModel):
     error: str = ""
     #: when it started (s from the run start)
     start_s: float
-    #: pause sent -> every worker answered
+    #: ``/pause_generation`` latency (slowest worker; an abort pause includes its drain)
     pause_latency_ms: float
-    #: pause answered -> no worker reports a running request (0 for in_place)
+    #: pause answered -> the worker reports itself paused (``/ready`` 503) and, but for
+    #: in_place, no running request (``/v1/loads``); slowest worker
     drain_time_ms: float
-    #: load sent -> every worker answered (the load, the version stamp, the cache flush)
+    #: the load from disk (with the server's cache flush); slowest worker
     load_time_ms: float
-    #: continue sent -> every worker answered
+    #: ``/continue_generation`` latency (slowest worker)
     continue_time_ms: float
-    #: pause sent -> continue answered
+    #: the whole update step (pause -> drain -> load -> version stamp -> continue)
     total_ms: float
     #: continue sent -> the first token any request received after it (None: none did)
     ttft_after_continue_ms: float | None
@@ -285,10 +288,10 @@ def update_metrics(
                 ok=e.ok,
                 error=e.error,
                 start_s=e.start,
-                pause_latency_ms=1000.0 * (e.paused - e.start),
-                drain_time_ms=1000.0 * (e.drained - e.paused),
-                load_time_ms=1000.0 * (e.loaded - e.drained),
-                continue_time_ms=1000.0 * (e.end - e.continue_start),
+                pause_latency_ms=1000.0 * e.pause_s,
+                drain_time_ms=1000.0 * e.drain_s,
+                load_time_ms=1000.0 * e.load_s,
+                continue_time_ms=1000.0 * e.continue_s,
                 total_ms=1000.0 * (e.end - e.start),
                 ttft_after_continue_ms=None
                 if first is None

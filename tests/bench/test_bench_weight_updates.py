@@ -146,8 +146,8 @@ def test_parse_update_every() -> None:
 
 
 def test_update_metrics_on_a_synthetic_timeline() -> None:
-    e = UpdateEvent(1, "v1", "abort", 2, start=1.0, paused=1.1, drained=1.2, loaded=1.5)
-    e.continue_start, e.end = 1.5, 1.6
+    e = UpdateEvent(1, "v1", "abort", 2, start=1.0, continue_start=1.5, end=1.6)
+    e.pause_s, e.drain_s, e.load_s, e.continue_s = 0.1, 0.1, 0.3, 0.1
     held_ok = RequestRecord(index=0, start=0.5, end=2.0, success=True, weight_versions=["v0", "v1"])
     held_ok.chunk_times = [0.6, 1.7]
     aborted = RequestRecord(index=1, start=0.9, end=1.05, aborted=True, tokens_received=7)
