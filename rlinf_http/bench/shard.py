@@ -300,8 +300,8 @@ async def _one_request(
                 await _chat_stream(client, kwargs, rec, t0)
     except Exception as exc:
         _classify(rec, exc)
-    if rec.end < rec.start or not rec.success:
-        rec.end = max(rec.end, _clock() - t0)
+    if rec.end < rec.start or not (rec.success or rec.aborted):
+        rec.end = max(rec.end, _clock() - t0)  # an abort ends when its last chunk arrived
     if not rec.success:
         rec.ttft = None
         if not rec.aborted:  # an aborted request's tokens did arrive (weight-update metrics)

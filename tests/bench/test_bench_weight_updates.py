@@ -180,3 +180,16 @@ def test_rl_groups_update_after_every_n_completed_groups(target: str) -> None:
     done_at = sorted(max(r.end for r in result.records if r.group == g) for g in range(6))
     for k, u in enumerate(ups, start=1):
         assert u.start_s >= done_at[2 * k - 1]
+
+
+def test_a_server_is_a_fleet_of_one() -> None:
+    from rlinf_http.testing import FakeConfig, FakeServer
+
+    config = FakeConfig(ttft_s=0.005, itl_s=0.005, weight_update_s=LOAD_MS / 1000)
+    with FakeServer(config=config) as srv:
+        result = run_benchmark(_config(srv.url, weight_update_path="/ckpt/step-1"))
+        assert srv.app.model_path == "/ckpt/step-1"
+    ups = result.weight_updates
+    assert ups and all(u.ok and u.workers == 1 for u in ups)
+    assert all(u.load_time_ms >= LOAD_MS for u in ups)
+    assert ups[-1].version == f"bench-update-{len(ups)}"
