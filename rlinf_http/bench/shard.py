@@ -149,10 +149,16 @@ def _finish(rec: RequestRecord, tokens: int) -> None:
         rec.success = True
 
 
-def _openai_versions(rec: RequestRecord, chunk: Any) -> None:
-    """sglang puts ``{"weight_version"[, "weight_versions"]}`` in an OpenAI ``metadata``."""
-    meta = (chunk.model_extra or {}).get("metadata")
+def _openai_versions(rec: RequestRecord, response: Any) -> None:
+    """sglang 0.5.23 puts ``{"weight_version", "weight_versions"}`` in the ``metadata`` of a
+    whole (non-streamed) OpenAI response; typed or not, a dict or a model."""
+    if isinstance(response, dict):
+        meta = response.get("metadata")
+    else:
+        meta = getattr(response, "metadata", None) or (response.model_extra or {}).get("metadata")
     spans = meta.get("weight_versions") if isinstance(meta, dict) else None
+    if spans is None and meta is not None and not isinstance(meta, dict):
+        spans = getattr(meta, "weight_versions", None)
     if isinstance(spans, list):
         rec.weight_versions = mix_of_spans(
             [WeightVersionSpan.model_validate(x) for x in spans]
@@ -244,6 +250,10 @@ async def _non_stream(
         has_text = isinstance(choices, list) and any(
             isinstance(c, dict) and c.get("text") for c in choices
         )
+        _openai_versions(rec, body)
+        rec.aborted = isinstance(choices, list) and any(
+            isinstance(c, dict) and c.get("finish_reason") == "abort" for c in choices
+        )
         if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
             rec.output_tokens = usage["completion_tokens"]
             rec.prompt_tokens = int(usage.get("prompt_tokens") or rec.expected_prompt_tokens)
@@ -255,6 +265,8 @@ async def _non_stream(
         model = kwargs.pop("model")
         chat = await client.async_chat_completion(messages, model, max_retries=0, **kwargs)
         rec.end = _clock() - t0
+        _openai_versions(rec, chat)
+        rec.aborted = any(c.finish_reason == "abort" for c in chat.choices)
         if chat.usage is not None:
             rec.output_tokens = chat.usage.completion_tokens
             rec.prompt_tokens = chat.usage.prompt_tokens

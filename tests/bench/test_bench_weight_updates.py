@@ -193,3 +193,25 @@ def test_a_server_is_a_fleet_of_one() -> None:
     assert ups and all(u.ok and u.workers == 1 for u in ups)
     assert all(u.load_time_ms >= LOAD_MS for u in ups)
     assert ups[-1].version == f"bench-update-{len(ups)}"
+
+
+def test_openai_metadata_spans_are_read_typed_or_not() -> None:
+    from rlinf_http.bench.shard import _openai_versions
+    from rlinf_http.models.chat import ChatCompletion
+
+    spans = [{"version": "v0", "start": 0, "end": 3}, {"version": "v1", "start": 3, "end": 5}]
+    usage = {"prompt_tokens": 1, "completion_tokens": 5, "total_tokens": 6}
+    body = {
+        "id": "x",
+        "choices": [],
+        "metadata": {"weight_version": "v1", "weight_versions": spans},
+    }
+    rec = RequestRecord()
+    _openai_versions(rec, body)
+    assert rec.weight_versions == ["v0", "v1"]
+    rec = RequestRecord()
+    _openai_versions(rec, ChatCompletion.model_validate({**body, "usage": usage}))
+    assert rec.weight_versions == ["v0", "v1"]
+    rec = RequestRecord()
+    _openai_versions(rec, {"choices": [], "metadata": {"weight_version": "v1"}})
+    assert rec.weight_versions is None  # no spans (a stream, or an older server): unknown
