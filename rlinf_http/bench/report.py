@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .metrics import PERCENTILE_METRICS, Distribution, Metrics
 from .results import BenchResult, SweepResult
-from .update_report import render_comparison, render_updates, updates_json
+from .update_report import render_comparison, render_updates, simple_table, updates_json
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -484,9 +484,7 @@ def render_sweep(sweep: SweepResult, width: int = 80) -> RenderableType:
     the swept value (a narrow terminal or a pipe: rich's 80 columns, or
     ``COLUMNS``).
     """
-    from rich import box
     from rich.console import Group
-    from rich.table import Table
     from rich.text import Text
 
     cols = _sweep_columns(sweep)
@@ -502,15 +500,7 @@ def render_sweep(sweep: SweepResult, width: int = 80) -> RenderableType:
         used += gap + need[i]
     tables: list[RenderableType] = []
     for n, group in enumerate(groups):
-        table = Table(
-            title="Sweep" if n == 0 else None,
-            box=box.SIMPLE_HEAD,
-            show_edge=False,
-            pad_edge=False,
-            padding=(0, 1),
-            collapse_padding=True,
-            title_style="bold",
-        )
+        table = simple_table("Sweep" if n == 0 else None)
         for i in group:
             table.add_column(cols[i][0], justify="right", width=need[i], no_wrap=True)
         for r in range(len(sweep.points)):

@@ -16,8 +16,9 @@ from .updates import WeightUpdateMetrics
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
+    from rich.table import Table
 
-__all__ = ["render_comparison", "render_updates", "updates_json"]
+__all__ = ["render_comparison", "render_updates", "simple_table", "updates_json"]
 
 #: the per-update columns: (header, value of one update)
 _COLUMNS: tuple[tuple[str, Callable[[WeightUpdateMetrics], str]], ...] = (
@@ -33,6 +34,22 @@ _COLUMNS: tuple[tuple[str, Callable[[WeightUpdateMetrics], str]], ...] = (
     ("disc\ntok", lambda u: str(u.tokens_discarded)),
     ("mixed\n%", lambda u: _pct(u.mixed_share)),
 )
+
+
+def simple_table(title: str | None) -> Table:
+    """A header-ruled table without edges (the sweep, update and comparison tables)."""
+    from rich import box
+    from rich.table import Table
+
+    return Table(
+        title=title,
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1),
+        collapse_padding=True,
+        title_style="bold",
+    )
 
 
 def _opt(x: float | None) -> str:
@@ -53,9 +70,7 @@ def updates_json(result: BenchResult) -> dict[str, Any]:
 
 def render_updates(result: BenchResult) -> RenderableType:
     """One row per weight update (``!`` after the number marks a failed update)."""
-    from rich import box
     from rich.console import Group
-    from rich.table import Table
     from rich.text import Text
 
     updates = result.weight_updates or []
@@ -64,15 +79,7 @@ def render_updates(result: BenchResult) -> RenderableType:
         f"Weight Updates Under Load ({c.weight_update_pause}, every "
         f"{c.weight_update_every:g}{'s' if c.weight_update_unit == 'seconds' else ' groups'})"
     )
-    table = Table(
-        title=title,
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        pad_edge=False,
-        padding=(0, 1),
-        collapse_padding=True,
-        title_style="bold",
-    )
+    table = simple_table(title)
     for header, _ in _COLUMNS:
         table.add_column(header, justify="right", no_wrap=True)
     for u in updates:
@@ -137,20 +144,10 @@ def _rows(r: BenchResult) -> list[tuple[str, str]]:
 
 def render_comparison(result: BenchResult) -> RenderableType:
     """``--compare-direct``: the router run and the direct run, side by side."""
-    from rich import box
-    from rich.table import Table
 
     direct = result.direct
     assert direct is not None
-    table = Table(
-        title="Router vs. direct to the workers (same load)",
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        pad_edge=False,
-        padding=(0, 1),
-        collapse_padding=True,
-        title_style="bold",
-    )
+    table = simple_table("Router vs. direct to the workers (same load)")
     table.add_column("metric", style="cyan", no_wrap=True)
     table.add_column("router", justify="right", no_wrap=True)
     table.add_column("direct", justify="right", no_wrap=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import re
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -169,13 +170,16 @@ async def run_updates(
     headers: dict[str, str] | None = None,
     events: list[UpdateEvent],
 ) -> None:
-    """Update the target's workers every ``every`` seconds (or completed groups)
-    until ``stop`` is set; an update that started always finishes.
+    """Update the target's workers every ``every`` seconds (at ``every``, ``2 * every``...
+    from ``t0``; an update that overruns delays the next) or each time ``every`` more
+    RL groups finished (completed or failed), until ``stop`` is set; an update that
+    started always finishes. Versions are ``bench-<run id>-<k>``.
 
     ``path`` None reloads the checkpoint the first worker serves (``/model_info``).
     Errors are recorded in the events (a failed fleet discovery as event 0).
     """
     client = InferenceHTTPClient(url, max_retries=0, headers=headers or None)
+    run = uuid.uuid4().hex[:6]  # versions differ from any earlier run's on the same target
     try:
         fleet = await client.async_fleet()
         async with fleet:
@@ -193,7 +197,7 @@ async def run_updates(
                         await anyio.sleep(_POLL_S)
                 if stop.is_set():
                     return
-                event = UpdateEvent(k, f"bench-update-{k}", pause, len(fleet))
+                event = UpdateEvent(k, f"bench-{run}-{k}", pause, len(fleet))
                 events.append(event)
                 await update_step(fleet, event, path=path or "", t0=t0)
     except Exception as exc:
