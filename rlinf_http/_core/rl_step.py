@@ -7,20 +7,42 @@
 - :func:`wait_idle_plan`: wait (bounded) until the engine is idle, as
   ``/release_memory_occupation`` requires, or raise
   :class:`~rlinf_http.EngineBusyError` saying what still runs.
+- :func:`take_out_plan`: take workers out of a router's rotation (``DELETE
+  /workers/{id}``, all at once) and wait until it no longer lists them; smg
+  1.13 removes in the background (about 5 s), sglang-router 0.3.2 at once.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
-from .._errors import APITimeoutError, EngineBusyError, NotFoundError
-from ..models import Loads
-from .control import PAUSE_MODES, PauseMode, _choice, loads_plan
-from .plans import Plan, Sleep
+from .._errors import APITimeoutError, EngineBusyError, NotFoundError, RLinfHTTPError
+from ..models import Loads, WorkerList
+from .control import (
+    PAUSE_MODES,
+    PauseMode,
+    _choice,
+    loads_plan,
+    release_memory_occupation_plan,
+    worker_url,
+)
+from .plans import Call, Plan, Sleep, list_workers_plan
 from .probes import ready_plan
-from .requests import check_timeout
+from .requests import Operation, check_timeout
+from .responses import RawResponse
 
-__all__ = ["POLL_INTERVAL_S", "drain_plan", "wait_idle_plan"]
+__all__ = [
+    "IDLE_TIMEOUT_S",
+    "POLL_INTERVAL_S",
+    "drain_plan",
+    "release_when_idle_plan",
+    "take_out_plan",
+    "wait_idle_plan",
+]
+
+#: How long ``release_memory_occupation`` waits for an idle engine by default (seconds).
+IDLE_TIMEOUT_S = 30.0
 
 #: Seconds between two looks at a worker's state.
 POLL_INTERVAL_S = 0.05
@@ -125,3 +147,64 @@ def _wait_idle(timeout: float) -> Plan[None]:
                 waiting=waiting,
             )
         yield Sleep(min(POLL_INTERVAL_S * 4, _left(end)))
+
+
+def release_when_idle_plan(tags: Sequence[str] | None, idle_timeout: float) -> Plan[None]:
+    """Wait until the engine is idle (:func:`wait_idle_plan`), then release ``tags``.
+
+    sglang fails a release on a busy engine (its scheduler asserts idleness):
+    this raises :class:`~rlinf_http.EngineBusyError` instead, and sends nothing.
+    """
+    release = release_memory_occupation_plan(tags)  # both checked before any I/O
+    wait = wait_idle_plan(idle_timeout)
+    return _then(wait, release)
+
+
+def _then(first: Plan[None], second: Plan[None]) -> Plan[None]:
+    yield from first
+    yield from second
+
+
+def _done(raw: RawResponse) -> bool:
+    return True
+
+
+def _listed(listing: WorkerList, urls: Sequence[str]) -> dict[str, list[str]]:
+    """URL -> the router's ids for it (a DP-aware router lists one per rank)."""
+    ids: dict[str, list[str]] = {url: [] for url in urls}
+    for worker in listing.workers:
+        url = worker_url(worker.url or "")
+        if url in ids and worker.id:
+            ids[url].append(worker.id)
+    return ids
+
+
+def take_out_plan(urls: Sequence[str], timeout: float) -> Plan[dict[str, bool]]:
+    """Remove ``urls`` from the router's rotation; URL -> whether it is out now.
+
+    Every matching ``/workers`` entry is deleted at once, then the listing is
+    polled until none is left or ``timeout`` s passed. A URL the router did not
+    list is ``False`` (nothing was taken out).
+    """
+    end = time.monotonic() + timeout
+    listing: WorkerList = yield from list_workers_plan()
+    ids = _listed(listing, urls)
+    for worker_ids in ids.values():
+        for worker_id in worker_ids:
+            try:
+                yield Call(
+                    Operation("DELETE", f"/workers/{worker_id}", None, (), _done),
+                    max_retries=0,
+                    timeout=_probe_bound(end),
+                )
+            except NotFoundError:
+                continue
+            except RLinfHTTPError:
+                continue  # still listed below: reported as not taken out
+    asked = [url for url, worker_ids in ids.items() if worker_ids]
+    while True:
+        listing = yield from list_workers_plan()
+        still = {url for url, worker_ids in _listed(listing, asked).items() if worker_ids}
+        if not still or _left(end) <= 0:
+            return {url: url in asked and url not in still for url in urls}
+        yield Sleep(min(POLL_INTERVAL_S * 2, _left(end)))

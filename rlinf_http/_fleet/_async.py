@@ -16,7 +16,8 @@ from .._brackets import abracket
 from .._core import control, plans
 from .._core.control import PauseMode, Selector, WorkerState
 from .._core.dataplane import build_load_lora, build_unload_lora
-from .._core.plans import Plan, add_worker_plan, remove_worker_plan
+from .._core.plans import Plan, add_worker_plan
+from .._core.rl_step import IDLE_TIMEOUT_S, release_when_idle_plan, take_out_plan
 from .._errors import InvalidRequestError, WeightSyncError
 from ..models import (
     FlushCacheResult,
@@ -309,7 +310,11 @@ class AsyncFleetCalls(FleetBase):
     async def async_update_weight_version(
         self, new_version: str, *, abort_all_requests: bool = True, raise_on_error: bool = True
     ) -> FleetResult[WeightVersionResult]:
-        """``update_weight_version`` on every worker (aborts requests in flight by default)."""
+        """``update_weight_version`` on every worker.
+
+        Warning: like sglang, it aborts every request in flight unless
+        ``abort_all_requests=False`` (``update_weights(...)`` stamps without aborting).
+        """
         return await self._async_all(
             "update_weight_version",
             lambda _: control.update_weight_version_plan(new_version, abort_all_requests),
@@ -433,16 +438,16 @@ class AsyncFleetCalls(FleetBase):
             await self._async_phase(
                 run, "flush", step.flush_plan, run.flush_now(), step.flush_timeout
             )
-        if router is not None:
-            for url in run.take_out():
-                try:
-                    await router._driver.arun(
-                        remove_worker_plan(None, url, step.continue_timeout, 0.2)
-                    )
-                except Exception as exc:  # reported: the worker stays in the rotation
-                    logger.warning("could not take %s out of %s: %s", url, router.base_url, exc)
-                else:
-                    run.removed(url)
+        failed = run.take_out()
+        if router is not None and failed:
+            try:
+                out = await router._driver.arun(take_out_plan(failed, step.continue_timeout))
+            except Exception as exc:  # reported: the workers stay in the rotation
+                logger.warning("could not take %s out of %s: %s", failed, router.base_url, exc)
+            else:
+                for url in failed:
+                    if out[url]:
+                        run.removed(url)
         report = run.report()
         logger.info("%s", report.summary())
         if not report.quorum_met:
@@ -504,12 +509,21 @@ class AsyncFleetCalls(FleetBase):
     # -- memory, cache, load, info --------------------------------------------------------
 
     async def async_release_memory_occupation(
-        self, tags: Sequence[str] | None = None, *, raise_on_error: bool = True
+        self,
+        tags: Sequence[str] | None = None,
+        *,
+        idle_timeout: float = IDLE_TIMEOUT_S,
+        raise_on_error: bool = True,
     ) -> FleetResult[None]:
-        """``release_memory_occupation`` on every worker (pause first)."""
+        """``release_memory_occupation`` on every worker, each once it is idle (pause first).
+
+        A worker still busy after ``idle_timeout`` seconds fails with
+        :class:`~rlinf_http.EngineBusyError` (nothing sent to it); see the client's method.
+        """
+        release_when_idle_plan(tags, idle_timeout)  # checked before any I/O
         return await self._async_all(
             "release_memory_occupation",
-            lambda _: control.release_memory_occupation_plan(tags),
+            lambda _: release_when_idle_plan(tags, idle_timeout),
             raise_on_error,
         )
 

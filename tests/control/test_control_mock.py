@@ -241,11 +241,22 @@ CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any], str, Any, type]] = [
 ]
 
 
+IDLE = {"loads": [{"dp_rank": 0, "num_running_reqs": 0, "num_waiting_reqs": 0}]}
+
+
+def _idle_for_release(cluster: Cluster, name: str) -> None:
+    """release_memory_occupation first waits for an idle engine (``/v1/loads``)."""
+    if name == "release_memory_occupation":
+        for url in cluster.urls:
+            cluster.replies[(url, "/v1/loads")] = (200, IDLE)
+
+
 @pytest.mark.parametrize(("name", "args", "kwargs", "path", "body", "kind"), CALLS)
 def test_server_call_sync(
     cluster: Cluster, name: str, args: Any, kwargs: Any, path: str, body: Any, kind: type
 ) -> None:
     client = cluster.client(cluster.urls[0])
+    _idle_for_release(cluster, name)
     out = getattr(client, name)(*args, **kwargs)
     assert isinstance(out, kind)
     assert cluster.calls(path) == [(cluster.urls[0], body)]
@@ -257,6 +268,7 @@ async def test_server_call_async(
     cluster: Cluster, name: str, args: Any, kwargs: Any, path: str, body: Any, kind: type
 ) -> None:
     client = cluster.client(cluster.urls[0])
+    _idle_for_release(cluster, name)
     out = await getattr(client, "async_" + name)(*args, **kwargs)
     assert isinstance(out, kind)
     assert cluster.calls(path) == [(cluster.urls[0], body)]
@@ -559,6 +571,7 @@ def test_info_health_loads_flush_memory(cluster: Cluster) -> None:
         u: lo.num_waiting_reqs for u, lo in fleet.loads("all").results.items()
     } == dict.fromkeys(cluster.urls, 2)
     assert all(r.flushed for r in fleet.flush_cache().results.values())
+    _idle_for_release(cluster, "release_memory_occupation")
     assert fleet.release_memory_occupation(["weights"]).ok
     assert fleet.resume_memory_occupation(["weights"]).ok
     assert fleet.server_info().ok

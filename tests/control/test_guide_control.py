@@ -51,7 +51,7 @@ def test_guide_weight_sync_section_runs(
 ) -> None:
     server, workers, router_url = cluster
     blocks = section_blocks(name)
-    assert len(blocks) == 7
+    assert len(blocks) == 9
     out = io.StringIO()
     for i, block in enumerate(blocks):
         namespace = {"server_url": server.url, "router_url": router_url, "__name__": "guide"}
@@ -82,17 +82,27 @@ def test_guide_weight_sync_section_runs(
     assert ast.literal_eval(lines[14]) == {server.url: "ready", "http://127.0.0.1:9": "dead"}
     assert lines[15] == "['http://127.0.0.1:9'] 30.0"
     assert lines[16] == str([server.url])
-    assert len(lines) == 17
-    # blocks 4-5: NCCL sketch, memory; the workers end up serving step 102, continued
+    # block 7: One RL step, a worker down with a quorum of one, then without
+    assert lines[17:21] == [
+        "True ['http://127.0.0.1:9']",
+        "pause unknown APIConnectionError",
+        "updated True",
+        "False not_loaded",
+    ]
+    # block 8: a failed load behind the router, taken out, fixed and restored
+    assert lines[21:24] == ["True load paused", "True 1", "2 True"]
+    assert len(lines) == 24
+    # blocks 4-5: NCCL sketch, memory; then step 500 everywhere, continued and routed
     for w in workers:
         state = w.app.control_state()
-        assert state["weight_version"] == "102" and state["paused"] is None
+        assert state["weight_version"] == "500" and state["paused"] is None
         assert state["released_memory_tags"] == [] and state["weight_update_groups"] == {}
         assert state["weight_update_session"] is False
-        assert [u["weight_version"] for u in state["weight_updates"]] == [
+        assert [u["weight_version"] for u in state["weight_updates"]][:4] == [
             "100",
             "200",
             "101",
             "102",
         ]
-    assert server.app.control_state()["weight_version"] == "300"
+    assert server.app.control_state()["weight_version"] == "400"
+    assert server.app.control_state()["paused"] is None

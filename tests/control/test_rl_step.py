@@ -11,18 +11,29 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import signal
+import threading
 import time
 from collections.abc import Iterator
 
 import anyio
 import pytest
-from control_helpers import add_fault, clear_faults, control_state, requests_to
+from control_helpers import (
+    add_fault,
+    clear_faults,
+    control_state,
+    requests_to,
+    running,
+    wait_until,
+)
 
 from rlinf_http import (
     APIConnectionError,
     CacheNotFlushedError,
+    EngineBusyError,
     Fleet,
+    FleetError,
     InferenceHTTPClient,
     InvalidRequestError,
     WeightSyncError,
@@ -140,8 +151,6 @@ def test_the_stamp_never_aborts_requests_in_flight(
             results.append(
                 client.generate("hi", sampling_params={"max_new_tokens": 60, "ignore_eos": True})
             )
-
-        import threading
 
         t = threading.Thread(target=generate)
         t.start()
@@ -377,3 +386,107 @@ def test_a_single_server_is_a_fleet_of_one(server: FakeWorkerProcess) -> None:
         assert control_state(server.url)["paused"] == "retract"
         fleet.restore(info.value.report)
         assert control_state(server.url)["paused"] is None
+
+
+# -- safe defaults -----------------------------------------------------------------------
+
+
+def _generate_in_background(url: str, tokens: int) -> threading.Thread:
+    def run() -> None:
+        with InferenceHTTPClient(url) as client:
+            client.generate("hi", sampling_params={"max_new_tokens": tokens, "ignore_eos": True})
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_release_memory_waits_for_idle_or_says_what_runs(server: FakeWorkerProcess) -> None:
+    """Never sent into sglang's 400 (or its scheduler assert) on a busy engine."""
+    with InferenceHTTPClient(server.url) as client:
+        thread = _generate_in_background(server.url, 3000)  # ~30 s at 10 ms per token
+        wait_until(lambda: running(server.url) == 1, "the generation to run")
+        with pytest.raises(EngineBusyError) as info:
+            client.release_memory_occupation(idle_timeout=0.3)
+        assert info.value.running == 1 and "1 requests running" in str(info.value)
+        assert requests_to(server.url, "/release_memory_occupation") == 0
+        with Fleet.from_urls([server.url]) as fleet, pytest.raises(FleetError) as fleet_info:
+            fleet.release_memory_occupation(["kv_cache"], idle_timeout=0.3)
+        assert isinstance(fleet_info.value.errors[server.url], EngineBusyError)
+        assert requests_to(server.url, "/release_memory_occupation") == 0
+        # paused with retract: the held request waits, sglang ignores it -> released
+        client.pause_generation(mode="retract")
+        try:
+            client.release_memory_occupation(idle_timeout=5)
+            assert control_state(server.url)["released_memory_tags"] == [
+                "cuda_graph",
+                "kv_cache",
+                "weights",
+            ]
+            client.resume_memory_occupation()
+        finally:
+            client.continue_generation()
+        client.abort_request(abort_all=True)
+        thread.join(NO_HANG_S)
+
+
+def test_release_memory_waits_until_the_requests_end(server: FakeWorkerProcess) -> None:
+    with InferenceHTTPClient(server.url) as client:
+        thread = _generate_in_background(server.url, 30)  # ~0.3 s
+        wait_until(lambda: running(server.url) == 1, "the generation to run")
+        client.release_memory_occupation(["kv_cache"], idle_timeout=NO_HANG_S)
+        assert not thread.is_alive() or running(server.url) == 0
+        thread.join(NO_HANG_S)
+        assert control_state(server.url)["released_memory_tags"] == ["kv_cache"]
+
+
+def test_update_weight_version_keeps_sglangs_default_and_says_so(server: FakeWorkerProcess) -> None:
+    """The client's call aborts like sglang (documented); the step's stamp does not."""
+    assert "aborts every request in flight" in (
+        InferenceHTTPClient.update_weight_version.__doc__ or ""
+    )
+    with InferenceHTTPClient(server.url) as client:
+        thread = _generate_in_background(server.url, 3000)
+        wait_until(lambda: running(server.url) == 1, "the generation to run")
+        client.update_weight_version("relabel", abort_all_requests=False)
+        assert running(server.url) == 1
+        client.update_weight_version("relabel-2")  # sglang's default: aborts it
+        thread.join(NO_HANG_S)
+        assert not thread.is_alive() and running(server.url) == 0
+
+
+def test_in_place_flushes_after_the_continue(
+    fleet: Fleet, workers: list[FakeWorkerProcess]
+) -> None:
+    """``in_place`` holds the running requests: the flush waits until after the continue."""
+    url = workers[0].url
+    thread = _generate_in_background(url, 40)  # ~0.4 s, held by the pause, then ends
+    wait_until(lambda: running(url) == 1, "the generation to run")
+    add_fault(url, weight_update_error="flush")
+    report = fleet.update_weights(from_disk="/ckpt/step-13", version="s13", pause="in_place")
+    thread.join(NO_HANG_S)
+    worker = report.workers[url]
+    assert isinstance(worker.phases["load"].error, CacheNotFlushedError)
+    assert list(worker.phases)[-2:] == ["continue", "flush"] and worker.phases["flush"].ok
+    assert worker.outcome == "updated" and worker.left == "continued"
+    assert report.ok
+
+
+def test_async_load_past_its_deadline_and_the_error_pickles(
+    fleet: Fleet, workers: list[FakeWorkerProcess]
+) -> None:
+    slow = workers[2].url
+    add_fault(slow, path="/update_weights_from_disk", delay_s=30)
+
+    async def main() -> WeightSyncError:
+        with anyio.fail_after(NO_HANG_S), pytest.raises(WeightSyncError) as info:
+            await fleet.async_update_weights(
+                from_disk="/ckpt/step-14", version="s14", load_timeout=1.0, quorum=3
+            )
+        return info.value
+
+    error = anyio.run(main)
+    assert error.report.failed == [slow] and error.report.workers[slow].left == "paused"
+    copy = pickle.loads(pickle.dumps(error))
+    assert isinstance(copy, WeightSyncError) and copy.report.failed == [slow]
+    assert isinstance(copy.report.workers[slow].error, TimeoutError)

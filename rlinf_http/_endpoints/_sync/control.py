@@ -17,6 +17,7 @@ from typing_extensions import Self
 from ..._brackets import bracket
 from ..._core import control
 from ..._core.control import PauseMode, Selector
+from ..._core.rl_step import IDLE_TIMEOUT_S, release_when_idle_plan
 from ...models import (
     GenerationControlResult,
     Loads,
@@ -196,8 +197,11 @@ class Control(Endpoint):
     ) -> WeightVersionResult:
         """``POST /update_weight_version``: relabel the served weights.
 
-        Like sglang, it aborts every request in flight unless
-        ``abort_all_requests=False``.
+        Warning: like sglang 0.5.23, it **aborts every request in flight** unless
+        ``abort_all_requests=False`` (``UpdateWeightVersionReqInput`` defaults to
+        true; the aborted requests return their partial output with
+        ``finish_reason.type == "abort"``). Pass ``abort_all_requests=False`` to
+        relabel without losing them; ``fleet.update_weights(...)`` does.
         """
         return self._driver.run(control.update_weight_version_plan(new_version, abort_all_requests))
 
@@ -219,10 +223,20 @@ class Control(Endpoint):
         """``POST /continue_generation``: resume after :meth:`pause_generation`."""
         return self._driver.run(control.continue_generation_plan(torch_empty_cache))
 
-    def release_memory_occupation(self, tags: Sequence[str] | None = None) -> None:
+    def release_memory_occupation(
+        self, tags: Sequence[str] | None = None, *, idle_timeout: float = IDLE_TIMEOUT_S
+    ) -> None:
         """``POST /release_memory_occupation`` of ``tags`` (``None``: all of
-        ``kv_cache``, ``weights``, ``cuda_graph``). Pause first: the server must be idle."""
-        self._driver.run(control.release_memory_occupation_plan(tags))
+        ``kv_cache``, ``weights``, ``cuda_graph``), once the engine is idle.
+
+        sglang releases memory only on an idle engine and fails the call
+        otherwise. This waits up to ``idle_timeout`` seconds until ``/v1/loads``
+        shows no running request (and no waiting one, unless paused), then
+        sends the release; still busy, it raises
+        :class:`~rlinf_http.EngineBusyError` with the counts, and sends nothing.
+        Pause first (``"retract"`` or ``"abort"``).
+        """
+        self._driver.run(release_when_idle_plan(tags, idle_timeout))
 
     def resume_memory_occupation(self, tags: Sequence[str] | None = None) -> None:
         """``POST /resume_memory_occupation``: resume exactly the tags released."""
