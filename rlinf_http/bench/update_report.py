@@ -89,7 +89,8 @@ def render_updates(result: BenchResult) -> RenderableType:
         parts.append(Text("No weight update ran: the load ended first.", style="yellow"))
     for u in updates:
         if not u.ok:
-            parts.append(Text(f"update {u.index} failed: {u.error}", style="red"))
+            back = f" (restored by the bench: {', '.join(u.restored)})" if u.restored else ""
+            parts.append(Text(f"update {u.index} failed{back}: {u.error}", style="red"))
     parts.append(
         Text(
             "One update = fleet.update_weights (pause -> drain -> load -> version stamp "

@@ -19,7 +19,7 @@ import re
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import anyio
@@ -101,6 +101,8 @@ class UpdateEvent:
     error: str = ""
     #: the update step's one-line summary (per worker outcome and timings)
     summary: str = ""
+    #: workers the failed step left paused or took out of the router, put back by the bench
+    restored: list[str] = field(default_factory=list)
 
 
 def _slowest(report: WeightUpdateReport, phase: str) -> float:
@@ -144,6 +146,18 @@ async def update_step(
         event.drain_s = _slowest(report, "drain")
         event.load_s = _slowest(report, "load")
         event.continue_s = _slowest(report, "continue")
+    if report is not None and (report.left_paused or report.removed_from_router):
+        # the step leaves a failed worker paused (and out of the router) on purpose; a
+        # benchmark puts it back at once so the load goes on (it serves what it holds)
+        event.restored = sorted({*report.left_paused, *report.removed_from_router})
+        try:
+            with anyio.CancelScope(shield=True), anyio.fail_after(deadline):
+                restored = await fleet.async_restore(report, timeout=deadline)
+            failed = sorted(url for url, err in restored.items() if err is not None)
+        except Exception as exc:
+            failed = [f"{type(exc).__name__}: {exc}"]
+        if failed:
+            event.error = f"{event.error}; restore failed: {failed}"[:1000]
     # continue is the step's last phase: it started that long before the call returned
     event.continue_start = event.end - event.continue_s
 
@@ -235,6 +249,9 @@ class WeightUpdateMetrics(BaseModel):
     continue_time_ms: float
     #: the whole update step (pause -> drain -> load -> version stamp -> continue)
     total_ms: float
+    #: workers a failed step left paused or out of the router, which the bench restored
+    #: (``fleet.restore``) so that the load goes on
+    restored: list[str] = []
     #: continue sent -> the first token any request received after it (None: none did)
     ttft_after_continue_ms: float | None
     #: requests in flight when the pause was sent
@@ -297,6 +314,7 @@ def update_metrics(
                 load_time_ms=1000.0 * e.load_s,
                 continue_time_ms=1000.0 * e.continue_s,
                 total_ms=1000.0 * (e.end - e.start),
+                restored=list(e.restored),
                 ttft_after_continue_ms=None
                 if first is None
                 else 1000.0 * (first - e.continue_start),

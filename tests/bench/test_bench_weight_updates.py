@@ -216,3 +216,26 @@ def test_openai_metadata_spans_are_read_typed_or_not() -> None:
     rec = RequestRecord()
     _openai_versions(rec, {"choices": [], "metadata": {"weight_version": "v1"}})
     assert rec.weight_versions is None  # no spans (a stream, or an older server): unknown
+
+
+def test_a_failed_load_is_reported_and_the_worker_restored_so_the_load_goes_on() -> None:
+    from rich.console import Console
+
+    from rlinf_http.bench.report import render_result
+    from rlinf_http.testing import FakeConfig, FakeServer, FaultSpec
+
+    config = FakeConfig(ttft_s=0.005, itl_s=0.005, weight_update_s=LOAD_MS / 1000)
+    with FakeServer(config=config) as srv:
+        srv.app.faults.add(FaultSpec(path="/update_weights_from_disk", weight_update_error="load"))
+        result = run_benchmark(_config(srv.url, num_prompts=60, request_timeout=10.0))
+        assert srv.app.paused is None  # the bench continued the worker the step left paused
+    ups = result.weight_updates
+    assert ups and len(ups) >= 2
+    first, rest = ups[0], ups[1:]
+    assert not first.ok and "load" in first.error and len(first.restored) == 1
+    assert all(u.ok and not u.restored for u in rest)
+    assert result.metrics.failed == 0  # the retracted requests resumed after the restore
+    console = Console(record=True, width=80)
+    console.print(render_result(result))
+    text = console.export_text()
+    assert "1!" in text and "update 1 failed (restored by the bench: " in text
