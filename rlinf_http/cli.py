@@ -243,6 +243,19 @@ def _build_app() -> Any:
         request_timeout: float | None = typer.Option(None, help="per-request deadline (s)"),
         header: list[str] | None = typer.Option(None, help="KEY=VALUE, repeatable"),  # noqa: B008
         flush_cache: bool = typer.Option(False, help="POST /flush_cache after warmup"),
+        weight_update_every: str | None = typer.Option(
+            None, help="update weights under load every N s (2, 0.5s) or N RL groups (4g)"
+        ),
+        weight_update_path: str | None = typer.Option(
+            None, help="checkpoint each update loads (default: the served one)"
+        ),
+        weight_update_pause: str | None = typer.Option(
+            None, help="pause mode of each update: retract (default), abort or in_place"
+        ),
+        fake_load_ms: float = typer.Option(200.0, help="embedded: weight load time (ms)"),
+        compare_direct: bool = typer.Option(
+            False, help="also run the load directly against the router's workers"
+        ),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no live progress"),
     ) -> None:
         """Benchmark a router or server (bench_serving's metrics, plus client health)."""
@@ -263,6 +276,7 @@ def _build_app() -> Any:
                 sweep_point_to_json,
             )
             from .bench.runner import BenchConfig, run_benchmark, run_sweep
+            from .bench.updates import PAUSE_MODES, parse_update_every
         except ImportError as exc:
             raise fail(f"{_MISSING_EXTRA} ({exc})") from None
         url = None if url is None else _cli_url(url, "--url")
@@ -296,7 +310,16 @@ def _build_app() -> Any:
                 from .bench.ray import require_ray
 
                 require_ray()
-            sized = {} if num_prompts is None else {"num_prompts": num_prompts}
+            sized: dict[str, Any] = {} if num_prompts is None else {"num_prompts": num_prompts}
+            if weight_update_every is not None:
+                unit, every = parse_update_every(weight_update_every)
+                sized.update(weight_update_every=every, weight_update_unit=unit)
+            if weight_update_pause is not None:
+                sized["weight_update_pause"] = opts.check_choice(
+                    "--weight-update-pause", weight_update_pause, PAUSE_MODES
+                )
+            if weight_update_path is not None:
+                sized["weight_update_path"] = weight_update_path
             config = BenchConfig(
                 url=url,
                 endpoint=opts.parse_backend(backend) if backend else endpoint,  # type: ignore[arg-type]
@@ -335,6 +358,8 @@ def _build_app() -> Any:
                 num_workers=num_workers,
                 fake_ttft_ms=fake_ttft_ms,
                 fake_itl_ms=fake_itl_ms,
+                fake_load_ms=fake_load_ms,
+                compare_direct=compare_direct,
                 use_router=None if router else False,
                 model=model,
                 ready_timeout=ready_timeout,
@@ -368,6 +393,8 @@ def _build_app() -> Any:
                 opts.check_writable(sweep_out if sweep_out.parent.is_dir() else sweep_out.parent)
             if calibrate and (concurrencies or rates):
                 raise opts.BenchOptionError("--calibrate", "calibrates one run; not with sweeps")
+            if compare_direct and (concurrencies or rates):
+                raise opts.BenchOptionError("--compare-direct", "compares one run; not with sweeps")
             config.check()
         except ValidationError:
             raise  # the CLI's error handler names the options

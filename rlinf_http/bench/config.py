@@ -74,6 +74,17 @@ class BenchConfig(BaseModel):
     #: run the load from Ray actors: "local" (start a local cluster), "auto" or an address
     ray_address: str | None = None
     ray_actors: Annotated[int, Field(ge=1)] = 1
+    #: weight updates under load: every N seconds (``"seconds"``) or after every N
+    #: completed RL groups (``"groups"``, rl-groups only); None: no updates
+    weight_update_every: Annotated[float | None, Field(gt=0.0)] = None
+    weight_update_unit: Literal["seconds", "groups"] = "seconds"
+    #: the checkpoint each update loads (None: the one the target serves, /model_info)
+    weight_update_path: str | None = None
+    weight_update_pause: Literal["retract", "abort", "in_place"] = "retract"
+    #: embedded: how long the fake workers take to load weights (ms)
+    fake_load_ms: Annotated[float, Field(ge=0.0)] = 200.0
+    #: also run the same load directly against the router's workers, side by side
+    compare_direct: bool = False
 
     @field_validator("request_rate")
     @classmethod
@@ -104,6 +115,24 @@ class BenchConfig(BaseModel):
                 )
         if self.ray_address is not None and self.processes > 1:
             raise BenchOptionError("--ray", "use --ray-actors, not --processes, with Ray")
+        if self.weight_update_every is not None or self.compare_direct:
+            what = "--compare-direct" if self.compare_direct else "--weight-update-every"
+            if self.processes > 1 or self.ray_address is not None:
+                raise BenchOptionError(what, "runs in one client process (not --processes/--ray)")
+            if self.calibrate:
+                raise BenchOptionError(what, "is not used with --calibrate")
+        if self.weight_update_unit == "groups" and self.weight_update_every is not None:
+            if self.dataset != "rl-groups":
+                raise BenchOptionError(
+                    "--weight-update-every", "a number of groups (4g) needs --dataset rl-groups"
+                )
+        if self.weight_update_every is None:
+            for name, given in (
+                ("--weight-update-path", "weight_update_path"),
+                ("--weight-update-pause", "weight_update_pause"),
+            ):
+                if given in self.model_fields_set:
+                    raise BenchOptionError(name, "is only used with --weight-update-every")
         if self.dataset not in ("random", "rl-groups") and self.output_len_distribution:
             raise BenchOptionError(
                 "--output-len-distribution", "applies to --dataset random and rl-groups"

@@ -44,6 +44,7 @@ class EmbeddedInfo(BaseModel):
     worker_urls: list[str]
     fake_ttft_ms: float
     fake_itl_ms: float
+    fake_load_ms: float = 0.0
     note: str = ""
 
 
@@ -88,6 +89,7 @@ class EmbeddedTarget:
         use_router: bool | None = None,
         incremental: bool = False,
         ready_timeout: float = 60.0,
+        load_ms: float = 0.0,
     ) -> None:
         if num_workers < 1:
             raise ValueError(f"--num-workers must be >= 1, got {num_workers}")
@@ -96,6 +98,7 @@ class EmbeddedTarget:
         self.itl_ms = itl_ms
         self.use_router = router_available() if use_router is None else use_router
         self.incremental = incremental
+        self.load_ms = load_ms
         self.ready_timeout = ready_timeout
         self.workers: list[FakeWorkerProcess] = []
         self.router: RouterProcess | None = None
@@ -125,6 +128,7 @@ class EmbeddedTarget:
                 ttft_s=self.ttft_ms / 1000.0,
                 itl_s=self.itl_ms / 1000.0,
                 incremental_streaming=self.incremental,
+                weight_update_s=self.load_ms / 1000.0,
             )
             for _ in range(self.num_workers):
                 worker = start_fake_worker(config=config, ready_timeout=self.ready_timeout)
@@ -157,6 +161,7 @@ class EmbeddedTarget:
                 worker_urls=urls,
                 fake_ttft_ms=self.ttft_ms,
                 fake_itl_ms=self.itl_ms,
+                fake_load_ms=self.load_ms,
                 note=note,
             )
             return self.info

@@ -64,6 +64,7 @@ ERROR_KINDS = (
     "stream_error_event",
     "incomplete_stream",
     "empty_response",
+    "aborted",
     "invalid_response",
     "other",
 )
@@ -114,6 +115,13 @@ class RequestRecord:
     process: int = 0
     #: the RL group (prompt) this sample belongs to; -1 outside ``rl-groups``
     group: int = -1
+    #: the server aborted it (``finish_reason`` abort, e.g. a pause in abort mode);
+    #: ``tokens_received`` counts the partial output it streamed before
+    aborted: bool = False
+    tokens_received: int = 0
+    #: the weight versions that produced its output, in order (``meta_info.weight_versions``
+    #: spans; None when the server did not say)
+    weight_versions: list[str] | None = None
 
     @property
     def e2e(self) -> float:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .metrics import PERCENTILE_METRICS, Distribution, Metrics
 from .results import BenchResult, SweepResult
+from .update_report import render_comparison, render_updates, simple_table, updates_json
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -184,6 +185,9 @@ def result_to_json(result: BenchResult, *, details: bool = False) -> dict[str, A
         out["calibration"] = result.calibration.model_dump()
     if result.ray is not None:
         out["ray"] = result.ray
+    out.update(updates_json(result))
+    if result.direct is not None:  # --compare-direct: the same load, straight to the workers
+        out["direct"] = result_to_json(result.direct, details=details)
     out.update(
         {
             "client_saturated": m.client_saturated,
@@ -431,6 +435,10 @@ def render_result(result: BenchResult) -> RenderableType:
         section("Ray")
         row("Actors / nodes:", f"{result.ray['actors']} / {len(result.ray['nodes'])}")
     parts: list[RenderableType] = [table, Text(THROUGHPUT_NOTE, style="dim")]
+    if result.weight_updates is not None:
+        parts.append(render_updates(result))
+    if result.direct is not None:
+        parts.append(render_comparison(result))
     for note in m.notes:
         parts.append(Text(f"Note: {note}", style="dim"))
     if result.embedded is not None and result.embedded.note:
@@ -484,9 +492,7 @@ def render_sweep(sweep: SweepResult, width: int = 80) -> RenderableType:
     the swept value (a narrow terminal or a pipe: rich's 80 columns, or
     ``COLUMNS``).
     """
-    from rich import box
     from rich.console import Group
-    from rich.table import Table
     from rich.text import Text
 
     cols = _sweep_columns(sweep)
@@ -502,15 +508,7 @@ def render_sweep(sweep: SweepResult, width: int = 80) -> RenderableType:
         used += gap + need[i]
     tables: list[RenderableType] = []
     for n, group in enumerate(groups):
-        table = Table(
-            title="Sweep" if n == 0 else None,
-            box=box.SIMPLE_HEAD,
-            show_edge=False,
-            pad_edge=False,
-            padding=(0, 1),
-            collapse_padding=True,
-            title_style="bold",
-        )
+        table = simple_table("Sweep" if n == 0 else None)
         for i in group:
             table.add_column(cols[i][0], justify="right", width=need[i], no_wrap=True)
         for r in range(len(sweep.points)):

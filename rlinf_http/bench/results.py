@@ -13,6 +13,7 @@ from .embedded import EmbeddedInfo
 from .metrics import Metrics, RequestRecord
 from .rl import RLGroupMetrics
 from .trace import ScheduleFidelity
+from .updates import WeightUpdateMetrics
 
 __all__ = ["BenchResult", "SweepResult"]
 
@@ -39,6 +40,12 @@ class BenchResult(BaseModel):
     calibration: Calibration | None = None
     #: Ray runs: the actors' nodes and clock offsets
     ray: dict[str, Any] | None = None
+    #: --weight-update-every: one entry per weight update run during the load
+    weight_updates: list[WeightUpdateMetrics] | None = None
+    #: completed requests whose output mixed weight versions (None: no version spans)
+    mixed_version_share: float | None = None
+    #: --compare-direct: the same load sent directly to the router's workers
+    direct: BenchResult | None = None
     records: list[RequestRecord] = Field(default_factory=list, exclude=True, repr=False)
 
 

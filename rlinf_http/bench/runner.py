@@ -21,13 +21,14 @@ from typing import Any, Literal
 
 import anyio
 
+from .._client import InferenceHTTPClient
 from .config import BenchConfig, Progress, Status
 from .embedded import EmbeddedInfo, EmbeddedTarget, sigterm_as_interrupt
 from .metrics import ClientHealth, Metrics, RequestRecord, assess_client, compute_metrics
 from .options import BenchOptionError
 from .results import BenchResult, SweepResult
 from .rl import RLGroupMetrics, rl_group_metrics, rl_groups_workload
-from .shard import _run_processes, _run_shard, _Shard, split_plan
+from .shard import During, _run_processes, _run_shard, _Shard, split_plan
 from .trace import (
     ScheduleFidelity,
     TraceRow,
@@ -36,6 +37,7 @@ from .trace import (
     trace_schedule,
     trace_workload,
 )
+from .updates import UpdateEvent, mixed_version_share, run_updates, update_metrics
 from .workload import (
     WorkItem,
     arrival_schedule,
@@ -203,13 +205,46 @@ def _result(
     )
 
 
+def _updater(config: BenchConfig, events: list[UpdateEvent]) -> During:
+    """The weight-update task run alongside the load (``--weight-update-every``)."""
+
+    async def during(t0: float, records: Sequence[RequestRecord], stop: anyio.Event) -> None:
+        await run_updates(
+            config.url or "",
+            every=config.weight_update_every or 0.0,
+            unit=config.weight_update_unit,
+            pause=config.weight_update_pause,
+            path=config.weight_update_path,
+            t0=t0,
+            records=records,
+            stop=stop,
+            headers=config.headers,
+            events=events,
+        )
+
+    return during
+
+
+async def _worker_urls(config: BenchConfig) -> list[str]:
+    """The target's workers (``GET /workers`` on a router; a server is its own worker)."""
+    client = InferenceHTTPClient(config.url or "", max_retries=0, headers=config.headers or None)
+    try:
+        fleet = await client.async_fleet()
+        async with fleet:
+            return list(fleet.urls)
+    finally:
+        await client.aclose()
+
+
 async def _run_on(
     config: BenchConfig,
     embedded: EmbeddedInfo | None,
     progress: Progress | None,
     status: Status | None = None,
+    direct_urls: Sequence[str] = (),
 ) -> BenchResult:
     items, schedule = build_plan(config)
+    events: list[UpdateEvent] = []
     ray_info: dict[str, Any] | None = None
     if config.ray_address is not None:
         from .ray import async_run_on_ray
@@ -227,10 +262,34 @@ async def _run_on(
                 warmups=warmup_items(items, config.warmup_requests),
                 progress=progress,
                 status=status,
+                during=None if config.weight_update_every is None else _updater(config, events),
+                direct_urls=direct_urls,
             )
         ]
     result = _result(config, shards, embedded)
     result.ray = ray_info
+    result.mixed_version_share = mixed_version_share(result.records)
+    if config.weight_update_every is not None:
+        result.weight_updates = update_metrics(events, result.records)
+    if direct_urls:
+        result.target = ", ".join(direct_urls)
+        result.target_kind = "direct"
+    return result
+
+
+async def _run_with_direct(
+    config: BenchConfig,
+    embedded: EmbeddedInfo | None,
+    progress: Progress | None,
+    status: Status | None,
+) -> BenchResult:
+    """One run; with ``config.compare_direct`` the same load again, straight to the workers."""
+    result = await _run_on(config, embedded, progress, status)
+    if config.compare_direct:
+        urls = await _worker_urls(config)
+        if status is not None:
+            status(f"--compare-direct: the same load directly against {len(urls)} worker(s)")
+        result.direct = await _run_on(config, embedded, progress, status, direct_urls=urls)
     return result
 
 
@@ -240,6 +299,7 @@ def _embedded_target(config: BenchConfig) -> EmbeddedTarget:
         config.fake_ttft_ms,
         config.fake_itl_ms,
         use_router=config.use_router,
+        load_ms=config.fake_load_ms,
         ready_timeout=min(config.ready_timeout, 120.0) or 60.0,
     )
 
@@ -265,12 +325,12 @@ async def async_run_benchmark(
             )
         calibration = await async_calibrate(config, _run_on)
     if config.url is not None:
-        result = await _run_on(config, None, progress, status)
+        result = await _run_with_direct(config, None, progress, status)
     else:
         target = _embedded_target(config)
         try:
             info = await anyio.to_thread.run_sync(target.start)
-            result = await _run_on(
+            result = await _run_with_direct(
                 config.model_copy(update={"url": info.url}), info, progress, status
             )
         finally:
@@ -314,6 +374,8 @@ def run_sweep(
     config.check()
     if config.calibrate:
         raise BenchOptionError("--calibrate", "calibrates one run; not used with sweeps")
+    if config.compare_direct:
+        raise BenchOptionError("--compare-direct", "compares one run; not used with sweeps")
     parameter: Literal["max_concurrency", "request_rate"] = (
         "max_concurrency" if concurrencies else "request_rate"
     )

@@ -40,6 +40,8 @@ from .._errors import (
     IncompleteStreamError,
     StreamErrorEvent,
 )
+from ..models.generate import FinishAbort
+from ..models.rl import WeightVersionSpan, mix_of_spans
 from ..testing._children import die_with_parent
 from .config import BenchConfig, Progress, Status
 from .metrics import RequestRecord
@@ -54,6 +56,9 @@ from .workload import (
 __all__ = ["split_plan"]
 
 _clock = time.perf_counter
+#: ``during(t0, records, stop)`` runs alongside the measured phase (t0: its start on
+#: ``time.perf_counter``) until it returns; ``stop`` is set when the load has ended
+During = Callable[[float, Sequence[RequestRecord], anyio.Event], Awaitable[None]]
 _LAG_TICK_S = 0.01
 #: say what we wait for once readiness takes this long, then every _READY_EVERY_S
 _READY_NOTICE_S = 2.0
@@ -124,11 +129,40 @@ async def _generate_stream(
             line.tokens_at(now, meta.completion_tokens or len(chunk.output_ids))
             if meta.prompt_tokens:
                 rec.prompt_tokens = meta.prompt_tokens
+            if meta.weight_versions is not None:  # sglang 0.5.23: on the final chunk
+                rec.weight_versions = meta.weight_version_mix().versions
+            if isinstance(meta.finish_reason, FinishAbort):
+                rec.aborted = True
     rec.output_tokens = line.tokens
-    if line.tokens == 0:
+    _finish(rec, line.tokens)
+
+
+def _finish(rec: RequestRecord, tokens: int) -> None:
+    rec.tokens_received = tokens
+    if rec.aborted:  # its partial output is discarded (a pause in abort mode...)
+        rec.success = False
+        rec.error_kind = "aborted"
+        rec.error = f"aborted by the server after {tokens} token(s)"
+    elif tokens == 0:
         _empty(rec)
     else:
         rec.success = True
+
+
+def _openai_versions(rec: RequestRecord, response: Any) -> None:
+    """sglang 0.5.23 puts ``{"weight_version", "weight_versions"}`` in the ``metadata`` of a
+    whole (non-streamed) OpenAI response; typed or not, a dict or a model."""
+    if isinstance(response, dict):
+        meta = response.get("metadata")
+    else:
+        meta = getattr(response, "metadata", None) or (response.model_extra or {}).get("metadata")
+    spans = meta.get("weight_versions") if isinstance(meta, dict) else None
+    if spans is None and meta is not None and not isinstance(meta, dict):
+        spans = getattr(meta, "weight_versions", None)
+    if isinstance(spans, list):
+        rec.weight_versions = mix_of_spans(
+            [WeightVersionSpan.model_validate(x) for x in spans]
+        ).versions
 
 
 async def _chat_stream(
@@ -145,16 +179,15 @@ async def _chat_stream(
             rec.end = now
             if chunk.usage is not None:
                 usage = chunk.usage
+            _openai_versions(rec, chunk)
+            rec.aborted |= any(c.finish_reason == "abort" for c in chunk.choices)
             if any(c.delta.content or c.delta.reasoning_content for c in chunk.choices):
                 # continuous usage stats give exact token counts; else 1 per chunk
                 reported = chunk.usage.completion_tokens if chunk.usage is not None else 0
                 line.tokens_at(now, max(reported, line.tokens + 1))
     rec.output_tokens = usage.completion_tokens if usage is not None else line.tokens
     rec.prompt_tokens = usage.prompt_tokens if usage is not None else rec.expected_prompt_tokens
-    if line.tokens == 0:
-        _empty(rec)
-    else:
-        rec.success = True
+    _finish(rec, line.tokens)
 
 
 async def _completion_stream(
@@ -178,6 +211,8 @@ async def _completion_stream(
                     "prompt_tokens": chunk.usage.prompt_tokens,
                 }
                 reported = chunk.usage.completion_tokens
+            _openai_versions(rec, chunk)
+            rec.aborted |= any(c.finish_reason == "abort" for c in chunk.choices)
             if any(c.text for c in chunk.choices):
                 line.tokens_at(now, max(reported or 0, line.tokens + 1))
     _finish_openai(rec, line.tokens, usage)
@@ -189,10 +224,7 @@ def _finish_openai(rec: RequestRecord, tokens: int, usage: dict[str, Any] | None
     prompt = usage.get("prompt_tokens")
     rec.output_tokens = out if isinstance(out, int) else tokens
     rec.prompt_tokens = prompt if isinstance(prompt, int) else rec.expected_prompt_tokens
-    if tokens == 0:
-        _empty(rec)
-    else:
-        rec.success = True
+    _finish(rec, tokens)
 
 
 async def _non_stream(
@@ -207,6 +239,9 @@ async def _non_stream(
         rec.end = _clock() - t0
         rec.output_tokens = out.meta_info.completion_tokens or len(out.output_ids)
         rec.prompt_tokens = out.meta_info.prompt_tokens
+        if out.meta_info.weight_versions is not None:
+            rec.weight_versions = out.meta_info.weight_version_mix().versions
+        rec.aborted = isinstance(out.meta_info.finish_reason, FinishAbort)
     elif endpoint == "completions":
         body = await client.async_post("/v1/completions", kwargs)
         rec.end = _clock() - t0
@@ -214,6 +249,10 @@ async def _non_stream(
         choices = body.get("choices") if isinstance(body, dict) else None
         has_text = isinstance(choices, list) and any(
             isinstance(c, dict) and c.get("text") for c in choices
+        )
+        _openai_versions(rec, body)
+        rec.aborted = isinstance(choices, list) and any(
+            isinstance(c, dict) and c.get("finish_reason") == "abort" for c in choices
         )
         if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
             rec.output_tokens = usage["completion_tokens"]
@@ -226,6 +265,8 @@ async def _non_stream(
         model = kwargs.pop("model")
         chat = await client.async_chat_completion(messages, model, max_retries=0, **kwargs)
         rec.end = _clock() - t0
+        _openai_versions(rec, chat)
+        rec.aborted = any(c.finish_reason == "abort" for c in chat.choices)
         if chat.usage is not None:
             rec.output_tokens = chat.usage.completion_tokens
             rec.prompt_tokens = chat.usage.prompt_tokens
@@ -233,10 +274,7 @@ async def _non_stream(
             rec.output_tokens = rec.expected_output_tokens
             rec.prompt_tokens = rec.expected_prompt_tokens
     rec.ttft = rec.e2e  # non-streaming: the first token arrives with the last (sglang)
-    if rec.output_tokens <= 0:
-        _empty(rec)
-    else:
-        rec.success = True
+    _finish(rec, max(rec.output_tokens, 0))
 
 
 async def _one_request(
@@ -274,12 +312,13 @@ async def _one_request(
                 await _chat_stream(client, kwargs, rec, t0)
     except Exception as exc:
         _classify(rec, exc)
-    if rec.end < rec.start or not rec.success:
-        rec.end = max(rec.end, _clock() - t0)
+    if rec.end < rec.start or not (rec.success or rec.aborted):
+        rec.end = max(rec.end, _clock() - t0)  # an abort ends when its last chunk arrived
     if not rec.success:
         rec.ttft = None
-        rec.chunk_times.clear()
-        rec.chunk_tokens.clear()
+        if not rec.aborted:  # an aborted request's tokens did arrive (weight-update metrics)
+            rec.chunk_times.clear()
+            rec.chunk_tokens.clear()
 
 
 # ---------------------------------------------------------------------------------
@@ -319,7 +358,11 @@ async def _run_shard(
     go: Callable[[], Awaitable[float | None]] | None = None,
     progress: Progress | None = None,
     status: Status | None = None,
+    during: During | None = None,
+    direct_urls: Sequence[str] = (),
 ) -> _Shard:
+    """One client process's run; with ``direct_urls`` the measured requests go to
+    these servers (dispatch units round robin) instead of ``config.url``."""
     assert config.url is not None
     shard = _Shard(process=process)
     limit = max_concurrency or 0
@@ -330,6 +373,7 @@ async def _run_shard(
         headers=config.headers or None,
     )
     sem = anyio.Semaphore(limit) if limit else None
+    direct = [client.copy(base_url=u) for u in direct_urls]
     try:
         if config.ready_timeout > 0:
             shard.target_kind = await _wait_ready(client, config, status)
@@ -346,9 +390,13 @@ async def _run_shard(
             start_wall = await go()
             if start_wall is not None:
                 await anyio.sleep(max(0.0, start_wall - time.time()))
-        shard.records = await _measure(client, config, items, schedule, sem, shard, progress)
+        shard.records = await _measure(
+            direct or [client], config, items, schedule, sem, shard, progress, during
+        )
     finally:
         with anyio.CancelScope(shield=True):
+            for c in direct:
+                await c.aclose()
             await client.aclose()
     return shard
 
@@ -407,20 +455,23 @@ async def _warmup(
 
 
 async def _measure(
-    client: InferenceHTTPClient,
+    clients: Sequence[InferenceHTTPClient],
     config: BenchConfig,
     items: Sequence[WorkItem],
     schedule: Sequence[float],
     sem: anyio.Semaphore | None,
     shard: _Shard,
     progress: Progress | None,
+    during: During | None = None,
 ) -> list[RequestRecord]:
     records = [RequestRecord(index=it.index, process=shard.process, group=it.group) for it in items]
     total = len(items)
     counts = [0, 0]
     group_lock = anyio.Lock()
 
-    async def one(item: WorkItem, rec: RequestRecord, slot_held: bool = False) -> None:
+    async def one(
+        client: InferenceHTTPClient, item: WorkItem, rec: RequestRecord, slot_held: bool = False
+    ) -> None:
         if sem is not None and not slot_held:
             await sem.acquire()
         try:
@@ -433,7 +484,7 @@ async def _measure(
         if progress is not None:
             progress(counts[0], counts[1], total)
 
-    async def group(members: list[int]) -> None:
+    async def group(client: InferenceHTTPClient, members: list[int]) -> None:
         # A group takes all its slots before any sample is sent, so its samples
         # start together; one group acquires at a time (no partial deadlock).
         if sem is not None:
@@ -442,15 +493,28 @@ async def _measure(
                     await sem.acquire()
         async with anyio.create_task_group() as g:
             for i in members:
-                g.start_soon(one, items[i], records[i], True)
+                g.start_soon(one, client, items[i], records[i], True)
 
     shard.start_wall = time.time()
     t0 = _clock()
     cpu0 = time.process_time()
+    stop, stopped = anyio.Event(), anyio.Event()
+
+    async def run_during(task: During) -> None:
+        try:
+            await task(t0, records, stop)
+        finally:
+            stopped.set()
+
     async with anyio.create_task_group() as outer:
         outer.start_soon(_ticker, shard.loop_lags)
+        if during is not None:
+            outer.start_soon(run_during, during)
+        else:
+            stopped.set()
         async with anyio.create_task_group() as tg:
-            for members in _units(items):
+            for u, members in enumerate(_units(items)):
+                client = clients[u % len(clients)]
                 at = schedule[members[0]]
                 delay = t0 + at - _clock()
                 if delay > 0:
@@ -460,10 +524,12 @@ async def _measure(
                     records[i].scheduled = schedule[i]
                     records[i].released = released
                 if len(members) == 1:
-                    tg.start_soon(one, items[members[0]], records[members[0]])
+                    tg.start_soon(one, client, items[members[0]], records[members[0]])
                 else:
-                    tg.start_soon(group, members)
+                    tg.start_soon(group, client, members)
         shard.duration = _clock() - t0
+        stop.set()  # a task running alongside (weight updates) finishes what it started
+        await stopped.wait()
         outer.cancel_scope.cancel()
     shard.cpu_seconds = time.process_time() - cpu0
     return records
