@@ -26,7 +26,7 @@ import anyio
 from pydantic import BaseModel
 
 from .._client import InferenceHTTPClient
-from .._errors import WeightSyncError
+from .._errors import WeightUpdateStepError
 from .._fleet import Fleet, WeightUpdateReport
 from .metrics import RequestRecord
 from .options import BenchOptionError
@@ -131,7 +131,7 @@ async def update_step(
             continue_timeout=deadline,
         )
         event.ok = report.ok
-    except WeightSyncError as exc:
+    except WeightUpdateStepError as exc:
         report = exc.report
         event.ok = False
     except Exception as exc:
