@@ -32,6 +32,7 @@ from ._errors import (
     UnsupportedMediaTypeError,
     WeightUpdateError,
     WeightVersionMismatchError,
+    WorkerNotFoundError,
     WorkerRegistrationError,
 )
 from ._fleet import Fleet, FleetResult
@@ -83,6 +84,7 @@ from .models import (
     WeightVersionResult,
     Worker,
     WorkerList,
+    WorkerModel,
 )
 
 __all__ = [
@@ -163,6 +165,8 @@ __all__ = [
     "WeightVersionResult",
     "Worker",
     "WorkerList",
+    "WorkerModel",
+    "WorkerNotFoundError",
     "WorkerRegistrationError",
     "no_proxy_env",
     "__version__",

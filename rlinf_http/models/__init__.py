@@ -11,6 +11,7 @@ from .admin import (
     ServerInfo,
     Worker,
     WorkerList,
+    WorkerModel,
 )
 from .chat import (
     ChatChoice,
@@ -79,6 +80,7 @@ __all__ = [
     "ServerInfo",
     "Worker",
     "WorkerList",
+    "WorkerModel",
     "GenerationControlResult",
     "Loads",
     "RankLoad",
