@@ -1,7 +1,9 @@
-"""The Fleet through the real sglang-router 0.3.2 in front of fake worker processes.
+"""The Fleet through a real gateway in front of fake worker processes: every test runs on
+smg 1.13 (``--enable-rl``) and on sglang-router 0.3.2 (the module-scoped ``gateway`` fixture).
 
-The router forwards no control endpoint (404), so every call here goes from the
-client to each worker it discovered with ``GET /workers``. The workers are
+Neither gateway forwards a control endpoint at its own root (404), so the fleet
+reaches each worker it discovered with ``GET /workers`` (through smg's
+``/v1/rl/*`` once the fleet uses it). The workers are
 separate processes; their request counts and faults are reached over HTTP
 (``/_fake/stats``, ``/_fake/faults``).
 """
@@ -23,6 +25,7 @@ from control_helpers import (
     running,
     wait_until,
 )
+from gateways import start_gateway
 
 from rlinf_http import (
     APIConnectionError,
@@ -38,18 +41,7 @@ from rlinf_http import (
     WeightVersionMismatchError,
     Worker,
 )
-from rlinf_http.testing import (
-    FakeConfig,
-    FakeWorkerProcess,
-    RouterProcess,
-    launch_router,
-    router_available,
-    start_fake_worker,
-)
-
-pytestmark = pytest.mark.skipif(
-    not router_available(), reason="sglang-router (with its Rust extension) is not installed"
-)
+from rlinf_http.testing import FakeConfig, FakeWorkerProcess, RouterProcess, start_fake_worker
 
 #: 20 ms per token: a 1000-token generation runs ~20 s unless it is aborted.
 SLOW = FakeConfig(itl_s=0.02)
@@ -66,8 +58,8 @@ def workers() -> Iterator[list[FakeWorkerProcess]]:
 
 
 @pytest.fixture(scope="module")
-def router(workers: list[FakeWorkerProcess]) -> Iterator[RouterProcess]:
-    with launch_router([w.url for w in workers], ready_timeout=60) as r:
+def router(gateway: str, workers: list[FakeWorkerProcess]) -> Iterator[RouterProcess]:
+    with start_gateway(gateway, [w.url for w in workers]) as r:
         yield r
 
 
@@ -261,10 +253,10 @@ def test_one_worker_failing(client: InferenceHTTPClient, workers: list[FakeWorke
 
 
 @pytest.mark.anyio
-async def test_one_worker_down(workers: list[FakeWorkerProcess]) -> None:
+async def test_one_worker_down(gateway: str, workers: list[FakeWorkerProcess]) -> None:
     doomed = start_fake_worker()
     try:
-        with launch_router([workers[0].url, doomed.url], ready_timeout=60) as router:
+        with start_gateway(gateway, [workers[0].url, doomed.url]) as router:
             client = InferenceHTTPClient(router.url, max_retries=0)
             fleet = await client.async_fleet()
             assert set(fleet) == {workers[0].url, doomed.url}
