@@ -242,6 +242,7 @@ def _embedded_target(config: BenchConfig) -> EmbeddedTarget:
         config.fake_ttft_ms,
         config.fake_itl_ms,
         use_router=config.use_router,
+        gateway=config.gateway,
         ready_timeout=min(config.ready_timeout, 120.0) or 60.0,
     )
 
