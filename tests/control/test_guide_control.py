@@ -1,8 +1,9 @@
 """The guide's "Weight sync in an RL loop" code, English and Chinese, run as written.
 
 Every ``python`` block of the section is executed in order with the names the
-guide assumes: ``server_url`` (a fake sglang server) and ``router_url`` (the
-real sglang-router in front of two fake workers). The printed lines and the
+guide assumes: ``server_url`` (a fake sglang server) and ``router_url`` (a real
+gateway in front of two fake workers: smg 1.13 with ``--enable-rl`` and
+sglang-router 0.3.2, the module-scoped ``gateway`` fixture). The printed lines and the
 workers' state afterwards are checked.
 """
 
@@ -16,18 +17,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from gateways import start_gateway
 
-from rlinf_http.testing import FakeServer, launch_router, router_available
+from rlinf_http.testing import FakeServer
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 SECTIONS = {
     "guide.md": "## Weight sync in an RL loop",
     "guide.zh.md": "## RL 循环中的权重同步",
 }
-
-pytestmark = pytest.mark.skipif(
-    not router_available(), reason="sglang-router (with its Rust extension) is not installed"
-)
 
 
 def section_blocks(name: str) -> list[str]:
@@ -39,9 +37,9 @@ def section_blocks(name: str) -> list[str]:
 
 
 @pytest.fixture
-def cluster() -> Iterator[tuple[FakeServer, list[FakeServer], str]]:
+def cluster(gateway: str) -> Iterator[tuple[FakeServer, list[FakeServer], str]]:
     with FakeServer() as server, FakeServer() as w1, FakeServer() as w2:
-        with launch_router([w1.url, w2.url], ready_timeout=60) as router:
+        with start_gateway(gateway, [w1.url, w2.url]) as router:
             yield server, [w1, w2], router.url
 
 
