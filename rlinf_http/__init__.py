@@ -35,6 +35,7 @@ from ._errors import (
     WeightUpdateError,
     WeightUpdateStepError,
     WeightVersionMismatchError,
+    WorkerNotFoundError,
     WorkerRegistrationError,
 )
 from ._fleet import Fleet, FleetResult, PhaseResult, WeightUpdateReport, WorkerUpdate
@@ -86,6 +87,7 @@ from .models import (
     WeightVersionResult,
     Worker,
     WorkerList,
+    WorkerModel,
 )
 
 __all__ = [
@@ -172,6 +174,8 @@ __all__ = [
     "WeightVersionResult",
     "Worker",
     "WorkerList",
+    "WorkerModel",
+    "WorkerNotFoundError",
     "WorkerRegistrationError",
     "no_proxy_env",
     "__version__",

@@ -15,6 +15,7 @@ Every error the client raises on purpose derives from :class:`RLinfHTTPError`::
     │   ├── AuthenticationError             401
     │   ├── PermissionDeniedError           403
     │   ├── NotFoundError                   404
+    │   │   └── WorkerNotFoundError         no worker with that URL is registered with the gateway
     │   ├── ConflictError                   409
     │   ├── UnsupportedMediaTypeError       415
     │   ├── UnprocessableEntityError        422
@@ -70,6 +71,7 @@ __all__ = [
     "WeightSyncError",
     "WeightUpdateStepError",
     "WeightVersionMismatchError",
+    "WorkerNotFoundError",
     "WorkerRegistrationError",
 ]
 
@@ -190,6 +192,13 @@ class PermissionDeniedError(APIStatusError):
 
 class NotFoundError(APIStatusError):
     """HTTP 404."""
+
+
+class WorkerNotFoundError(NotFoundError):
+    """``remove_worker(url)``: no worker with this URL is registered with the gateway.
+
+    ``url`` is the URL asked for; the message lists the registered URLs.
+    """
 
 
 class ConflictError(APIStatusError):

@@ -164,7 +164,7 @@ def _build_app() -> Any:
             None,
             "--url",
             "--base-url",
-            help="router or server URL; omit for the embedded fake workers + router",
+            help="router or server URL; omit for the embedded fake workers + gateway",
         ),
         endpoint: str = typer.Option(
             "generate", help="generate (/generate), chat or completions (/v1/completions)"
@@ -236,9 +236,15 @@ def _build_app() -> Any:
         fake_ttft_ms: float = typer.Option(20.0, help="embedded: time to first token (ms)"),
         fake_itl_ms: float = typer.Option(5.0, help="embedded: inter-token latency (ms)"),
         router: bool = typer.Option(
-            True, "--router/--no-router", help="embedded: use sglang-router if installed"
+            True, "--router/--no-router", help="embedded: a gateway in front (if installed)"
         ),
-        model: str = typer.Option("default", help="model name sent to chat"),
+        gateway: str | None = typer.Option(
+            None,
+            help="embedded: smg (with --enable-rl; the default if installed) or sglang-router",
+        ),
+        model: str | None = typer.Option(
+            None, help="model name sent to chat/completions [default: the one /v1/models lists]"
+        ),
         ready_timeout: float = typer.Option(300.0, help="readiness wait (s); 0 skips"),
         request_timeout: float | None = typer.Option(None, help="per-request deadline (s)"),
         header: list[str] | None = typer.Option(None, help="KEY=VALUE, repeatable"),  # noqa: B008
@@ -361,6 +367,7 @@ def _build_app() -> Any:
                 fake_load_ms=fake_load_ms,
                 compare_direct=compare_direct,
                 use_router=None if router else False,
+                gateway=gateway,  # type: ignore[arg-type]
                 model=model,
                 ready_timeout=ready_timeout,
                 request_timeout=request_timeout,

@@ -1,4 +1,8 @@
-"""Shared pytest configuration: async tests run on asyncio and trio (anyio plugin)."""
+"""Shared pytest configuration: async tests run on asyncio and trio (anyio plugin).
+
+``gateway`` (module-scoped) runs a router-tier module against smg 1.13 and
+sglang-router 0.3.2 (see tests/gateways.py); a gateway that is not installed skips.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,21 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from gateways import GATEWAYS, gateway_available
 
 
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture(scope="module", params=GATEWAYS)
+def gateway(request: pytest.FixtureRequest) -> str:
+    """``"smg"`` or ``"sglang-router"``: start it with ``gateways.start_gateway``."""
+    name = str(request.param)
+    if not gateway_available(name):
+        pytest.skip(f"{name} is not installed")
+    return name
 
 
 @pytest.fixture

@@ -17,8 +17,9 @@ from typer.testing import CliRunner
 
 from rlinf_http import __version__
 from rlinf_http._core.requests import DEFAULT_CHAT_MODEL
+from rlinf_http.bench.embedded import default_gateway
 from rlinf_http.cli import _build_app
-from rlinf_http.testing import FakeConfig, FakeServer, FaultSpec, router_available
+from rlinf_http.testing import FakeConfig, FakeServer, FaultSpec, router_available, smg_available
 
 runner = CliRunner()
 
@@ -85,6 +86,7 @@ def test_import_does_not_need_typer_or_rich() -> None:
 
 
 def test_bench_embedded_default(tmp_path: Path) -> None:
+    # the embedded default: fake workers behind smg (--enable-rl) when it is installed
     out = tmp_path / "bench.json"
     code, text = _invoke(
         "bench",
@@ -105,12 +107,55 @@ def test_bench_embedded_default(tmp_path: Path) -> None:
     assert "Successful requests:" in text
     data = json.loads(out.read_text())
     assert data["completed"] == 8 and data["failed"] == 0
-    assert data["embedded"]["router"] is router_available()
+    assert data["embedded"]["router"] is (default_gateway() is not None)
+    assert data["embedded"]["gateway"] == default_gateway()
     assert data["embedded"]["num_workers"] == 2
     assert data["total_output_tokens"] == 64
-    if router_available():
+    if smg_available():
+        assert data["embedded"]["gateway"] == "smg"
         assert data["target_kind"] == "router"
-        assert "behind sglang-router" in text
+        assert "behind smg" in text
+
+
+@pytest.mark.parametrize("gateway", ["smg", "sglang-router"])
+def test_bench_embedded_gateway_chat(tmp_path: Path, gateway: str) -> None:
+    # --gateway chooses the embedded gateway; chat without --model sends the served
+    # model name from /v1/models (smg routes by it, 0.3.2 passes it on)
+    if not (smg_available() if gateway == "smg" else router_available()):
+        pytest.skip(f"{gateway} is not installed")
+    out = tmp_path / "bench.json"
+    code, text = _invoke(
+        "bench",
+        "--gateway",
+        gateway,
+        "--endpoint",
+        "chat",
+        "--num-prompts",
+        "6",
+        "--random-input-len",
+        "8",
+        "--random-output-len",
+        "4",
+        "--num-workers",
+        "1",
+        "-q",
+        "--output-file",
+        str(out),
+    )
+    assert code == 0, text
+    data = json.loads(out.read_text())
+    assert data["completed"] == 6 and data["failed"] == 0, data.get("errors")
+    assert data["embedded"]["gateway"] == gateway and data["target_kind"] == "router"
+    assert f"behind {gateway}" in text
+
+
+def test_bench_gateway_option_is_checked() -> None:
+    code, text = _invoke("bench", "--gateway", "nginx", "--num-prompts", "1")
+    assert code == 2 and "--gateway" in text, text
+    code, text = _invoke("bench", "--gateway", "smg", "--url", "http://127.0.0.1:9")
+    assert code == 2 and "--gateway" in text and "--url" in text, text
+    code, text = _invoke("bench", "--gateway", "smg", "--no-router")
+    assert code == 2 and "--no-router" in text, text
 
 
 def test_bench_url_chat_and_options(server: FakeServer, tmp_path: Path) -> None:
@@ -245,7 +290,7 @@ def test_interrupt_leaves_no_processes(sig: signal.Signals) -> None:
         stderr=subprocess.PIPE,
     )
     try:
-        want = 3 if router_available() else 2
+        want = 3 if default_gateway() else 2
         deadline = time.monotonic() + 30
         kids: set[int] = set()
         while time.monotonic() < deadline:
@@ -439,7 +484,7 @@ def test_kill_9_of_bench_leaves_no_process_listening(processes: int) -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        servers = 3 if router_available() else 2  # fake workers (+ the sglang-router)
+        servers = 3 if default_gateway() else 2  # fake workers (+ the gateway)
         clients = processes if processes > 1 else 0  # client processes of --processes
         deadline = time.monotonic() + 60
         sockets: dict[int, set[tuple[str, int]]] = {}

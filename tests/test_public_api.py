@@ -75,6 +75,8 @@ PUBLIC_NAMES = sorted(
         "Usage",
         "Worker",
         "WorkerList",
+        "WorkerModel",
+        "WorkerNotFoundError",
         "WorkerRegistrationError",
         "CacheNotFlushedError",
         "FleetError",

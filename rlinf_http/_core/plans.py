@@ -26,6 +26,7 @@ from .._errors import (
     NotFoundError,
     RLinfHTTPError,
     ServiceUnavailableError,
+    WorkerNotFoundError,
     WorkerRegistrationError,
 )
 from ..models import (
@@ -238,11 +239,14 @@ def add_worker_plan(
     timeout: float,
     poll_interval: float,
 ) -> Plan[Worker]:
-    """``POST /workers``, then poll ``GET /workers/{id}`` until healthy or failed.
+    """``POST /workers``, then poll ``GET /workers/{id}`` until healthy or given up on.
 
-    A 404 while polling means "not registered yet"; ``job_status.status ==
-    "failed"`` raises :class:`WorkerRegistrationError`; the deadline raises
-    :class:`APITimeoutError` (a dead URL stays "processing" for many minutes).
+    A 404 before the worker was ever listed means "not registered yet". The
+    gateway giving up raises :class:`WorkerRegistrationError`: sglang-router
+    0.3.2 reports ``job_status.status == "failed"`` with a message; smg 1.13
+    drops the worker, so ``GET /workers/{id}`` turns into a 404 after it was
+    listed. The deadline raises :class:`APITimeoutError` (a dead URL stays
+    "processing" until the gateway's ``--worker-startup-timeout-secs``).
     """
     body = encode_json({"url": _worker_url(url), "worker_type": worker_type, **extra})
     deadline = _deadline(timeout, poll_interval, "add_worker")
@@ -255,14 +259,23 @@ def add_worker_plan(
     if not isinstance(worker_id, str) or not worker_id:
         raise WorkerRegistrationError(f"the router did not return a worker_id: {accepted!r}")
     last: Worker | None = None
+    seen: Worker | None = None
     while True:
         try:
             last = yield Call(
                 _get(f"/workers/{worker_id}", _worker), max_retries=0, timeout=_bounded(deadline)
             )
         except NotFoundError:
+            if seen is not None:
+                state = seen.job_status.status if seen.job_status is not None else "listed"
+                raise WorkerRegistrationError(
+                    f"the gateway gave up on worker {url} (id {worker_id}): it was "
+                    f"{state}, then dropped (not reachable or not healthy within the "
+                    f"gateway's worker startup timeout; its log says why)"
+                ) from None
             last = None
         if last is not None:
+            seen = last
             status = last.job_status.status if last.job_status is not None else None
             if status == "failed":
                 message = last.job_status.message if last.job_status else None
@@ -288,17 +301,35 @@ def remove_worker_plan(
 ) -> Plan[bool]:
     """``DELETE /workers/{id}`` (id given, or looked up by URL), then wait until gone.
 
-    Returns ``False`` when there was no such worker (404 is tolerated).
+    ``worker_id`` may also be a worker URL (it contains ``://``): gateways take
+    only their own ids in ``DELETE /workers/{id}``, so a URL is resolved through
+    ``GET /workers`` first. Returns ``False`` when the gateway has no worker
+    with the id (404: already removed). A URL that no registered worker has
+    raises :class:`WorkerNotFoundError` naming the registered URLs: a mistyped
+    URL must not look like a removal.
     """
+    if isinstance(worker_id, str) and "://" in worker_id:
+        if url is not None:
+            raise InvalidRequestError("give exactly one of worker_id or url")
+        worker_id, url = None, worker_id
     if (worker_id is None) == (url is None):
         raise InvalidRequestError("give exactly one of worker_id or url")
+    if worker_id is not None and (not isinstance(worker_id, str) or not worker_id.strip()):
+        raise InvalidRequestError(f"worker_id must be a non-empty str, got {worker_id!r}")
     deadline = _deadline(timeout, poll_interval, "remove_worker")
     if worker_id is None:
         wanted = _worker_url(url)
         workers: WorkerList = yield Call(_get("/workers", _worker_list), timeout=_bounded(deadline))
         matches = [w.id for w in workers.workers if (w.url or "").rstrip("/") == wanted]
         if not matches:
-            return False
+            registered = ", ".join(sorted(w.url or w.id for w in workers.workers)) or "none"
+            raise WorkerNotFoundError(
+                f"no worker with URL {wanted} is registered with the gateway "
+                f"(registered: {registered})",
+                method="GET",
+                url="/workers",
+                status_code=404,
+            )
         worker_id = matches[0]
     try:
         yield Call(

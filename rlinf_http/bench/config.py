@@ -59,7 +59,10 @@ class BenchConfig(BaseModel):
     fake_ttft_ms: Annotated[float, Field(ge=0.0)] = 20.0
     fake_itl_ms: Annotated[float, Field(ge=0.0)] = 5.0
     use_router: bool | None = None
-    model: str = "default"
+    #: the embedded gateway: smg (with --enable-rl) or sglang-router; None: smg if installed
+    gateway: Literal["smg", "sglang-router"] | None = None
+    #: the model chat/completions name; None: the one GET /v1/models lists (smg routes by it)
+    model: str | None = None
     ready_timeout: Annotated[float, Field(ge=0.0)] = 300.0
     request_timeout: Annotated[float | None, Field(gt=0.0)] = None
     headers: dict[str, str] = Field(default_factory=dict)
@@ -113,6 +116,10 @@ class BenchConfig(BaseModel):
                     f"must be at least --group-size ({self.group_size}) per client "
                     f"process/actor: a group's samples are sent together",
                 )
+        if self.gateway is not None and self.url is not None:
+            raise BenchOptionError("--gateway", "chooses the embedded gateway: not with --url")
+        if self.gateway is not None and self.use_router is False:
+            raise BenchOptionError("--gateway", "not with --no-router")
         if self.ray_address is not None and self.processes > 1:
             raise BenchOptionError("--ray", "use --ray-actors, not --processes, with Ray")
         if self.weight_update_every is not None or self.compare_direct:

@@ -1,13 +1,16 @@
-"""The embedded default target: fake sglang workers behind the real sglang-router.
+"""The embedded default target: fake sglang workers behind a real gateway (smg by default).
 
 ``rlinf-http bench`` without ``--url`` starts ``num_workers`` fake workers
 (:func:`rlinf_http.testing.start_fake_worker`: separate processes on loopback,
-with the fake server's latency model) and, when the ``sglang-router`` package is
-installed, the real router in front of them; otherwise it talks to the first
-worker directly (and says so). Everything is torn down on exit, on an exception,
-on Ctrl-C and on SIGTERM, also when :meth:`EmbeddedTarget.stop` runs (from another
-thread) while :meth:`EmbeddedTarget.start` is still waiting for the router. On
-Linux the workers and the router are killed by the kernel when this process
+with the fake server's latency model) and a real gateway in front of them:
+smg 1.13 with ``--enable-rl`` (the ``smg`` extra) by default, or sglang-router
+0.3.2 (``gateway="sglang-router"``, the ``router`` extra). Without the default
+gateway installed it falls back to the other one, then to the first worker
+directly (and says so); a gateway asked for by name must be installed.
+Everything is torn down on exit, on an exception, on Ctrl-C and on SIGTERM,
+also when :meth:`EmbeddedTarget.stop` runs (from another thread) while
+:meth:`EmbeddedTarget.start` is still waiting for the gateway. On Linux the
+workers and the gateway are killed by the kernel when this process
 dies, even by ``kill -9`` (a parent-death signal); the workers also watch their
 stdin and parent pid.
 """
@@ -24,15 +27,30 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from .._errors import MissingDependencyError
 from ..testing import (
     FakeConfig,
     FakeWorkerProcess,
+    Gateway,
     RouterProcess,
     router_available,
+    smg_available,
     start_fake_worker,
 )
 
-__all__ = ["EmbeddedInfo", "EmbeddedTarget", "sigterm_as_interrupt"]
+__all__ = ["EmbeddedInfo", "EmbeddedTarget", "default_gateway", "sigterm_as_interrupt"]
+
+#: the extra that installs each gateway
+_EXTRA = {"smg": "smg", "sglang-router": "router"}
+
+
+def default_gateway() -> Gateway | None:
+    """The gateway the embedded default starts: smg if installed, else sglang-router, else none."""
+    if smg_available():
+        return "smg"
+    if router_available():
+        return "sglang-router"
+    return None
 
 
 class EmbeddedInfo(BaseModel):
@@ -40,6 +58,8 @@ class EmbeddedInfo(BaseModel):
 
     url: str
     router: bool
+    #: ``"smg"`` (started with ``--enable-rl``), ``"sglang-router"`` or ``None`` (direct)
+    gateway: str | None = None
     num_workers: int
     worker_urls: list[str]
     fake_ttft_ms: float
@@ -78,7 +98,12 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 class EmbeddedTarget:
-    """Start fake workers (+ router); a context manager that always cleans up."""
+    """Start fake workers (+ a gateway); a context manager that always cleans up.
+
+    ``gateway``: ``"smg"`` (with ``--enable-rl``) or ``"sglang-router"``;
+    ``None`` picks :func:`default_gateway`. ``use_router=False`` talks to the
+    first worker directly.
+    """
 
     def __init__(
         self,
@@ -87,16 +112,37 @@ class EmbeddedTarget:
         itl_ms: float = 5.0,
         *,
         use_router: bool | None = None,
+        gateway: Gateway | None = None,
         incremental: bool = False,
         ready_timeout: float = 60.0,
         load_ms: float = 0.0,
     ) -> None:
         if num_workers < 1:
             raise ValueError(f"--num-workers must be >= 1, got {num_workers}")
+        if gateway is not None and gateway not in _EXTRA:
+            raise ValueError(f"--gateway must be smg or sglang-router, got {gateway!r}")
+        if gateway is not None and use_router is False:
+            raise ValueError("--gateway needs the gateway: not with --no-router")
+        if gateway is not None and not (
+            smg_available() if gateway == "smg" else router_available()
+        ):
+            extra = _EXTRA[gateway]
+            raise MissingDependencyError(
+                f"--gateway {gateway} needs the '{extra}' extra; from a clone of the "
+                f"repository: pip install -e '.[{extra}]'"
+            )
         self.num_workers = num_workers
         self.ttft_ms = ttft_ms
         self.itl_ms = itl_ms
-        self.use_router = router_available() if use_router is None else use_router
+        chosen = gateway or default_gateway()
+        self.use_router = chosen is not None if use_router is None else use_router
+        #: the gateway started in front of the workers (``None``: direct)
+        self.gateway: Gateway | None = chosen if self.use_router else None
+        if self.use_router and self.gateway is None:
+            raise MissingDependencyError(
+                "no gateway is installed: pip install -e '.[smg]' (or '.[router]') "
+                "in the repository"
+            )
         self.incremental = incremental
         self.load_ms = load_ms
         self.ready_timeout = ready_timeout
@@ -140,8 +186,13 @@ class EmbeddedTarget:
                 self._raise_if_stopped()
             urls = [w.url for w in self.workers]
             note = ""
-            if self.use_router:
-                router = RouterProcess(urls, ready_timeout=self.ready_timeout)
+            if self.gateway is not None:
+                router = RouterProcess(
+                    urls,
+                    ready_timeout=self.ready_timeout,
+                    gateway=self.gateway,
+                    enable_rl=self.gateway == "smg",
+                )
                 with self._lock:
                     self.router = router
                 self._raise_if_stopped()
@@ -151,12 +202,16 @@ class EmbeddedTarget:
             else:
                 url = urls[0]
                 note = (
-                    "sglang-router is not installed: benchmarking the first fake worker "
-                    "directly (pip install -e '.[router]' in the repository for the real router)"
+                    "no gateway (--no-router): benchmarking the first fake worker directly"
+                    if default_gateway() is not None
+                    else "no gateway is installed: benchmarking the first fake worker "
+                    "directly (pip install -e '.[smg]' in the repository for the real "
+                    "smg gateway)"
                 )
             self.info = EmbeddedInfo(
                 url=url,
                 router=self.router is not None,
+                gateway=self.gateway if self.router is not None else None,
                 num_workers=len(self.workers),
                 worker_urls=urls,
                 fake_ttft_ms=self.ttft_ms,

@@ -326,7 +326,7 @@ def render_result(result: BenchResult) -> RenderableType:
     target = result.target
     if result.embedded is not None:
         e = result.embedded
-        behind = "behind sglang-router" if e.router else "direct (no router)"
+        behind = f"behind {e.gateway or 'sglang-router'}" if e.router else "direct (no router)"
         target = f"{target} (embedded: {e.num_workers} fake workers {behind})"
     row("Backend:", f"rlinf-http /{c.endpoint} ({'stream' if c.stream else 'no stream'})")
     row("Target:", target)

@@ -300,6 +300,7 @@ def _embedded_target(config: BenchConfig) -> EmbeddedTarget:
         config.fake_itl_ms,
         use_router=config.use_router,
         load_ms=config.fake_load_ms,
+        gateway=config.gateway,
         ready_timeout=min(config.ready_timeout, 120.0) or 60.0,
     )
 

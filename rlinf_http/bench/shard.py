@@ -291,10 +291,12 @@ async def _one_request(
         kwargs = build_generate_kwargs(item, stream=config.stream, extra=extra)
     elif config.endpoint == "completions":
         kwargs = build_completion_kwargs(
-            item, model=config.model, stream=config.stream, extra=extra
+            item, model=config.model or "default", stream=config.stream, extra=extra
         )
     else:
-        kwargs = build_chat_kwargs(item, model=config.model, stream=config.stream, extra=extra)
+        kwargs = build_chat_kwargs(
+            item, model=config.model or "default", stream=config.stream, extra=extra
+        )
     rec.start = _clock() - t0
     try:
         with (
@@ -377,6 +379,8 @@ async def _run_shard(
     try:
         if config.ready_timeout > 0:
             shard.target_kind = await _wait_ready(client, config, status)
+        if config.model is None and config.endpoint != "generate":
+            config = config.model_copy(update={"model": await _served_model(client)})
         if fetch_info:
             with contextlib.suppress(Exception):
                 info = await client.async_server_info()
@@ -399,6 +403,17 @@ async def _run_shard(
                 await c.aclose()
             await client.aclose()
     return shard
+
+
+async def _served_model(client: InferenceHTTPClient) -> str:
+    """The model name chat/completions send without ``--model``: the first one
+    ``GET /v1/models`` lists (smg routes by it; a server accepts any name), else
+    ``"default"``."""
+    with contextlib.suppress(Exception):
+        names = [card.id for card in (await client.async_models()).data]
+        if names:
+            return names[0]
+    return "default"
 
 
 async def _wait_ready(

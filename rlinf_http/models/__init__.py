@@ -11,6 +11,7 @@ from .admin import (
     ServerInfo,
     Worker,
     WorkerList,
+    WorkerModel,
 )
 from .chat import (
     ChatChoice,
@@ -84,6 +85,7 @@ __all__ = [
     "ServerInfo",
     "Worker",
     "WorkerList",
+    "WorkerModel",
     "GenerationControlResult",
     "Loads",
     "RankLoad",

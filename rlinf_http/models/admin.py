@@ -19,6 +19,7 @@ __all__ = [
     "ServerInfo",
     "Worker",
     "WorkerList",
+    "WorkerModel",
 ]
 
 
@@ -87,8 +88,23 @@ class JobStatus(WireModel):
     timestamp: Any = None
 
 
+class WorkerModel(WireModel):
+    """One model a worker serves, as smg 1.13 lists it in ``GET /workers`` (``models``)."""
+
+    id: str
+    model_type: list[str] | str | None = None
+    hf_model_type: str | None = None
+    architectures: list[str] | None = None
+    context_length: int | None = None
+    tokenizer_path: str | None = None
+
+
 class Worker(ResponseModel):
-    """A worker registered with (or being added to) the sglang router."""
+    """A worker registered with (or being added to) the gateway (smg or sglang-router).
+
+    smg 1.13 adds ``models`` (what the worker serves: smg routes by model),
+    ``runtime_type`` (``"sglang"``), ``labels`` and ``status``; its ``id`` is a UUID.
+    """
 
     id: str
     url: str | None = None
@@ -101,6 +117,10 @@ class Worker(ResponseModel):
     connection_mode: str | None = None
     metadata: dict[str, Any] | None = None
     job_status: JobStatus | None = None
+    models: list[WorkerModel] | None = None
+    runtime_type: str | None = None
+    labels: dict[str, Any] | None = None
+    status: str | None = None
 
 
 class WorkerList(ResponseModel):

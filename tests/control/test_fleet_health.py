@@ -1,5 +1,6 @@
 """Dead, paused, hung: the fleet's own check of its workers, and fleets of some workers
-(issue 21, item 5), through the real sglang-router in front of fake worker processes."""
+(issue 21, item 5), through a real gateway (smg 1.13 and sglang-router 0.3.2) in front of
+fake worker processes."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 import anyio
 import pytest
 from control_helpers import add_fault, control_state
+from gateways import start_gateway
 
 from rlinf_http import (
     APIConnectionError,
@@ -18,21 +20,11 @@ from rlinf_http import (
     InferenceHTTPClient,
     InvalidRequestError,
 )
-from rlinf_http.testing import (
-    FakeWorkerProcess,
-    RouterProcess,
-    launch_router,
-    router_available,
-    start_fake_worker,
-)
-
-pytestmark = pytest.mark.skipif(
-    not router_available(), reason="sglang-router (with its Rust extension) is not installed"
-)
+from rlinf_http.testing import FakeWorkerProcess, RouterProcess, start_fake_worker
 
 
 @pytest.fixture
-def cluster() -> Iterator[tuple[RouterProcess, list[FakeWorkerProcess]]]:
+def cluster(gateway: str) -> Iterator[tuple[RouterProcess, list[FakeWorkerProcess]]]:
     """Four workers: ready, paused, killed (SIGKILL), stopped (SIGSTOP)."""
     with (
         start_fake_worker() as ready,
@@ -42,7 +34,7 @@ def cluster() -> Iterator[tuple[RouterProcess, list[FakeWorkerProcess]]]:
     ):
         workers = [ready, paused, killed, stopped]
         try:
-            with launch_router([w.url for w in workers], ready_timeout=60) as router:
+            with start_gateway(gateway, [w.url for w in workers]) as router:
                 yield router, workers
         finally:
             os.kill(stopped.pid, signal.SIGCONT)

@@ -17,6 +17,7 @@ from rlinf_http import (
     InvalidRequestError,
     NotFoundError,
     Worker,
+    WorkerNotFoundError,
     WorkerRegistrationError,
 )
 from rlinf_http._core import plans
@@ -302,6 +303,20 @@ def test_add_worker_deadline_while_not_listed(clock: FakeClock) -> None:
         d.run(plans.add_worker_plan("http://127.0.0.1:9", "regular", {}, 1.0, 0.3))
 
 
+def test_add_worker_dropped_after_listed_is_a_registration_error(clock: FakeClock) -> None:
+    # smg 1.13 gives up on a worker (--worker-startup-timeout-secs) by dropping it:
+    # the job said "processing", then GET /workers/{id} is a 404
+    answers: list[Reply] = [
+        (404, b""),  # not listed yet: keep waiting
+        (200, worker(False, "processing")),
+        (404, {"error": f"Worker {WID} not found", "code": "WORKER_NOT_FOUND"}),
+    ]
+    d = Driver(lambda m, p, b: accepted(m, p, b) or answers.pop(0), clock)
+    with pytest.raises(WorkerRegistrationError, match=r"gave up on worker .*processing"):
+        d.run(plans.add_worker_plan("http://127.0.0.1:9", "regular", {}, 30, 0.5))
+    assert answers == []
+
+
 def test_add_worker_without_worker_id(clock: FakeClock) -> None:
     d = Driver(lambda m, p, b: (202, {"status": "accepted"}), clock)
     with pytest.raises(WorkerRegistrationError):
@@ -357,9 +372,36 @@ def test_remove_worker_by_url(clock: FakeClock) -> None:
     assert d.sleeps == [0.2]
 
 
-def test_remove_worker_unknown_url(clock: FakeClock) -> None:
-    d = Driver(lambda m, p, b: (200, {"workers": [worker(True)], "total": 1}), clock)
-    assert d.run(plans.remove_worker_plan(None, "http://127.0.0.1:7", 10, 0.2)) is False
+def test_remove_worker_url_as_first_argument(clock: FakeClock) -> None:
+    # remove_worker("http://...") resolves the URL; it never sends DELETE /workers/http://...
+    mine = {**worker(True), "url": "http://127.0.0.1:9"}
+    gets: list[Reply] = [(404, b"")]
+
+    def script(m: str, p: str, b: Any) -> Reply:
+        if p == "/workers":
+            return 200, {"workers": [mine], "total": 1}
+        if m == "DELETE":
+            return 202, {"status": "accepted", "worker_id": WID}
+        return gets.pop(0)
+
+    d = Driver(script, clock)
+    assert d.run(plans.remove_worker_plan("http://127.0.0.1:9/", None, 10, 0.2)) is True
+    assert d.paths == [
+        ("GET", "/workers"),
+        ("DELETE", f"/workers/{WID}"),
+        ("GET", f"/workers/{WID}"),
+    ]
+
+
+@pytest.mark.parametrize("first", [None, "http://127.0.0.1:7"])
+def test_remove_worker_unknown_url_is_worker_not_found(clock: FakeClock, first: Any) -> None:
+    mine = {**worker(True), "url": "http://127.0.0.1:9"}
+    d = Driver(lambda m, p, b: (200, {"workers": [mine], "total": 1}), clock)
+    url = None if first else "http://127.0.0.1:7"
+    with pytest.raises(
+        WorkerNotFoundError, match=r"127\.0\.0\.1:7.*registered: http://127\.0\.0\.1:9"
+    ):
+        d.run(plans.remove_worker_plan(first, url, 10, 0.2))
     assert d.paths == [("GET", "/workers")]
 
 
@@ -376,7 +418,15 @@ def test_remove_worker_deadline(clock: FakeClock) -> None:
     assert sum(d.sleeps) == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize(("wid", "url"), [(None, None), (WID, "http://127.0.0.1:9")])
+@pytest.mark.parametrize(
+    ("wid", "url"),
+    [
+        (None, None),
+        (WID, "http://127.0.0.1:9"),
+        ("http://127.0.0.1:8", "http://127.0.0.1:9"),
+        ("", None),
+    ],
+)
 def test_remove_worker_needs_exactly_one(wid: Any, url: Any) -> None:
     d = Driver(lambda m, p, b: (200, {}))
     with pytest.raises(InvalidRequestError):

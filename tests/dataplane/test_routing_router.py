@@ -1,5 +1,6 @@
-"""Routing keys through the real sglang-router (``manual`` and ``consistent_hashing``) in front of
-two fake worker processes: every request with one key lands on one worker,
+"""Routing keys through a real gateway (``manual`` and ``consistent_hashing``) in front of two
+fake worker processes, on smg 1.13 (``--enable-rl``) and sglang-router 0.3.2 (the
+module-scoped ``gateway`` fixture): every request with one key lands on one worker,
 different keys spread over both. Each worker's request log says what it served."""
 
 from __future__ import annotations
@@ -9,19 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
+from gateways import SERVED_MODEL, start_gateway
 
 from rlinf_http import BadRequestError, InferenceHTTPClient, UnprocessableEntityError
-from rlinf_http.testing import (
-    FakeWorkerProcess,
-    RouterProcess,
-    launch_router,
-    router_available,
-    start_fake_worker,
-)
-
-pytestmark = pytest.mark.skipif(
-    not router_available(), reason="sglang-router (with its Rust extension) is not installed"
-)
+from rlinf_http.testing import FakeWorkerProcess, RouterProcess, start_fake_worker
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +24,12 @@ def workers() -> Iterator[list[FakeWorkerProcess]]:
 
 @pytest.fixture(scope="module", params=["manual", "consistent_hashing"])
 def router(
-    request: pytest.FixtureRequest, workers: list[FakeWorkerProcess]
+    request: pytest.FixtureRequest, gateway: str, workers: list[FakeWorkerProcess]
 ) -> Iterator[RouterProcess]:
-    # the two policies that honour X-SMG-Routing-Key (the second is not on the
-    # router's command line; the launcher sets it on the parsed arguments)
+    # the two policies that honour X-SMG-Routing-Key (on 0.3.2 the second is not on
+    # the router's command line; the launcher sets it on the parsed arguments)
     urls = [w.url for w in workers]
-    with launch_router(urls, policy=request.param, ready_timeout=60) as r:
+    with start_gateway(gateway, urls, policy=request.param) as r:
         yield r
 
 
@@ -72,11 +64,15 @@ def test_one_key_stays_on_one_worker_across_endpoints(
             client.generate("a", sampling_params={"max_new_tokens": 1}, routing_key="sess-A")
             with client.generate("b", stream=True, routing_key="sess-A") as stream:
                 assert list(stream)
+            # smg routes chat/completions/embeddings by model: the served name
             client.chat_completion(
-                [{"role": "user", "content": "c"}], max_tokens=1, routing_key="sess-A"
+                [{"role": "user", "content": "c"}],
+                model=SERVED_MODEL,
+                max_tokens=1,
+                routing_key="sess-A",
             )
-            client.completion("d", max_tokens=1, routing_key="sess-A")
-            client.embed("e", routing_key="sess-A")
+            client.completion("d", model=SERVED_MODEL, max_tokens=1, routing_key="sess-A")
+            client.embed("e", model=SERVED_MODEL, routing_key="sess-A")
     served = read_logs(workers)
     counts = {
         url: sum(e["routing_key"] == "sess-A" for e in entries) for url, entries in served.items()
@@ -118,13 +114,22 @@ def test_rid_and_priority_pass_through_the_router(
     assert {(e["rid"], e["priority"]) for e in entries} == {("via-router", 3), (auto.rid, None)}
 
 
-def test_router_refusals_are_typed_and_explained(router: RouterProcess) -> None:
+def test_router_refusals_are_typed_and_explained(gateway: str, router: RouterProcess) -> None:
     with InferenceHTTPClient(router.url, max_retries=0) as client:
-        # /v1/tokenize is answered by the router itself; without a tokenizer: 400.
+        # /v1/tokenize is answered by the gateway itself (both of them); without a
+        # tokenizer registered there: 400.
         with pytest.raises(BadRequestError) as info:
-            client.tokenize("one two", "fake-model")
+            client.tokenize("one two", SERVED_MODEL)
         assert info.value.message is not None and "No tokenizers available" in info.value.message
-        # The router cannot deserialize token-id completion prompts (422): say so.
-        with pytest.raises(UnprocessableEntityError, match="refuses token-id prompts"):
-            client.completion([1, 2], max_tokens=1)
-        assert client.completion("one two", max_tokens=1).usage.prompt_tokens == 2
+        if gateway == "smg":
+            # smg refuses token-id completion prompts with its own 400 error body
+            with pytest.raises(BadRequestError) as refused:
+                client.completion([1, 2], model=SERVED_MODEL, max_tokens=1)
+            assert refused.value.code == "invalid_type"
+            assert refused.value.message is not None and "prompt" in refused.value.message
+        else:
+            # 0.3.2 cannot deserialize token-id completion prompts (422): say so.
+            with pytest.raises(UnprocessableEntityError, match="refuses token-id prompts"):
+                client.completion([1, 2], model=SERVED_MODEL, max_tokens=1)
+        done = client.completion("one two", model=SERVED_MODEL, max_tokens=1)
+        assert done.usage.prompt_tokens == 2

@@ -1,4 +1,5 @@
-"""The real sglang-router (0.3.x) in front of two fake workers, fully offline."""
+"""A real gateway in front of two fake workers, fully offline: the module's shared
+gateway is smg 1.13 (``--enable-rl``) and sglang-router 0.3.2 in turn (``gateway``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from gateways import start_gateway
 
 from rlinf_http.testing import (
     FakeConfig,
@@ -30,10 +32,10 @@ def workers() -> Iterator[list[FakeServer]]:
 
 
 @pytest.fixture(scope="module")
-def router(workers: list[FakeServer]) -> Iterator[RouterProcess]:
+def router(gateway: str, workers: list[FakeServer]) -> Iterator[RouterProcess]:
     # a trailing slash must be stripped, otherwise the router probes "//health"
     urls = [workers[0].url + "/", workers[1].url]
-    with launch_router(urls, ready_timeout=60) as r:
+    with start_gateway(gateway, urls) as r:
         yield r
 
 

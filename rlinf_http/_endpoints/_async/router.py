@@ -33,13 +33,16 @@ class AsyncRouter(Endpoint):
         poll_interval: float = 0.5,
         **fields: Any,
     ) -> Worker:
-        """Register a worker with the router and wait until it is healthy.
+        """Register a worker with the gateway and wait until it is healthy.
 
-        Polls ``GET /workers/{id}`` (404 means "not yet"); raises
-        :class:`~rlinf_http.WorkerRegistrationError` if the router reports the
-        registration failed and :class:`~rlinf_http.APITimeoutError` after
-        ``timeout`` seconds. ``fields`` go into the request (``model_id``,
-        ``priority``, ``labels``...). A trailing slash on ``url`` is removed.
+        Polls ``GET /workers/{id}``; raises
+        :class:`~rlinf_http.WorkerRegistrationError` when the gateway gives up
+        on the worker (sglang-router 0.3.2 reports a failed job with its
+        message; smg 1.13 drops the worker after its
+        ``--worker-startup-timeout-secs``) and
+        :class:`~rlinf_http.APITimeoutError` after ``timeout`` seconds.
+        ``fields`` go into the request (``model_id``, ``priority``,
+        ``labels``...). A trailing slash on ``url`` is removed.
         """
         return await self._driver.arun(
             plans.add_worker_plan(url, worker_type, fields, timeout, poll_interval)
@@ -53,9 +56,15 @@ class AsyncRouter(Endpoint):
         timeout: float = 60.0,
         poll_interval: float = 0.2,
     ) -> bool:
-        """Deregister a worker (by id, or by URL) and wait until it is gone.
+        """Deregister a worker (by the gateway's id, or by URL) and wait until it is gone.
 
-        Returns ``False`` if the router had no such worker.
+        ``worker_id`` may be the worker's URL (``remove_worker(url)``, the pair
+        of ``add_worker(url)``), as may ``url=``: it is resolved to the
+        gateway's id through ``GET /workers``. Returns ``True`` once the worker
+        is gone (smg drains it first: a few seconds), ``False`` if the gateway
+        has no worker with that id (already removed). A URL that no registered
+        worker has raises :class:`~rlinf_http.WorkerNotFoundError` (a
+        :class:`~rlinf_http.NotFoundError`) listing the registered URLs.
         """
         return await self._driver.arun(
             plans.remove_worker_plan(worker_id, url, timeout, poll_interval)
