@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
+from ... import _served
 from ..._core.fanout import (
     embed_op,
     encode_op,
 )
-from ..._core.requests import DEFAULT_CHAT_MODEL
+from ..._core.requests import Operation
+from ..._core.targeting import with_target_worker
 from ..._driver import NOT_GIVEN, TimeoutTypes
+from ..._served import asend_model
 from ...models import (
     EmbeddingResponse,
     EncodeOutput,
@@ -34,12 +37,13 @@ class AsyncEmbeddings(Endpoint):
     async def async_embed(
         self,
         input: EmbeddingInput,
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         as_numpy: Literal[False] = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -49,12 +53,13 @@ class AsyncEmbeddings(Endpoint):
     async def async_embed(
         self,
         input: EmbeddingInput,
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         as_numpy: Literal[True],
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -63,12 +68,13 @@ class AsyncEmbeddings(Endpoint):
     async def async_embed(
         self,
         input: EmbeddingInput,
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         as_numpy: bool = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -78,9 +84,22 @@ class AsyncEmbeddings(Endpoint):
         Returns an :class:`EmbeddingResponse` (``.vectors``: lists of floats in
         input order), or with ``as_numpy=True`` a ``(len(input), dim)`` float32
         array (needs numpy). ``kwargs``: ``dimensions``, ``encoding_format``...
+        Without ``model`` the client sends the one model ``GET /v1/models`` lists.
+        ``target_worker`` as in :meth:`async_chat_completion`.
         """
-        op = embed_op(input, model, kwargs, routing_key, priority, lora_path)
-        out = await self._driver.asend(op, timeout=timeout, retry=self._driver.policy(max_retries))
+        target = (
+            target_worker
+            if target_worker is None or type(target_worker) is int
+            else await _served.atarget_index(self._driver, target_worker, True)
+        )
+
+        def build(name: str) -> Operation[EmbeddingResponse]:
+            op = embed_op(input, name, kwargs, routing_key, priority, lora_path)
+            return with_target_worker(op, target)
+
+        out = await asend_model(
+            self._driver, model, self._driver.policy(max_retries), build, timeout
+        )
         return out.as_numpy() if as_numpy else out
 
     @overload
@@ -91,6 +110,7 @@ class AsyncEmbeddings(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -105,6 +125,7 @@ class AsyncEmbeddings(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -119,6 +140,7 @@ class AsyncEmbeddings(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -132,6 +154,7 @@ class AsyncEmbeddings(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -139,7 +162,11 @@ class AsyncEmbeddings(Endpoint):
         """``POST /encode``, sglang's native embedding call (a server; the router 404s).
 
         One text (or id list) returns an :class:`EncodeOutput`; a list returns
-        a list in input order.
+        a list in input order. ``target_worker`` as in
+        :meth:`async_chat_completion` (``/encode`` is not routed by model).
         """
         op = encode_op(text, input_ids, kwargs, routing_key, priority, lora_path)
+        if target_worker is not None:
+            index = await _served.atarget_index(self._driver, target_worker, False)
+            op = with_target_worker(op, index)
         return await self._driver.asend(op, timeout=timeout, retry=self._driver.policy(max_retries))

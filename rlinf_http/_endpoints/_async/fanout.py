@@ -9,13 +9,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal, overload
 
+from ... import _served
 from ..._core.fanout import (
     chat_ops,
     completion_ops,
     generate_group_ops,
     generate_ops,
 )
-from ..._core.requests import DEFAULT_CHAT_MODEL
+from ..._core.requests import Operation
+from ..._core.targeting import pin_ops
 from ..._driver import NOT_GIVEN, TimeoutTypes
 
 # unasync: async-only
@@ -59,6 +61,7 @@ class AsyncFanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **extra: Any,
@@ -79,6 +82,7 @@ class AsyncFanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **extra: Any,
@@ -99,6 +103,7 @@ class AsyncFanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **extra: Any,
@@ -119,6 +124,7 @@ class AsyncFanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **extra: Any,
@@ -138,6 +144,7 @@ class AsyncFanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **extra: Any,
@@ -162,6 +169,8 @@ class AsyncFanOut(Endpoint):
             priority,
             lora_path,
         )
+        if target_worker is not None:  # every request to one worker (see the guide)
+            ops = pin_ops(ops, await _served.atarget_index(self._driver, target_worker, False))
         return await self._driver.amap(
             ops, concurrency, return_exceptions, progress, max_retries, timeout
         )
@@ -170,7 +179,7 @@ class AsyncFanOut(Endpoint):
     async def async_chat_completion_many(
         self,
         messages_list: Sequence[Messages],
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         concurrency: int = 256,
         return_exceptions: Literal[False] = False,
@@ -178,6 +187,7 @@ class AsyncFanOut(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -187,7 +197,7 @@ class AsyncFanOut(Endpoint):
     async def async_chat_completion_many(
         self,
         messages_list: Sequence[Messages],
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         concurrency: int = 256,
         return_exceptions: bool,
@@ -195,6 +205,7 @@ class AsyncFanOut(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -203,7 +214,7 @@ class AsyncFanOut(Endpoint):
     async def async_chat_completion_many(
         self,
         messages_list: Sequence[Messages],
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         concurrency: int = 256,
         return_exceptions: bool = False,
@@ -211,21 +222,45 @@ class AsyncFanOut(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
     ) -> list[Any]:
-        """:meth:`async_generate_many` for chat completions (one conversation each)."""
-        ops = chat_ops(messages_list, model, kwargs, routing_key, priority, lora_path)
-        return await self._driver.amap(
-            ops, concurrency, return_exceptions, progress, max_retries, timeout
+        """:meth:`async_generate_many` for chat completions (one conversation each).
+
+        Without ``model`` the served model is sent (``GET /v1/models``, read once
+        per client); a ``model_not_found`` answer refreshes that list for the
+        next call, and a fan-out is never sent twice.
+        """
+        target = (
+            target_worker
+            if target_worker is None or type(target_worker) is int
+            else await _served.atarget_index(self._driver, target_worker, True)
         )
+
+        def build(name: str) -> list[Operation[Any]]:
+            return pin_ops(
+                chat_ops(messages_list, name, kwargs, routing_key, priority, lora_path), target
+            )
+
+        results: list[Any] = await _served.awith_model(
+            self._driver,
+            model,
+            self._driver.policy(max_retries),
+            build,
+            lambda ops, _: self._driver.amap(
+                ops, concurrency, return_exceptions, progress, max_retries, timeout
+            ),
+            resend=False,
+        )
+        return results
 
     @overload
     async def async_completion_many(
         self,
         prompts: Sequence[CompletionPrompt],
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         concurrency: int = 256,
         return_exceptions: Literal[False] = False,
@@ -233,6 +268,7 @@ class AsyncFanOut(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -242,7 +278,7 @@ class AsyncFanOut(Endpoint):
     async def async_completion_many(
         self,
         prompts: Sequence[CompletionPrompt],
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         concurrency: int = 256,
         return_exceptions: bool,
@@ -250,6 +286,7 @@ class AsyncFanOut(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -258,7 +295,7 @@ class AsyncFanOut(Endpoint):
     async def async_completion_many(
         self,
         prompts: Sequence[CompletionPrompt],
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         concurrency: int = 256,
         return_exceptions: bool = False,
@@ -266,6 +303,7 @@ class AsyncFanOut(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -275,11 +313,30 @@ class AsyncFanOut(Endpoint):
         Results are in input order; the first error cancels the rest unless
         ``return_exceptions=True``. ``routing_key`` is one key for all, or one
         per prompt. Every argument is checked before the first request is sent.
+        ``model`` as in :meth:`async_chat_completion_many`.
         """
-        ops = completion_ops(prompts, model, kwargs, routing_key, priority, lora_path)
-        return await self._driver.amap(
-            ops, concurrency, return_exceptions, progress, max_retries, timeout
+        target = (
+            target_worker
+            if target_worker is None or type(target_worker) is int
+            else await _served.atarget_index(self._driver, target_worker, True)
         )
+
+        def build(name: str) -> list[Operation[Any]]:
+            return pin_ops(
+                completion_ops(prompts, name, kwargs, routing_key, priority, lora_path), target
+            )
+
+        results: list[Any] = await _served.awith_model(
+            self._driver,
+            model,
+            self._driver.policy(max_retries),
+            build,
+            lambda ops, _: self._driver.amap(
+                ops, concurrency, return_exceptions, progress, max_retries, timeout
+            ),
+            resend=False,
+        )
+        return results
 
     async def async_generate_groups(
         self,
@@ -294,6 +351,7 @@ class AsyncFanOut(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **extra: Any,
@@ -316,6 +374,8 @@ class AsyncFanOut(Endpoint):
             priority,
             lora_path,
         )
+        if target_worker is not None:
+            ops = pin_ops(ops, await _served.atarget_index(self._driver, target_worker, False))
         return await self._driver.amap(ops, concurrency, False, progress, max_retries, timeout)
 
     # unasync: async-only
@@ -333,6 +393,7 @@ class AsyncFanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **extra: Any,
@@ -352,6 +413,7 @@ class AsyncFanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **extra: Any,
@@ -371,6 +433,7 @@ class AsyncFanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **extra: Any,
@@ -390,6 +453,7 @@ class AsyncFanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **extra: Any,
@@ -408,6 +472,7 @@ class AsyncFanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **extra: Any,
@@ -428,19 +493,30 @@ class AsyncFanOut(Endpoint):
             priority,
             lora_path,
         )
+        if isinstance(target_worker, str):  # a URL: read its index when the block is entered
+            url = target_worker
+
+            async def pinned() -> list[Operation[Any]]:
+                return pin_ops(ops, await _served.atarget_index(self._driver, url, False))
+
+            return self._driver.as_completed(
+                pinned, concurrency, return_exceptions, max_retries, timeout
+            )
+        ops = pin_ops(ops, target_worker)
         return self._driver.as_completed(ops, concurrency, return_exceptions, max_retries, timeout)
 
     @overload
     def async_chat_completion_as_completed(
         self,
         messages_list: Sequence[Messages],
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         concurrency: int = 256,
         return_exceptions: Literal[False] = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -450,13 +526,14 @@ class AsyncFanOut(Endpoint):
     def async_chat_completion_as_completed(
         self,
         messages_list: Sequence[Messages],
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         concurrency: int = 256,
         return_exceptions: bool,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -465,19 +542,39 @@ class AsyncFanOut(Endpoint):
     def async_chat_completion_as_completed(
         self,
         messages_list: Sequence[Messages],
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         concurrency: int = 256,
         return_exceptions: bool = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
     ) -> AsCompleted[Any]:
-        """Chat twin of :meth:`async_generate_as_completed`."""
-        ops = chat_ops(messages_list, model, kwargs, routing_key, priority, lora_path)
-        return self._driver.as_completed(ops, concurrency, return_exceptions, max_retries, timeout)
+        """Chat twin of :meth:`async_generate_as_completed` (``model`` and a
+        ``target_worker`` URL as in :meth:`async_chat_completion_many`; read
+        when the block is entered)."""
+
+        def build(name: str, index: int | None) -> list[Operation[Any]]:
+            ops = chat_ops(messages_list, name, kwargs, routing_key, priority, lora_path)
+            return pin_ops(ops, index)
+
+        target = _served.check_target_worker(target_worker)
+        if model is not None and not isinstance(target, str):
+            return self._driver.as_completed(
+                build(model, target), concurrency, return_exceptions, max_retries, timeout
+            )
+        build(model or _served.PROBE_MODEL, None)  # bad arguments raise here, before any I/O
+
+        async def resolved() -> list[Operation[Any]]:
+            index = await _served.atarget_index(self._driver, target, True)
+            return build(await _served.aresolve_model(self._driver, model), index)
+
+        return self._driver.as_completed(
+            resolved, concurrency, return_exceptions, max_retries, timeout
+        )
 
     # unasync: end

@@ -10,7 +10,9 @@ from ..._core.dataplane import with_routing_key
 from ..._core.fanout import generate_group_op
 from ..._core.requests import build_generate
 from ..._core.streams import GenerateStreamChunk, GenerateStreamParser, StreamMode
+from ..._core.targeting import with_target_worker
 from ..._driver import NOT_GIVEN, TimeoutTypes
+from ..._served import atarget_index
 from ..._streaming import AsyncStream
 from ...models import GenerateOutput
 from .._base import Endpoint
@@ -43,6 +45,7 @@ class AsyncGenerate(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
@@ -61,6 +64,7 @@ class AsyncGenerate(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
@@ -79,6 +83,7 @@ class AsyncGenerate(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
@@ -98,6 +103,7 @@ class AsyncGenerate(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
@@ -116,6 +122,7 @@ class AsyncGenerate(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
@@ -134,6 +141,7 @@ class AsyncGenerate(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
@@ -148,6 +156,8 @@ class AsyncGenerate(Endpoint):
         belongs in ``sampling_params``). ``rid`` is the request id (generated
         when absent, so the request can be aborted; for a batch a prefix or one
         per prompt); ``routing_key`` is sent as ``X-SMG-Routing-Key``;
+        ``target_worker`` (a worker index or URL) pins the call to one worker
+        where the gateway allows it (smg under ``consistent_hashing``);
         ``priority`` and ``lora_path`` (a loaded adapter's name) are typed
         fields. A batch, or ``n > 1`` samples,
         returns a list in input order (prompt-major). The sglang router refuses
@@ -175,6 +185,8 @@ class AsyncGenerate(Endpoint):
             ),
             routing_key,
         )
+        if target_worker is not None:  # smg's worker index (see the guide)
+            op = with_target_worker(op, await atarget_index(self._driver, target_worker, False))
         if stream:
             mode = check_stream_mode(stream_mode)
             parser = functools.partial(GenerateStreamParser, mode)
@@ -192,6 +204,7 @@ class AsyncGenerate(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **extra: Any,
@@ -215,4 +228,6 @@ class AsyncGenerate(Endpoint):
             priority,
             lora_path,
         )
+        if target_worker is not None:
+            op = with_target_worker(op, await atarget_index(self._driver, target_worker, False))
         return await self._driver.asend(op, timeout=timeout, retry=self._driver.policy(max_retries))

@@ -7,12 +7,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
+from ... import _served
 from ..._core.fanout import (
     embed_op,
     encode_op,
 )
-from ..._core.requests import DEFAULT_CHAT_MODEL
+from ..._core.requests import Operation
+from ..._core.targeting import with_target_worker
 from ..._driver import NOT_GIVEN, TimeoutTypes
+from ..._served import send_model
 from ...models import (
     EmbeddingResponse,
     EncodeOutput,
@@ -36,12 +39,13 @@ class Embeddings(Endpoint):
     def embed(
         self,
         input: EmbeddingInput,
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         as_numpy: Literal[False] = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -51,12 +55,13 @@ class Embeddings(Endpoint):
     def embed(
         self,
         input: EmbeddingInput,
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         as_numpy: Literal[True],
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -65,12 +70,13 @@ class Embeddings(Endpoint):
     def embed(
         self,
         input: EmbeddingInput,
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         as_numpy: bool = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -80,9 +86,20 @@ class Embeddings(Endpoint):
         Returns an :class:`EmbeddingResponse` (``.vectors``: lists of floats in
         input order), or with ``as_numpy=True`` a ``(len(input), dim)`` float32
         array (needs numpy). ``kwargs``: ``dimensions``, ``encoding_format``...
+        Without ``model`` the client sends the one model ``GET /v1/models`` lists.
+        ``target_worker`` as in :meth:`chat_completion`.
         """
-        op = embed_op(input, model, kwargs, routing_key, priority, lora_path)
-        out = self._driver.send(op, timeout=timeout, retry=self._driver.policy(max_retries))
+        target = (
+            target_worker
+            if target_worker is None or type(target_worker) is int
+            else _served.target_index(self._driver, target_worker, True)
+        )
+
+        def build(name: str) -> Operation[EmbeddingResponse]:
+            op = embed_op(input, name, kwargs, routing_key, priority, lora_path)
+            return with_target_worker(op, target)
+
+        out = send_model(self._driver, model, self._driver.policy(max_retries), build, timeout)
         return out.as_numpy() if as_numpy else out
 
     @overload
@@ -93,6 +110,7 @@ class Embeddings(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -107,6 +125,7 @@ class Embeddings(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -121,6 +140,7 @@ class Embeddings(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -134,6 +154,7 @@ class Embeddings(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -141,7 +162,11 @@ class Embeddings(Endpoint):
         """``POST /encode``, sglang's native embedding call (a server; the router 404s).
 
         One text (or id list) returns an :class:`EncodeOutput`; a list returns
-        a list in input order.
+        a list in input order. ``target_worker`` as in
+        :meth:`chat_completion` (``/encode`` is not routed by model).
         """
         op = encode_op(text, input_ids, kwargs, routing_key, priority, lora_path)
+        if target_worker is not None:
+            index = _served.target_index(self._driver, target_worker, False)
+            op = with_target_worker(op, index)
         return self._driver.send(op, timeout=timeout, retry=self._driver.policy(max_retries))

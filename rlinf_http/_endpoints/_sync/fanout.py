@@ -11,13 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal, overload
 
+from ... import _served
 from ..._core.fanout import (
     chat_ops,
     completion_ops,
     generate_group_ops,
     generate_ops,
 )
-from ..._core.requests import DEFAULT_CHAT_MODEL
+from ..._core.requests import Operation
+from ..._core.targeting import pin_ops
 from ..._driver import NOT_GIVEN, TimeoutTypes
 from ...models import (
     ChatCompletion,
@@ -56,6 +58,7 @@ class FanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **extra: Any,
@@ -76,6 +79,7 @@ class FanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **extra: Any,
@@ -96,6 +100,7 @@ class FanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **extra: Any,
@@ -116,6 +121,7 @@ class FanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **extra: Any,
@@ -135,6 +141,7 @@ class FanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **extra: Any,
@@ -159,13 +166,15 @@ class FanOut(Endpoint):
             priority,
             lora_path,
         )
+        if target_worker is not None:  # every request to one worker (see the guide)
+            ops = pin_ops(ops, _served.target_index(self._driver, target_worker, False))
         return self._driver.map(ops, concurrency, return_exceptions, progress, max_retries, timeout)
 
     @overload
     def chat_completion_many(
         self,
         messages_list: Sequence[Messages],
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         concurrency: int = 256,
         return_exceptions: Literal[False] = False,
@@ -173,6 +182,7 @@ class FanOut(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -182,7 +192,7 @@ class FanOut(Endpoint):
     def chat_completion_many(
         self,
         messages_list: Sequence[Messages],
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         concurrency: int = 256,
         return_exceptions: bool,
@@ -190,6 +200,7 @@ class FanOut(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -198,7 +209,7 @@ class FanOut(Endpoint):
     def chat_completion_many(
         self,
         messages_list: Sequence[Messages],
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         concurrency: int = 256,
         return_exceptions: bool = False,
@@ -206,19 +217,45 @@ class FanOut(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
     ) -> list[Any]:
-        """:meth:`generate_many` for chat completions (one conversation each)."""
-        ops = chat_ops(messages_list, model, kwargs, routing_key, priority, lora_path)
-        return self._driver.map(ops, concurrency, return_exceptions, progress, max_retries, timeout)
+        """:meth:`generate_many` for chat completions (one conversation each).
+
+        Without ``model`` the served model is sent (``GET /v1/models``, read once
+        per client); a ``model_not_found`` answer refreshes that list for the
+        next call, and a fan-out is never sent twice.
+        """
+        target = (
+            target_worker
+            if target_worker is None or type(target_worker) is int
+            else _served.target_index(self._driver, target_worker, True)
+        )
+
+        def build(name: str) -> list[Operation[Any]]:
+            return pin_ops(
+                chat_ops(messages_list, name, kwargs, routing_key, priority, lora_path), target
+            )
+
+        results: list[Any] = _served.with_model(
+            self._driver,
+            model,
+            self._driver.policy(max_retries),
+            build,
+            lambda ops, _: self._driver.map(
+                ops, concurrency, return_exceptions, progress, max_retries, timeout
+            ),
+            resend=False,
+        )
+        return results
 
     @overload
     def completion_many(
         self,
         prompts: Sequence[CompletionPrompt],
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         concurrency: int = 256,
         return_exceptions: Literal[False] = False,
@@ -226,6 +263,7 @@ class FanOut(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -235,7 +273,7 @@ class FanOut(Endpoint):
     def completion_many(
         self,
         prompts: Sequence[CompletionPrompt],
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         concurrency: int = 256,
         return_exceptions: bool,
@@ -243,6 +281,7 @@ class FanOut(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -251,7 +290,7 @@ class FanOut(Endpoint):
     def completion_many(
         self,
         prompts: Sequence[CompletionPrompt],
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         concurrency: int = 256,
         return_exceptions: bool = False,
@@ -259,6 +298,7 @@ class FanOut(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -268,9 +308,30 @@ class FanOut(Endpoint):
         Results are in input order; the first error cancels the rest unless
         ``return_exceptions=True``. ``routing_key`` is one key for all, or one
         per prompt. Every argument is checked before the first request is sent.
+        ``model`` as in :meth:`chat_completion_many`.
         """
-        ops = completion_ops(prompts, model, kwargs, routing_key, priority, lora_path)
-        return self._driver.map(ops, concurrency, return_exceptions, progress, max_retries, timeout)
+        target = (
+            target_worker
+            if target_worker is None or type(target_worker) is int
+            else _served.target_index(self._driver, target_worker, True)
+        )
+
+        def build(name: str) -> list[Operation[Any]]:
+            return pin_ops(
+                completion_ops(prompts, name, kwargs, routing_key, priority, lora_path), target
+            )
+
+        results: list[Any] = _served.with_model(
+            self._driver,
+            model,
+            self._driver.policy(max_retries),
+            build,
+            lambda ops, _: self._driver.map(
+                ops, concurrency, return_exceptions, progress, max_retries, timeout
+            ),
+            resend=False,
+        )
+        return results
 
     def generate_groups(
         self,
@@ -285,6 +346,7 @@ class FanOut(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **extra: Any,
@@ -307,4 +369,6 @@ class FanOut(Endpoint):
             priority,
             lora_path,
         )
+        if target_worker is not None:
+            ops = pin_ops(ops, _served.target_index(self._driver, target_worker, False))
         return self._driver.map(ops, concurrency, False, progress, max_retries, timeout)

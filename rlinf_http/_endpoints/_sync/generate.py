@@ -12,7 +12,9 @@ from ..._core.dataplane import with_routing_key
 from ..._core.fanout import generate_group_op
 from ..._core.requests import build_generate
 from ..._core.streams import GenerateStreamChunk, GenerateStreamParser, StreamMode
+from ..._core.targeting import with_target_worker
 from ..._driver import NOT_GIVEN, TimeoutTypes
+from ..._served import target_index
 from ..._streaming import Stream
 from ...models import GenerateOutput
 from .._base import Endpoint
@@ -45,6 +47,7 @@ class Generate(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
@@ -63,6 +66,7 @@ class Generate(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
@@ -81,6 +85,7 @@ class Generate(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
@@ -100,6 +105,7 @@ class Generate(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
@@ -118,6 +124,7 @@ class Generate(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
@@ -136,6 +143,7 @@ class Generate(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | Sequence[str | None] | None = None,
         **extra: Any,
@@ -150,6 +158,8 @@ class Generate(Endpoint):
         belongs in ``sampling_params``). ``rid`` is the request id (generated
         when absent, so the request can be aborted; for a batch a prefix or one
         per prompt); ``routing_key`` is sent as ``X-SMG-Routing-Key``;
+        ``target_worker`` (a worker index or URL) pins the call to one worker
+        where the gateway allows it (smg under ``consistent_hashing``);
         ``priority`` and ``lora_path`` (a loaded adapter's name) are typed
         fields. A batch, or ``n > 1`` samples,
         returns a list in input order (prompt-major). The sglang router refuses
@@ -177,6 +187,8 @@ class Generate(Endpoint):
             ),
             routing_key,
         )
+        if target_worker is not None:  # smg's worker index (see the guide)
+            op = with_target_worker(op, target_index(self._driver, target_worker, False))
         if stream:
             mode = check_stream_mode(stream_mode)
             parser = functools.partial(GenerateStreamParser, mode)
@@ -194,6 +206,7 @@ class Generate(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **extra: Any,
@@ -217,4 +230,6 @@ class Generate(Endpoint):
             priority,
             lora_path,
         )
+        if target_worker is not None:
+            op = with_target_worker(op, target_index(self._driver, target_worker, False))
         return self._driver.send(op, timeout=timeout, retry=self._driver.policy(max_retries))
