@@ -8,7 +8,9 @@ so the seed's ``model=model_path`` is a served name).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -306,3 +308,32 @@ def test_smg_errors_are_typed_with_code_message_and_param(smg_hashing: RouterPro
             client.generate("hi", target_worker=7)
         assert busy.value.code == "no_available_workers"
         assert busy.value.headers.get("x-smg-error-code") == "no_available_workers"
+
+
+# -- the guide's smg blocks run against the real smg ------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+_FENCE = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+
+
+def smg_guide_blocks() -> list[tuple[str, str]]:
+    out = []
+    for doc in ("docs/guide.md", "docs/guide.zh.md"):
+        text = (ROOT / doc).read_text(encoding="utf-8")
+        out.extend((doc, code) for code in _FENCE.findall(text) if "target_worker=" in code)
+    return out
+
+
+def test_guide_has_smg_blocks_in_both_languages() -> None:
+    assert {doc for doc, _ in smg_guide_blocks()} == {"docs/guide.md", "docs/guide.zh.md"}
+
+
+@pytest.mark.parametrize(("doc", "code"), smg_guide_blocks(), ids=lambda v: str(v)[:20])
+def test_guide_smg_block_runs(doc: str, code: str, smg_hashing: RouterProcess) -> None:
+    namespace: dict[str, object] = {"router_url": smg_hashing.url, "__name__": "__main__"}
+    try:
+        exec(compile(code, doc, "exec"), namespace)
+    finally:
+        for value in namespace.values():
+            if isinstance(value, InferenceHTTPClient):
+                value.close()
