@@ -9,11 +9,13 @@ and sent as given, with no other cost. Without one, the client's cached
 once more. That second send follows a complete error answer (the gateway served
 nothing) and counts as one of the call's ``max_retries``: with
 ``max_retries=0`` the error is raised, and the next call uses the fresh list.
-Fan-outs never resend: the refreshed list serves the next call.
+Fan-outs never resend: a ``model_not_found`` (raised, or an item of
+``return_exceptions=True``) refreshes the list for the next call.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -84,6 +86,11 @@ async def _aserved(driver: Driver, seen: int | None) -> tuple[str, int]:
     return pick_model(cache.ids or (), driver.base_url), cache.generation
 
 
+def _any_model_not_found(results: object) -> bool:
+    # A fan-out with return_exceptions=True returns its failures as items.
+    return isinstance(results, list) and any(is_model_not_found(r) for r in results)
+
+
 def _retry_left(policy: RetryPolicy) -> RetryPolicy | None:
     left = policy.max_retries - 1
     return None if left < 0 else policy.with_max_retries(left)
@@ -108,7 +115,7 @@ def with_model(
         build(PROBE_MODEL)  # bad arguments raise before /v1/models is read
     name, seen = _served(driver, None)
     try:
-        return call(build(name), policy)
+        out = call(build(name), policy)
     except RLinfHTTPError as exc:
         if not is_model_not_found(exc):
             raise
@@ -116,7 +123,11 @@ def with_model(
         left = _retry_left(policy)
         if not resend or left is None:
             raise
-    return call(build(fresh), left)
+        return call(build(fresh), left)
+    if not resend and _any_model_not_found(out):
+        with contextlib.suppress(RLinfHTTPError):  # the results are returned regardless
+            _served(driver, seen)  # a fan-out's item: the next call uses a fresh list
+    return out
 
 
 async def awith_model(
@@ -135,7 +146,7 @@ async def awith_model(
         build(PROBE_MODEL)
     name, seen = await _aserved(driver, None)
     try:
-        return await call(build(name), policy)
+        out = await call(build(name), policy)
     except RLinfHTTPError as exc:
         if not is_model_not_found(exc):
             raise
@@ -143,7 +154,11 @@ async def awith_model(
         left = _retry_left(policy)
         if not resend or left is None:
             raise
-    return await call(build(fresh), left)
+        return await call(build(fresh), left)
+    if not resend and _any_model_not_found(out):
+        with contextlib.suppress(RLinfHTTPError):  # the results are returned regardless
+            await _aserved(driver, seen)  # a fan-out's item: the next call uses a fresh list
+    return out
 
 
 def send_model(

@@ -316,3 +316,29 @@ def test_tokenizer_registry_error_shape(mock: respx.MockRouter) -> None:
         with pytest.raises(UnprocessableEntityError):  # other errors pass unchanged
             client.detokenize([1])
     assert info.value.code == "tokenizer_not_found"
+
+
+@pytest.mark.anyio
+async def test_fanout_item_model_not_found_refreshes_for_the_next_call(
+    mock: respx.MockRouter,
+) -> None:
+    models = mock.get("/v1/models").mock(
+        side_effect=[
+            httpx.Response(200, json=listing("old")),
+            httpx.Response(200, json=listing("new")),
+        ]
+    )
+    chat = mock.post("/v1/chat/completions").mock(
+        side_effect=lambda req: (
+            httpx.Response(200, json=CHAT)
+            if json.loads(req.content)["model"] == "new"
+            else httpx.Response(404, json=NOT_FOUND)
+        )
+    )
+    async with InferenceHTTPClient(BASE, max_retries=0) as client:
+        first = await client.async_chat_completion_many([HI] * 3, return_exceptions=True)
+        assert all(isinstance(r, NotFoundError) for r in first)  # never resent
+        assert (models.call_count, chat.call_count) == (2, 3)
+        again = await client.async_chat_completion_many([HI] * 3, return_exceptions=True)
+        assert not any(isinstance(r, Exception) for r in again)
+    assert sent_model(chat) == "new"
