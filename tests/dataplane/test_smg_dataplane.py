@@ -151,6 +151,21 @@ def test_fanout_with_a_stale_model_is_not_resent(smg: RouterProcess) -> None:
         assert client.chat_completion_many([HI] * 2, max_tokens=2)[0].model == MODEL
 
 
+def test_several_served_models_raise_naming_them() -> None:
+    configs = [FakeConfig(served_model_name=name) for name in ("model-a", "model-b")]
+    two = [start_fake_worker(config=c) for c in configs]
+    try:
+        with launch_router([w.url for w in two], gateway="smg") as gw:
+            with InferenceHTTPClient(gw.url) as client:
+                with pytest.raises(InvalidRequestError, match="several models") as info:
+                    client.chat_completion(HI, max_tokens=2)
+                assert "'model-a'" in str(info.value) and "'model-b'" in str(info.value)
+                assert client.chat_completion(HI, "model-b", max_tokens=2).model == "model-b"
+    finally:
+        for w in two:
+            w.stop()
+
+
 # -- tokenize: the gateway's own registry ----------------------------------------------
 
 
