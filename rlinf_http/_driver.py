@@ -241,6 +241,7 @@ class Driver:
     def _forget_sessions(self) -> None:
         # (A forked child has no loop thread: the parent's is forgotten, not stopped.)
         self._loop_thread = None
+        self.served_models = ServedModels()  # its lock may be held by a parent's thread
         self._sync_client = None
         self._async_session = None
         self._lock = threading.Lock()

@@ -342,3 +342,22 @@ async def test_fanout_item_model_not_found_refreshes_for_the_next_call(
         again = await client.async_chat_completion_many([HI] * 3, return_exceptions=True)
         assert not any(isinstance(r, Exception) for r in again)
     assert sent_model(chat) == "new"
+
+
+def test_a_forked_child_starts_with_an_empty_cache(mock: respx.MockRouter) -> None:
+    import os
+
+    if not hasattr(os, "fork"):
+        pytest.skip("needs fork")
+    mock.get("/v1/models").mock(return_value=httpx.Response(200, json=listing("a")))
+    mock.post("/v1/chat/completions").mock(return_value=httpx.Response(200, json=CHAT))
+    client = InferenceHTTPClient(BASE)
+    client.chat_completion(HI)
+    with client._driver.served_models.lock:  # a parent's thread mid-read at fork time
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            fresh = client._driver.served_models
+            os._exit(0 if fresh.ids is None and not fresh.lock.locked() else 1)
+    _, status = os.waitpid(pid, 0)
+    client.close()
+    assert os.waitstatus_to_exitcode(status) == 0
