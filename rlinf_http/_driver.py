@@ -34,12 +34,13 @@ from ._core.responses import (
     undecodable,
 )
 from ._core.retry import RetryPolicy
+from ._core.served_model import ServedModels
 from ._core.streams import EventStreamParser
 from ._errors import InvalidRequestError, RLinfHTTPError
 from ._fanout import AsCompleted, check_concurrency
 from ._options import ClientOptions, TransportChoice
 from ._streaming import AsyncStream, Stream
-from .models._base import ResponseModel
+from .models._base import ROUTED_WORKER_HEADER, ResponseModel
 from .transports import AsyncTransport, SyncTransport
 from .transports._common import KEEPALIVE_EXPIRY, RawTimeouts, RawTransport
 from .transports._common import raw_transport as raw_transport_of
@@ -55,6 +56,8 @@ T = TypeVar("T")
 C = TypeVar("C")  # a stream chunk
 
 logger = logging.getLogger("rlinf_http")
+
+ROUTED_WORKER_HEADER_BYTES = ROUTED_WORKER_HEADER.encode("ascii")
 
 
 class _Unset:
@@ -127,13 +130,21 @@ def _trio_transport_class() -> type[TrioTransport]:
 _current_asyncio_loop: Callable[[], asyncio.AbstractEventLoop | None] = asyncio._get_running_loop
 
 
-def _request_id(headers: list[tuple[bytes, bytes]], sent: str) -> str:
+def _request_id(headers: list[tuple[bytes, bytes]], sent: str) -> str | tuple[Mapping[str, str]]:
     """The response's ``x-request-id`` (else the one sent), resolved now: a result then
-    keeps one string instead of the response headers."""
+    keeps one string instead of the response headers. A response naming its worker
+    (smg's ``x-smg-routed-worker-id``) gives both, as one small mapping."""
+    rid = None
+    worker = None
     for name, value in headers:
-        if len(name) == 12 and name.lower() == b"x-request-id" and value:
-            return value.decode("latin-1")
-    return sent
+        size = len(name)
+        if size == 12 and name.lower() == b"x-request-id" and value:
+            rid = value.decode("latin-1")
+        elif size == 22 and name.lower() == ROUTED_WORKER_HEADER_BYTES:
+            worker = value.decode("latin-1")
+    if worker is None:
+        return rid or sent
+    return ({"x-request-id": rid or sent, ROUTED_WORKER_HEADER: worker},)
 
 
 def _running_loop_token() -> tuple[str, object]:
@@ -224,10 +235,13 @@ class Driver:
         ] = {}
         self._pid = os.getpid()
         self._loop_thread: _LoopThread | None = None
+        #: the ``GET /v1/models`` cache of calls made without ``model=``
+        self.served_models = ServedModels()
 
     def _forget_sessions(self) -> None:
         # (A forked child has no loop thread: the parent's is forgotten, not stopped.)
         self._loop_thread = None
+        self.served_models = ServedModels()  # its lock may be held by a parent's thread
         self._sync_client = None
         self._async_session = None
         self._lock = threading.Lock()
@@ -250,6 +264,7 @@ class Driver:
             "_raw_prefixes",
             "_pid",
             "_loop_thread",
+            "served_models",
         ):
             state.pop(key, None)
         return state
@@ -1050,13 +1065,14 @@ class Driver:
 
     def as_completed(
         self,
-        ops: Sequence[Operation[Any]],
+        ops: Sequence[Operation[Any]] | Callable[[], Awaitable[Sequence[Operation[Any]]]],
         concurrency: int,
         return_exceptions: bool,
         max_retries: int | None,
         timeout: TimeoutTypes,
     ) -> AsCompleted[Any]:
-        """``(index, result)`` of ``ops`` in completion order (see :class:`AsCompleted`)."""
+        """``(index, result)`` of ``ops`` in completion order (see :class:`AsCompleted`;
+        ``ops`` may be a coroutine function making them, awaited on entry)."""
         return AsCompleted(
             self,
             ops,

@@ -133,7 +133,9 @@ class APIStatusError(RLinfHTTPError):
         body: the parsed JSON body when it parses, else the text.
         raw_body: the body bytes as received.
         message: the most specific message found in the body.
-        code: the error code found in the body or the ``x-smg-error-code`` header.
+        code: the error code found in the body or the ``x-smg-error-code`` header
+            (smg: ``model_not_found``, ``missing_required_parameter``,
+            ``no_available_workers``...).
         request_id: the ``x-request-id`` of the response, else the one the client sent.
         headers: the response headers (lower-cased names).
     """
@@ -162,6 +164,14 @@ class APIStatusError(RLinfHTTPError):
         self.message = error_message
         self.code = code
         self.request_id = request_id
+
+    @property
+    def param(self) -> str | None:
+        """The request field the error names (``error.param`` of an OpenAI-style
+        body, e.g. smg's ``missing_required_parameter``), else ``None``."""
+        error = self.body.get("error") if isinstance(self.body, dict) else None
+        param = error.get("param") if isinstance(error, dict) else None
+        return param if isinstance(param, str) else None
 
 
 class BadRequestError(APIStatusError):

@@ -7,7 +7,7 @@ Every request is built and checked before the first one is sent.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -55,7 +55,7 @@ class AsCompleted(Generic[R]):
     def __init__(
         self,
         driver: Driver,
-        ops: Sequence[Operation[Any]],
+        ops: Sequence[Operation[Any]] | Callable[[], Awaitable[Sequence[Operation[Any]]]],
         concurrency: int,
         return_exceptions: bool,
         retry: RetryPolicy,
@@ -71,6 +71,8 @@ class AsCompleted(Generic[R]):
         self._receive: MemoryObjectReceiveStream[tuple[int, Any, bool]] | None = None
 
     async def __aenter__(self) -> AsCompleted[R]:
+        if callable(self._ops):  # built once the model is known (``model=None``)
+            self._ops = await self._ops()
         send, receive = anyio.create_memory_object_stream[tuple[int, Any, bool]](
             max_buffer_size=self._concurrency
         )
@@ -81,7 +83,9 @@ class AsCompleted(Generic[R]):
         return self
 
     async def _produce(self, send: MemoryObjectSendStream[tuple[int, Any, bool]]) -> None:
-        indices = iter(range(len(self._ops)))
+        ops = self._ops
+        assert not callable(ops)
+        indices = iter(range(len(ops)))
 
         async def worker(
             out: MemoryObjectSendStream[tuple[int, Any, bool]], scope: anyio.CancelScope
@@ -92,7 +96,7 @@ class AsCompleted(Generic[R]):
                     for i in indices:
                         try:
                             result = await self._driver.asend(
-                                self._ops[i], timeout=self._timeout, retry=self._retry
+                                ops[i], timeout=self._timeout, retry=self._retry
                             )
                         except Exception as exc:
                             if not self._return_exceptions:
@@ -107,7 +111,7 @@ class AsCompleted(Generic[R]):
                             await out.send((i, result, False))
 
         async with send, anyio.create_task_group() as tg:
-            for _ in range(min(self._concurrency, len(self._ops))):
+            for _ in range(min(self._concurrency, len(ops))):
                 tg.start_soon(worker, send.clone(), tg.cancel_scope)
 
     def __aiter__(self) -> AsCompleted[R]:

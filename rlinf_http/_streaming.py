@@ -21,6 +21,7 @@ import httpx
 from ._core.responses import undecodable
 from ._core.streams import EventStreamParser
 from ._errors import IncompleteStreamError
+from .models._base import ROUTED_WORKER_HEADER
 from .transports._wire import READ_DEADLINE_EXTENSION, read_deadline
 
 __all__ = ["AsyncStream", "Stream"]
@@ -77,6 +78,13 @@ class _StreamBase(Generic[T]):
         """The ``x-request-id`` of the response (or the one the client sent)."""
         rid: str | None = self.response.headers.get("x-request-id")
         return rid or self.response.request.headers.get("x-request-id")
+
+    @property
+    def routed_worker_id(self) -> str | None:
+        """The worker serving this stream, as the gateway names it (smg's
+        ``x-smg-routed-worker-id``: the worker's URL); ``None`` when no gateway said."""
+        worker: str | None = self.response.headers.get(ROUTED_WORKER_HEADER)
+        return worker or None
 
     def _broken(self, exc: httpx.TransportError) -> IncompleteStreamError:
         # The response had started: this is a stream cut short, not a failed request.

@@ -118,8 +118,6 @@ def _build_app() -> Any:
     from rich.console import Console
     from rich.markup import escape as markup_escape
 
-    from ._core.requests import DEFAULT_CHAT_MODEL
-
     console = Console()
     err = Console(stderr=True)
     _wrap_help_at_spaces()
@@ -541,7 +539,9 @@ def _build_app() -> Any:
     def chat(
         url: str = typer.Argument(..., help="router or server URL (host:port means http://)"),
         message: str = typer.Argument(..., help="the user message"),
-        model: str = typer.Option(DEFAULT_CHAT_MODEL, help="model name"),
+        model: str | None = typer.Option(
+            None, help="model name (default: the one model GET /v1/models lists)"
+        ),
         max_tokens: int = typer.Option(64, help="max tokens"),
         temperature: float = typer.Option(0.0, help="sampling temperature"),
         stream: bool = typer.Option(False, "--stream/--no-stream", help="stream the output"),

@@ -80,6 +80,10 @@ RENAMES: dict[str, str] = {
     "aopen": "open",
     "aprobe": "probe",
     "abracket": "bracket",
+    "awith_model": "with_model",
+    "asend_model": "send_model",
+    "aresolve_model": "resolve_model",
+    "atarget_index": "target_index",
 }
 
 HEADER = (

@@ -419,10 +419,12 @@ def test_dash_h_everywhere(command: str) -> None:
     assert "Usage" in text and "--help" in text
 
 
-def test_chat_defaults_to_the_library_model_name(server: FakeServer) -> None:
+def test_chat_defaults_to_the_served_model(server: FakeServer) -> None:
     code, text = _invoke("chat", server.url, "hi", "--max-tokens", "1")
     assert code == 0, text
-    assert server.app.stats["last_bodies"]["/v1/chat/completions"]["model"] == DEFAULT_CHAT_MODEL
+    served = server.app.served_model_name
+    assert served != DEFAULT_CHAT_MODEL
+    assert server.app.stats["last_bodies"]["/v1/chat/completions"]["model"] == served
 
 
 # -- child processes die with the CLI ---------------------------------------------

@@ -121,6 +121,7 @@ async def test_debug_lines_async_and_stream(
             [c async for c in stream]
     got = [(m["method"], m["url"], m["outcome"]) for m in map(LINE.match, lines(caplog)) if m]
     assert got == [
+        ("GET", server.url + "/v1/models", "200"),  # chat without model= reads it once
         ("POST", server.url + "/v1/chat/completions", "200"),
         ("POST", server.url + "/generate", "200"),
     ]

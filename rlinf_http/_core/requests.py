@@ -428,6 +428,9 @@ def _shape_error(raw: RawResponse, expected: str) -> None:
 # -- /v1/chat/completions ------------------------------------------------------------
 
 _CHAT: pydantic.TypeAdapter[ChatCompletion] = pydantic.TypeAdapter(ChatCompletion)
+#: The model name sent without ``model=`` when the base URL lists no models
+#: (``GET /v1/models`` answers 404): such a server or gateway accepts any name.
+#: Otherwise the listed model is sent (see :mod:`rlinf_http._core.served_model`).
 DEFAULT_CHAT_MODEL = "sglang-model"
 
 

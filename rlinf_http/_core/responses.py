@@ -33,6 +33,7 @@ __all__ = [
     "retry_delay_after_status",
     "decode_json",
     "error_details",
+    "explain_tokenizer_error",
     "parse_model",
     "recast",
     "status_error",
@@ -219,6 +220,29 @@ def recast(error: APIStatusError, cls: type[E], text: str, code: str | int | Non
         code=error.code if code is None else code,
         request_id=error.request_id,
     )
+
+
+#: What to do when a gateway has no tokenizer of its own.
+TOKENIZER_HINT = (
+    " (the gateway answers /v1/tokenize and /v1/detokenize from its own tokenizer "
+    "registry, which has none for this model: register one on the gateway with "
+    "POST /v1/tokenizers, or tokenize on a worker: client.copy(base_url=<worker url>))"
+)
+
+
+def explain_tokenizer_error(exc: APIStatusError) -> None:
+    """Say what to do on a gateway's "No tokenizers available" answer (in place).
+
+    smg and sglang-router answer ``{"error": {"type": "tokenizer_not_found",
+    "message": ...}}`` without a ``code``: the type becomes :attr:`code`.
+    """
+    if "No tokenizers available" not in (exc.message or "") or not exc.args:
+        return
+    if TOKENIZER_HINT not in str(exc.args[0]):
+        exc.args = (f"{exc.args[0]}{TOKENIZER_HINT}", *exc.args[1:])
+    error = exc.body.get("error") if isinstance(exc.body, dict) else None
+    if exc.code is None and isinstance(error, dict) and isinstance(error.get("type"), str):
+        exc.code = error["type"]
 
 
 def is_retryable_transport_error(exc: BaseException, *, timeouts: bool = False) -> bool:

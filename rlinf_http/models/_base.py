@@ -7,7 +7,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["ResponseModel", "WireModel"]
+__all__ = ["ROUTED_WORKER_HEADER", "ResponseModel", "WireModel"]
+
+#: smg's response header naming the worker (its URL) that served a request.
+ROUTED_WORKER_HEADER = "x-smg-routed-worker-id"
 
 _MISSING: Any = object()
 
@@ -75,6 +78,19 @@ class ResponseModel(WireModel):
             return sources
         for headers in sources:
             value = headers.get("x-request-id")
+            if value:
+                return value
+        return None
+
+    @property
+    def routed_worker_id(self) -> str | None:
+        """The worker that served this result, as the gateway names it (smg's
+        ``x-smg-routed-worker-id``: the worker's URL); ``None`` when no gateway said."""
+        sources: tuple[Mapping[str, str], ...] | str = getattr(self, "_id_sources", ())
+        if isinstance(sources, str):
+            return None
+        for headers in sources:
+            value = headers.get(ROUTED_WORKER_HEADER)
             if value:
                 return value
         return None

@@ -91,11 +91,16 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return recorded
 
 
+SERVED_MODELS = {"object": "list", "data": [{"id": "served-model", "object": "model"}]}
+
+
 @pytest.fixture
 def mock() -> Iterator[respx.MockRouter]:
     # using="httpx" mocks at the httpx.Client level, so it works whatever transport
     # the client's own sessions use.
     with respx.mock(base_url=BASE, assert_all_called=False, using="httpx") as router:
+        # Calls without model= read the served model once per client.
+        router.get("/v1/models").mock(return_value=httpx.Response(200, json=SERVED_MODELS))
         yield router
 
 
@@ -242,7 +247,15 @@ def test_chat_body_and_typed_result(mock: respx.MockRouter) -> None:
     assert reply.usage is not None and reply.usage.total_tokens == 5
 
 
-def test_chat_default_model(mock: respx.MockRouter) -> None:
+def test_chat_default_model_is_the_served_one(mock: respx.MockRouter) -> None:
+    route = mock.post("/v1/chat/completions").mock(return_value=httpx.Response(200, json=CHAT_JSON))
+    InferenceHTTPClient(BASE).chat_completion([{"role": "user", "content": "x"}])
+    assert body(route.calls.last.request)["model"] == "served-model"
+
+
+def test_chat_default_model_without_a_model_list(mock: respx.MockRouter) -> None:
+    # A base URL without GET /v1/models accepts any name: the library's default is sent.
+    mock.get("/v1/models").mock(return_value=httpx.Response(404, text="Not Found"))
     route = mock.post("/v1/chat/completions").mock(return_value=httpx.Response(200, json=CHAT_JSON))
     InferenceHTTPClient(BASE).chat_completion([{"role": "user", "content": "x"}])
     assert body(route.calls.last.request)["model"] == "sglang-model"

@@ -68,9 +68,14 @@ def sent(route: respx.Route) -> tuple[dict[str, Any], httpx.Headers]:
     return json.loads(request.content), request.headers
 
 
+SERVED_MODELS = {"object": "list", "data": [{"id": "served-model", "object": "model"}]}
+
+
 @pytest.fixture
 def mock() -> Iterator[respx.MockRouter]:
     with respx.mock(base_url=BASE, assert_all_called=False, using="httpx") as router:
+        # Calls without model= read the served model once per client.
+        router.get("/v1/models").mock(return_value=httpx.Response(200, json=SERVED_MODELS))
         yield router
 
 
@@ -81,7 +86,7 @@ def test_completion_sync(mock: respx.MockRouter) -> None:
     assert isinstance(out, Completion) and out.choices[0].text == " tok0"
     body, headers = sent(route)
     assert body == {
-        "model": "sglang-model",
+        "model": "served-model",
         "prompt": "hi",
         "max_tokens": 3,
         "priority": 2,
@@ -103,6 +108,8 @@ def stream_handler(seen: list[httpx.Request]) -> httpx.MockTransport:
 
     def handle(request: httpx.Request) -> httpx.Response:
         seen.append(request)
+        if request.url.path == "/v1/models":
+            return httpx.Response(200, json=SERVED_MODELS)
         if not json.loads(request.content).get("stream"):
             return httpx.Response(200, json=COMPLETION)
         return sse(EVENTS)
@@ -181,7 +188,7 @@ def test_embed_sync_and_numpy(mock: respx.MockRouter) -> None:
         arr = client.embed(["hello"], as_numpy=True)
     assert arr.dtype == np.float32 and arr.shape == (1, 2)
     body, headers = sent(route)
-    assert body == {"model": "sglang-model", "input": ["hello"]}
+    assert body == {"model": "served-model", "input": ["hello"]}
     assert route.calls[0].request.headers[KEY] == "e" and KEY not in headers
 
 

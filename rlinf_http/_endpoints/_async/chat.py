@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any, Literal, overload
 
+from ... import _served
 from ..._core.dataplane import (
     steering_fields,
     with_routing_key,
 )
-from ..._core.requests import (
-    DEFAULT_CHAT_MODEL,
-    build_chat_completion,
-)
+from ..._core.requests import Operation, build_chat_completion
 from ..._core.streams import ChatStreamParser
+from ..._core.targeting import with_target_worker
 from ..._driver import NOT_GIVEN, TimeoutTypes
+from ..._served import asend_model, awith_model
 from ..._streaming import AsyncStream
 from ...models import (
     ChatCompletion,
@@ -34,13 +34,14 @@ class AsyncChat(Endpoint):
     async def async_chat_completion(
         self,
         messages: Messages,
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         stream: Literal[False] = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
         rid: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -50,13 +51,14 @@ class AsyncChat(Endpoint):
     async def async_chat_completion(
         self,
         messages: Messages,
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         stream: Literal[True],
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
         rid: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -65,13 +67,14 @@ class AsyncChat(Endpoint):
     async def async_chat_completion(
         self,
         messages: Messages,
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         stream: bool = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
         rid: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -80,7 +83,8 @@ class AsyncChat(Endpoint):
 
         OpenAI fields (``temperature``, ``max_tokens``, ``stream_options``...) and
         sglang extras (``top_k``, ``regex``, ``chat_template_kwargs``...) alike.
-        The router accepts any ``model`` string. ``stream=True`` returns a
+        Without ``model`` the client sends the one model ``GET /v1/models``
+        lists (read once per client; see the guide). ``stream=True`` returns a
         :class:`Stream` of :class:`ChatCompletionChunk`. sglang-native names
         with an OpenAI spelling (``max_new_tokens``) raise
         :class:`~rlinf_http.InvalidRequestError`. ``routing_key`` is sent as
@@ -88,14 +92,28 @@ class AsyncChat(Endpoint):
         ``rid`` (sglang's request id) is sent only when given: the response ``id`` is
         then ``rid``, and ``abort_request(rid)`` can stop it (``generate`` makes one
         up when absent; these calls leave it to the server). sglang-router 0.3.2
-        drops a chat ``rid``; smg 1.13 forwards it.
+        drops a chat ``rid``; smg 1.13 forwards it. ``target_worker`` (a worker
+        index or URL) pins the call to one worker where the gateway allows it (smg
+        under ``consistent_hashing``; see the guide).
         """
         fields = steering_fields(kwargs, priority=priority, lora_path=lora_path, rid=rid)
-        op = with_routing_key(
-            build_chat_completion(messages, model, fields, stream=stream), routing_key
+        target = (
+            target_worker
+            if target_worker is None or type(target_worker) is int
+            else await _served.atarget_index(self._driver, target_worker, True)
         )
+
+        def build(name: str) -> Operation[ChatCompletion]:
+            op = build_chat_completion(messages, name, fields, stream=stream)
+            return with_target_worker(with_routing_key(op, routing_key), target)
+
+        policy = self._driver.policy(max_retries)
         if stream:
-            return await self._driver.astream(
-                op, ChatStreamParser, timeout, self._driver.policy(max_retries)
+            return await awith_model(
+                self._driver,
+                model,
+                policy,
+                build,
+                lambda op, retry: self._driver.astream(op, ChatStreamParser, timeout, retry),
             )
-        return await self._driver.asend(op, timeout=timeout, retry=self._driver.policy(max_retries))
+        return await asend_model(self._driver, model, policy, build, timeout)

@@ -9,14 +9,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
+from ... import _served
 from ..._core.fanout import (
     chat_ops,
     completion_ops,
     generate_group_ops,
     generate_ops,
 )
-from ..._core.requests import DEFAULT_CHAT_MODEL
+from ..._core.requests import Operation
 from ..._core.rl_generate import HiddenStatesMode, SamplingLogprobsMode, rl_fields_from
+from ..._core.targeting import pin_ops
 from ..._driver import NOT_GIVEN, TimeoutTypes
 
 # unasync: async-only
@@ -60,6 +62,7 @@ class AsyncFanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         return_routed_experts: bool | None = None,
@@ -91,6 +94,7 @@ class AsyncFanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         return_routed_experts: bool | None = None,
@@ -122,6 +126,7 @@ class AsyncFanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         return_routed_experts: bool | None = None,
@@ -153,6 +158,7 @@ class AsyncFanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         return_routed_experts: bool | None = None,
@@ -183,6 +189,7 @@ class AsyncFanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         return_routed_experts: bool | None = None,
@@ -221,6 +228,8 @@ class AsyncFanOut(Endpoint):
             priority,
             lora_path,
         )
+        if target_worker is not None:  # every request to one worker (see the guide)
+            ops = pin_ops(ops, await _served.atarget_index(self._driver, target_worker, False))
         return await self._driver.amap(
             ops, concurrency, return_exceptions, progress, max_retries, timeout
         )
@@ -229,7 +238,7 @@ class AsyncFanOut(Endpoint):
     async def async_chat_completion_many(
         self,
         messages_list: Sequence[Messages],
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         concurrency: int = 256,
         return_exceptions: Literal[False] = False,
@@ -238,6 +247,7 @@ class AsyncFanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -247,7 +257,7 @@ class AsyncFanOut(Endpoint):
     async def async_chat_completion_many(
         self,
         messages_list: Sequence[Messages],
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         concurrency: int = 256,
         return_exceptions: bool,
@@ -256,6 +266,7 @@ class AsyncFanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -264,7 +275,7 @@ class AsyncFanOut(Endpoint):
     async def async_chat_completion_many(
         self,
         messages_list: Sequence[Messages],
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         concurrency: int = 256,
         return_exceptions: bool = False,
@@ -273,6 +284,7 @@ class AsyncFanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -280,18 +292,40 @@ class AsyncFanOut(Endpoint):
         """:meth:`async_generate_many` for chat completions (one conversation each).
 
         ``rid``: a prefix (request ``i`` gets ``<rid>_<i>``) or one id per
-        conversation; sent only when given.
+        conversation; sent only when given. Without ``model`` the served model is
+        sent (``GET /v1/models``, read once per client); a ``model_not_found``
+        answer refreshes that list for the next call, and a fan-out is never sent
+        twice.
         """
-        ops = chat_ops(messages_list, model, kwargs, routing_key, priority, lora_path, rid)
-        return await self._driver.amap(
-            ops, concurrency, return_exceptions, progress, max_retries, timeout
+        target = (
+            target_worker
+            if target_worker is None or type(target_worker) is int
+            else await _served.atarget_index(self._driver, target_worker, True)
         )
+
+        def build(name: str) -> list[Operation[Any]]:
+            return pin_ops(
+                chat_ops(messages_list, name, kwargs, routing_key, priority, lora_path, rid),
+                target,
+            )
+
+        results: list[Any] = await _served.awith_model(
+            self._driver,
+            model,
+            self._driver.policy(max_retries),
+            build,
+            lambda ops, _: self._driver.amap(
+                ops, concurrency, return_exceptions, progress, max_retries, timeout
+            ),
+            resend=False,
+        )
+        return results
 
     @overload
     async def async_completion_many(
         self,
         prompts: Sequence[CompletionPrompt],
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         concurrency: int = 256,
         return_exceptions: Literal[False] = False,
@@ -300,6 +334,7 @@ class AsyncFanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -309,7 +344,7 @@ class AsyncFanOut(Endpoint):
     async def async_completion_many(
         self,
         prompts: Sequence[CompletionPrompt],
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         concurrency: int = 256,
         return_exceptions: bool,
@@ -318,6 +353,7 @@ class AsyncFanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -326,7 +362,7 @@ class AsyncFanOut(Endpoint):
     async def async_completion_many(
         self,
         prompts: Sequence[CompletionPrompt],
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         concurrency: int = 256,
         return_exceptions: bool = False,
@@ -335,6 +371,7 @@ class AsyncFanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -345,11 +382,31 @@ class AsyncFanOut(Endpoint):
         ``return_exceptions=True``. ``routing_key`` is one key for all, or one
         per prompt. Every argument is checked before the first request is sent.
         ``rid``: a prefix (``<rid>_<i>``) or one id per prompt; sent only when given.
+        ``model`` as in :meth:`async_chat_completion_many`.
         """
-        ops = completion_ops(prompts, model, kwargs, routing_key, priority, lora_path, rid)
-        return await self._driver.amap(
-            ops, concurrency, return_exceptions, progress, max_retries, timeout
+        target = (
+            target_worker
+            if target_worker is None or type(target_worker) is int
+            else await _served.atarget_index(self._driver, target_worker, True)
         )
+
+        def build(name: str) -> list[Operation[Any]]:
+            return pin_ops(
+                completion_ops(prompts, name, kwargs, routing_key, priority, lora_path, rid),
+                target,
+            )
+
+        results: list[Any] = await _served.awith_model(
+            self._driver,
+            model,
+            self._driver.policy(max_retries),
+            build,
+            lambda ops, _: self._driver.amap(
+                ops, concurrency, return_exceptions, progress, max_retries, timeout
+            ),
+            resend=False,
+        )
+        return results
 
     async def async_generate_groups(
         self,
@@ -364,6 +421,7 @@ class AsyncFanOut(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         return_routed_experts: bool | None = None,
@@ -398,6 +456,8 @@ class AsyncFanOut(Endpoint):
             priority,
             lora_path,
         )
+        if target_worker is not None:
+            ops = pin_ops(ops, await _served.atarget_index(self._driver, target_worker, False))
         return await self._driver.amap(ops, concurrency, False, progress, max_retries, timeout)
 
     # unasync: async-only
@@ -415,6 +475,7 @@ class AsyncFanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         return_routed_experts: bool | None = None,
@@ -445,6 +506,7 @@ class AsyncFanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         return_routed_experts: bool | None = None,
@@ -475,6 +537,7 @@ class AsyncFanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         return_routed_experts: bool | None = None,
@@ -505,6 +568,7 @@ class AsyncFanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         return_routed_experts: bool | None = None,
@@ -534,6 +598,7 @@ class AsyncFanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         return_routed_experts: bool | None = None,
@@ -566,13 +631,23 @@ class AsyncFanOut(Endpoint):
             priority,
             lora_path,
         )
+        if isinstance(target_worker, str):  # a URL: read its index when the block is entered
+            url = target_worker
+
+            async def pinned() -> list[Operation[Any]]:
+                return pin_ops(ops, await _served.atarget_index(self._driver, url, False))
+
+            return self._driver.as_completed(
+                pinned, concurrency, return_exceptions, max_retries, timeout
+            )
+        ops = pin_ops(ops, target_worker)
         return self._driver.as_completed(ops, concurrency, return_exceptions, max_retries, timeout)
 
     @overload
     def async_chat_completion_as_completed(
         self,
         messages_list: Sequence[Messages],
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         concurrency: int = 256,
         return_exceptions: Literal[False] = False,
@@ -580,6 +655,7 @@ class AsyncFanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -589,7 +665,7 @@ class AsyncFanOut(Endpoint):
     def async_chat_completion_as_completed(
         self,
         messages_list: Sequence[Messages],
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         concurrency: int = 256,
         return_exceptions: bool,
@@ -597,6 +673,7 @@ class AsyncFanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -605,7 +682,7 @@ class AsyncFanOut(Endpoint):
     def async_chat_completion_as_completed(
         self,
         messages_list: Sequence[Messages],
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         concurrency: int = 256,
         return_exceptions: bool = False,
@@ -613,12 +690,32 @@ class AsyncFanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
     ) -> AsCompleted[Any]:
-        """Chat twin of :meth:`async_generate_as_completed`."""
-        ops = chat_ops(messages_list, model, kwargs, routing_key, priority, lora_path, rid)
-        return self._driver.as_completed(ops, concurrency, return_exceptions, max_retries, timeout)
+        """Chat twin of :meth:`async_generate_as_completed` (``model`` and a
+        ``target_worker`` URL as in :meth:`async_chat_completion_many`; read
+        when the block is entered)."""
+
+        def build(name: str, index: int | None) -> list[Operation[Any]]:
+            ops = chat_ops(messages_list, name, kwargs, routing_key, priority, lora_path, rid)
+            return pin_ops(ops, index)
+
+        target = _served.check_target_worker(target_worker)
+        if model is not None and not isinstance(target, str):
+            return self._driver.as_completed(
+                build(model, target), concurrency, return_exceptions, max_retries, timeout
+            )
+        build(model or _served.PROBE_MODEL, None)  # bad arguments raise here, before any I/O
+
+        async def resolved() -> list[Operation[Any]]:
+            index = await _served.atarget_index(self._driver, target, True)
+            return build(await _served.aresolve_model(self._driver, model), index)
+
+        return self._driver.as_completed(
+            resolved, concurrency, return_exceptions, max_retries, timeout
+        )
 
     # unasync: end

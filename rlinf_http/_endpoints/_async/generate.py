@@ -17,7 +17,9 @@ from ..._core.rl_generate import (
 )
 from ..._core.rollout import remember_request
 from ..._core.streams import GenerateStreamChunk, GenerateStreamParser, StreamMode
+from ..._core.targeting import with_target_worker
 from ..._driver import NOT_GIVEN, TimeoutTypes
+from ..._served import atarget_index
 from ..._streaming import AsyncStream
 from ...models import GenerateOutput
 from .._base import Endpoint
@@ -50,6 +52,7 @@ class AsyncGenerate(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | Sequence[str | None] | None = None,
         return_routed_experts: bool | None = None,
@@ -79,6 +82,7 @@ class AsyncGenerate(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | Sequence[str | None] | None = None,
         return_routed_experts: bool | None = None,
@@ -108,6 +112,7 @@ class AsyncGenerate(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | Sequence[str | None] | None = None,
         return_routed_experts: bool | None = None,
@@ -138,6 +143,7 @@ class AsyncGenerate(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | Sequence[str | None] | None = None,
         return_routed_experts: bool | None = None,
@@ -167,6 +173,7 @@ class AsyncGenerate(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | Sequence[str | None] | None = None,
         return_routed_experts: bool | None = None,
@@ -196,6 +203,7 @@ class AsyncGenerate(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | Sequence[str | None] | None = None,
         return_routed_experts: bool | None = None,
@@ -221,6 +229,8 @@ class AsyncGenerate(Endpoint):
         belongs in ``sampling_params``). ``rid`` is the request id (generated
         when absent, so the request can be aborted; for a batch a prefix or one
         per prompt); ``routing_key`` is sent as ``X-SMG-Routing-Key``;
+        ``target_worker`` (a worker index or URL) pins the call to one worker
+        where the gateway allows it (smg under ``consistent_hashing``);
         ``priority`` and ``lora_path`` (a loaded adapter's name) are typed
         fields. A batch, or ``n > 1`` samples,
         returns a list in input order (prompt-major). The sglang router refuses
@@ -272,6 +282,8 @@ class AsyncGenerate(Endpoint):
             ),
             routing_key,
         )
+        if target_worker is not None:  # smg's worker index (see the guide)
+            op = with_target_worker(op, await atarget_index(self._driver, target_worker, False))
         if stream:
             mode = check_stream_mode(stream_mode)
             parser = functools.partial(GenerateStreamParser, mode)
@@ -290,6 +302,7 @@ class AsyncGenerate(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         return_routed_experts: bool | None = None,
@@ -325,4 +338,6 @@ class AsyncGenerate(Endpoint):
             priority,
             lora_path,
         )
+        if target_worker is not None:
+            op = with_target_worker(op, await atarget_index(self._driver, target_worker, False))
         return await self._driver.asend(op, timeout=timeout, retry=self._driver.policy(max_retries))

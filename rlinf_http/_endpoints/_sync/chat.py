@@ -6,16 +6,16 @@ from __future__ import annotations
 
 from typing import Any, Literal, overload
 
+from ... import _served
 from ..._core.dataplane import (
     steering_fields,
     with_routing_key,
 )
-from ..._core.requests import (
-    DEFAULT_CHAT_MODEL,
-    build_chat_completion,
-)
+from ..._core.requests import Operation, build_chat_completion
 from ..._core.streams import ChatStreamParser
+from ..._core.targeting import with_target_worker
 from ..._driver import NOT_GIVEN, TimeoutTypes
+from ..._served import send_model, with_model
 from ..._streaming import Stream
 from ...models import (
     ChatCompletion,
@@ -36,13 +36,14 @@ class Chat(Endpoint):
     def chat_completion(
         self,
         messages: Messages,
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         stream: Literal[False] = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
         rid: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -52,13 +53,14 @@ class Chat(Endpoint):
     def chat_completion(
         self,
         messages: Messages,
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         stream: Literal[True],
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
         rid: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -67,13 +69,14 @@ class Chat(Endpoint):
     def chat_completion(
         self,
         messages: Messages,
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         stream: bool = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
         rid: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -82,7 +85,8 @@ class Chat(Endpoint):
 
         OpenAI fields (``temperature``, ``max_tokens``, ``stream_options``...) and
         sglang extras (``top_k``, ``regex``, ``chat_template_kwargs``...) alike.
-        The router accepts any ``model`` string. ``stream=True`` returns a
+        Without ``model`` the client sends the one model ``GET /v1/models``
+        lists (read once per client; see the guide). ``stream=True`` returns a
         :class:`Stream` of :class:`ChatCompletionChunk`. sglang-native names
         with an OpenAI spelling (``max_new_tokens``) raise
         :class:`~rlinf_http.InvalidRequestError`. ``routing_key`` is sent as
@@ -90,14 +94,28 @@ class Chat(Endpoint):
         ``rid`` (sglang's request id) is sent only when given: the response ``id`` is
         then ``rid``, and ``abort_request(rid)`` can stop it (``generate`` makes one
         up when absent; these calls leave it to the server). sglang-router 0.3.2
-        drops a chat ``rid``; smg 1.13 forwards it.
+        drops a chat ``rid``; smg 1.13 forwards it. ``target_worker`` (a worker
+        index or URL) pins the call to one worker where the gateway allows it (smg
+        under ``consistent_hashing``; see the guide).
         """
         fields = steering_fields(kwargs, priority=priority, lora_path=lora_path, rid=rid)
-        op = with_routing_key(
-            build_chat_completion(messages, model, fields, stream=stream), routing_key
+        target = (
+            target_worker
+            if target_worker is None or type(target_worker) is int
+            else _served.target_index(self._driver, target_worker, True)
         )
+
+        def build(name: str) -> Operation[ChatCompletion]:
+            op = build_chat_completion(messages, name, fields, stream=stream)
+            return with_target_worker(with_routing_key(op, routing_key), target)
+
+        policy = self._driver.policy(max_retries)
         if stream:
-            return self._driver.stream(
-                op, ChatStreamParser, timeout, self._driver.policy(max_retries)
+            return with_model(
+                self._driver,
+                model,
+                policy,
+                build,
+                lambda op, retry: self._driver.stream(op, ChatStreamParser, timeout, retry),
             )
-        return self._driver.send(op, timeout=timeout, retry=self._driver.policy(max_retries))
+        return send_model(self._driver, model, policy, build, timeout)

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from typing import Any, Literal, overload
 
+from ... import _served
 from ..._core.dataplane import completion_stream_parser
 from ..._core.fanout import completion_op
-from ..._core.requests import DEFAULT_CHAT_MODEL
+from ..._core.requests import Operation
+from ..._core.targeting import with_target_worker
 from ..._driver import NOT_GIVEN, TimeoutTypes
 from ..._errors import UnprocessableEntityError
+from ..._served import send_model, with_model
 from ..._streaming import Stream
 from ...models import (
     Completion,
@@ -34,13 +37,14 @@ class Completions(Endpoint):
     def completion(
         self,
         prompt: CompletionPrompt,
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         stream: Literal[False] = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
         rid: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -50,13 +54,14 @@ class Completions(Endpoint):
     def completion(
         self,
         prompt: CompletionPrompt,
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         stream: Literal[True],
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
         rid: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -65,13 +70,14 @@ class Completions(Endpoint):
     def completion(
         self,
         prompt: CompletionPrompt,
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         stream: bool = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
         rid: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -86,14 +92,33 @@ class Completions(Endpoint):
         :class:`Stream` of :class:`CompletionChunk` whose ``choices[i].text`` are
         increments. ``rid`` (sglang's request id) is sent only when given: the response ``id`` is
         then ``rid``, and ``abort_request(rid)`` can stop it (``generate`` makes one
-        up when absent; these calls leave it to the server).
+        up when absent; these calls leave it to the server). Without ``model`` the
+        client sends the one model ``GET /v1/models`` lists (read once per client).
+        ``target_worker`` as in :meth:`chat_completion`.
         """
-        op = completion_op(prompt, model, kwargs, stream, routing_key, priority, lora_path, rid)
         policy = self._driver.policy(max_retries)
+        target = (
+            target_worker
+            if target_worker is None or type(target_worker) is int
+            else _served.target_index(self._driver, target_worker, True)
+        )
+
+        def build(name: str) -> Operation[Completion]:
+            op = completion_op(prompt, name, kwargs, stream, routing_key, priority, lora_path, rid)
+            return with_target_worker(op, target)
+
         try:
             if stream:
-                return self._driver.stream(op, completion_stream_parser, timeout, policy)
-            return self._driver.send(op, timeout=timeout, retry=policy)
+                return with_model(
+                    self._driver,
+                    model,
+                    policy,
+                    build,
+                    lambda op, retry: self._driver.stream(
+                        op, completion_stream_parser, timeout, retry
+                    ),
+                )
+            return send_model(self._driver, model, policy, build, timeout)
         except UnprocessableEntityError as exc:
             explain_422(exc, prompt)
             raise

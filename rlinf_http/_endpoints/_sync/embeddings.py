@@ -7,12 +7,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
+from ... import _served
 from ..._core.fanout import (
     embed_op,
     encode_op,
 )
-from ..._core.requests import DEFAULT_CHAT_MODEL
+from ..._core.requests import Operation
+from ..._core.targeting import with_target_worker
 from ..._driver import NOT_GIVEN, TimeoutTypes
+from ..._served import send_model
 from ...models import (
     EmbeddingResponse,
     EncodeOutput,
@@ -36,13 +39,14 @@ class Embeddings(Endpoint):
     def embed(
         self,
         input: EmbeddingInput,
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         as_numpy: Literal[False] = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
         rid: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -52,13 +56,14 @@ class Embeddings(Endpoint):
     def embed(
         self,
         input: EmbeddingInput,
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         as_numpy: Literal[True],
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
         rid: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -67,13 +72,14 @@ class Embeddings(Endpoint):
     def embed(
         self,
         input: EmbeddingInput,
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         as_numpy: bool = False,
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
         rid: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -85,10 +91,21 @@ class Embeddings(Endpoint):
         array (needs numpy). ``kwargs``: ``dimensions``, ``encoding_format``...
         ``rid`` (sglang's request id) is sent only when given: the response ``id`` is
         then ``rid``, and ``abort_request(rid)`` can stop it (``generate`` makes one
-        up when absent; these calls leave it to the server).
+        up when absent; these calls leave it to the server). Without ``model`` the
+        client sends the one model ``GET /v1/models`` lists. ``target_worker`` as in
+        :meth:`chat_completion`.
         """
-        op = embed_op(input, model, kwargs, routing_key, priority, lora_path, rid)
-        out = self._driver.send(op, timeout=timeout, retry=self._driver.policy(max_retries))
+        target = (
+            target_worker
+            if target_worker is None or type(target_worker) is int
+            else _served.target_index(self._driver, target_worker, True)
+        )
+
+        def build(name: str) -> Operation[EmbeddingResponse]:
+            op = embed_op(input, name, kwargs, routing_key, priority, lora_path, rid)
+            return with_target_worker(op, target)
+
+        out = send_model(self._driver, model, self._driver.policy(max_retries), build, timeout)
         return out.as_numpy() if as_numpy else out
 
     @overload
@@ -100,6 +117,7 @@ class Embeddings(Endpoint):
         max_retries: int | None = None,
         routing_key: str | None = None,
         rid: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -115,6 +133,7 @@ class Embeddings(Endpoint):
         max_retries: int | None = None,
         routing_key: str | None = None,
         rid: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -130,6 +149,7 @@ class Embeddings(Endpoint):
         max_retries: int | None = None,
         routing_key: str | None = None,
         rid: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -144,6 +164,7 @@ class Embeddings(Endpoint):
         max_retries: int | None = None,
         routing_key: str | None = None,
         rid: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -151,7 +172,11 @@ class Embeddings(Endpoint):
         """``POST /encode``, sglang's native embedding call (a server; the router 404s).
 
         One text (or id list) returns an :class:`EncodeOutput`; a list returns
-        a list in input order.
+        a list in input order. ``target_worker`` as in
+        :meth:`chat_completion` (``/encode`` is not routed by model).
         """
         op = encode_op(text, input_ids, kwargs, routing_key, priority, lora_path, rid)
+        if target_worker is not None:
+            index = _served.target_index(self._driver, target_worker, False)
+            op = with_target_worker(op, index)
         return self._driver.send(op, timeout=timeout, retry=self._driver.policy(max_retries))

@@ -11,14 +11,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
+from ... import _served
 from ..._core.fanout import (
     chat_ops,
     completion_ops,
     generate_group_ops,
     generate_ops,
 )
-from ..._core.requests import DEFAULT_CHAT_MODEL
+from ..._core.requests import Operation
 from ..._core.rl_generate import HiddenStatesMode, SamplingLogprobsMode, rl_fields_from
+from ..._core.targeting import pin_ops
 from ..._driver import NOT_GIVEN, TimeoutTypes
 from ...models import (
     ChatCompletion,
@@ -57,6 +59,7 @@ class FanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         return_routed_experts: bool | None = None,
@@ -88,6 +91,7 @@ class FanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         return_routed_experts: bool | None = None,
@@ -119,6 +123,7 @@ class FanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         return_routed_experts: bool | None = None,
@@ -150,6 +155,7 @@ class FanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         return_routed_experts: bool | None = None,
@@ -180,6 +186,7 @@ class FanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         return_routed_experts: bool | None = None,
@@ -218,13 +225,15 @@ class FanOut(Endpoint):
             priority,
             lora_path,
         )
+        if target_worker is not None:  # every request to one worker (see the guide)
+            ops = pin_ops(ops, _served.target_index(self._driver, target_worker, False))
         return self._driver.map(ops, concurrency, return_exceptions, progress, max_retries, timeout)
 
     @overload
     def chat_completion_many(
         self,
         messages_list: Sequence[Messages],
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         concurrency: int = 256,
         return_exceptions: Literal[False] = False,
@@ -233,6 +242,7 @@ class FanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -242,7 +252,7 @@ class FanOut(Endpoint):
     def chat_completion_many(
         self,
         messages_list: Sequence[Messages],
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         concurrency: int = 256,
         return_exceptions: bool,
@@ -251,6 +261,7 @@ class FanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -259,7 +270,7 @@ class FanOut(Endpoint):
     def chat_completion_many(
         self,
         messages_list: Sequence[Messages],
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         concurrency: int = 256,
         return_exceptions: bool = False,
@@ -268,6 +279,7 @@ class FanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -275,16 +287,40 @@ class FanOut(Endpoint):
         """:meth:`generate_many` for chat completions (one conversation each).
 
         ``rid``: a prefix (request ``i`` gets ``<rid>_<i>``) or one id per
-        conversation; sent only when given.
+        conversation; sent only when given. Without ``model`` the served model is
+        sent (``GET /v1/models``, read once per client); a ``model_not_found``
+        answer refreshes that list for the next call, and a fan-out is never sent
+        twice.
         """
-        ops = chat_ops(messages_list, model, kwargs, routing_key, priority, lora_path, rid)
-        return self._driver.map(ops, concurrency, return_exceptions, progress, max_retries, timeout)
+        target = (
+            target_worker
+            if target_worker is None or type(target_worker) is int
+            else _served.target_index(self._driver, target_worker, True)
+        )
+
+        def build(name: str) -> list[Operation[Any]]:
+            return pin_ops(
+                chat_ops(messages_list, name, kwargs, routing_key, priority, lora_path, rid),
+                target,
+            )
+
+        results: list[Any] = _served.with_model(
+            self._driver,
+            model,
+            self._driver.policy(max_retries),
+            build,
+            lambda ops, _: self._driver.map(
+                ops, concurrency, return_exceptions, progress, max_retries, timeout
+            ),
+            resend=False,
+        )
+        return results
 
     @overload
     def completion_many(
         self,
         prompts: Sequence[CompletionPrompt],
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         concurrency: int = 256,
         return_exceptions: Literal[False] = False,
@@ -293,6 +329,7 @@ class FanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -302,7 +339,7 @@ class FanOut(Endpoint):
     def completion_many(
         self,
         prompts: Sequence[CompletionPrompt],
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         concurrency: int = 256,
         return_exceptions: bool,
@@ -311,6 +348,7 @@ class FanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -319,7 +357,7 @@ class FanOut(Endpoint):
     def completion_many(
         self,
         prompts: Sequence[CompletionPrompt],
-        model: str = DEFAULT_CHAT_MODEL,
+        model: str | None = None,
         *,
         concurrency: int = 256,
         return_exceptions: bool = False,
@@ -328,6 +366,7 @@ class FanOut(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         **kwargs: Any,
@@ -338,9 +377,31 @@ class FanOut(Endpoint):
         ``return_exceptions=True``. ``routing_key`` is one key for all, or one
         per prompt. Every argument is checked before the first request is sent.
         ``rid``: a prefix (``<rid>_<i>``) or one id per prompt; sent only when given.
+        ``model`` as in :meth:`chat_completion_many`.
         """
-        ops = completion_ops(prompts, model, kwargs, routing_key, priority, lora_path, rid)
-        return self._driver.map(ops, concurrency, return_exceptions, progress, max_retries, timeout)
+        target = (
+            target_worker
+            if target_worker is None or type(target_worker) is int
+            else _served.target_index(self._driver, target_worker, True)
+        )
+
+        def build(name: str) -> list[Operation[Any]]:
+            return pin_ops(
+                completion_ops(prompts, name, kwargs, routing_key, priority, lora_path, rid),
+                target,
+            )
+
+        results: list[Any] = _served.with_model(
+            self._driver,
+            model,
+            self._driver.policy(max_retries),
+            build,
+            lambda ops, _: self._driver.map(
+                ops, concurrency, return_exceptions, progress, max_retries, timeout
+            ),
+            resend=False,
+        )
+        return results
 
     def generate_groups(
         self,
@@ -355,6 +416,7 @@ class FanOut(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | Sequence[str] | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         return_routed_experts: bool | None = None,
@@ -389,4 +451,6 @@ class FanOut(Endpoint):
             priority,
             lora_path,
         )
+        if target_worker is not None:
+            ops = pin_ops(ops, _served.target_index(self._driver, target_worker, False))
         return self._driver.map(ops, concurrency, False, progress, max_retries, timeout)

@@ -19,7 +19,9 @@ from ..._core.rl_generate import (
 )
 from ..._core.rollout import remember_request
 from ..._core.streams import GenerateStreamChunk, GenerateStreamParser, StreamMode
+from ..._core.targeting import with_target_worker
 from ..._driver import NOT_GIVEN, TimeoutTypes
+from ..._served import target_index
 from ..._streaming import Stream
 from ...models import GenerateOutput
 from .._base import Endpoint
@@ -52,6 +54,7 @@ class Generate(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | Sequence[str | None] | None = None,
         return_routed_experts: bool | None = None,
@@ -81,6 +84,7 @@ class Generate(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | Sequence[str | None] | None = None,
         return_routed_experts: bool | None = None,
@@ -110,6 +114,7 @@ class Generate(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | Sequence[str | None] | None = None,
         return_routed_experts: bool | None = None,
@@ -140,6 +145,7 @@ class Generate(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | Sequence[str | None] | None = None,
         return_routed_experts: bool | None = None,
@@ -169,6 +175,7 @@ class Generate(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | Sequence[str | None] | None = None,
         return_routed_experts: bool | None = None,
@@ -198,6 +205,7 @@ class Generate(Endpoint):
         max_retries: int | None = None,
         rid: str | Sequence[str] | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | Sequence[str | None] | None = None,
         return_routed_experts: bool | None = None,
@@ -223,6 +231,8 @@ class Generate(Endpoint):
         belongs in ``sampling_params``). ``rid`` is the request id (generated
         when absent, so the request can be aborted; for a batch a prefix or one
         per prompt); ``routing_key`` is sent as ``X-SMG-Routing-Key``;
+        ``target_worker`` (a worker index or URL) pins the call to one worker
+        where the gateway allows it (smg under ``consistent_hashing``);
         ``priority`` and ``lora_path`` (a loaded adapter's name) are typed
         fields. A batch, or ``n > 1`` samples,
         returns a list in input order (prompt-major). The sglang router refuses
@@ -274,6 +284,8 @@ class Generate(Endpoint):
             ),
             routing_key,
         )
+        if target_worker is not None:  # smg's worker index (see the guide)
+            op = with_target_worker(op, target_index(self._driver, target_worker, False))
         if stream:
             mode = check_stream_mode(stream_mode)
             parser = functools.partial(GenerateStreamParser, mode)
@@ -292,6 +304,7 @@ class Generate(Endpoint):
         timeout: TimeoutTypes = NOT_GIVEN,
         max_retries: int | None = None,
         routing_key: str | None = None,
+        target_worker: int | str | None = None,
         priority: int | None = None,
         lora_path: str | None = None,
         return_routed_experts: bool | None = None,
@@ -327,4 +340,6 @@ class Generate(Endpoint):
             priority,
             lora_path,
         )
+        if target_worker is not None:
+            op = with_target_worker(op, target_index(self._driver, target_worker, False))
         return self._driver.send(op, timeout=timeout, retry=self._driver.policy(max_retries))

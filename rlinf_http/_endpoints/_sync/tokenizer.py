@@ -12,7 +12,11 @@ from ..._core.dataplane import (
     build_tokenize,
     with_routing_key,
 )
+from ..._core.requests import Operation
+from ..._core.responses import explain_tokenizer_error
 from ..._driver import NOT_GIVEN, TimeoutTypes
+from ..._errors import BadRequestError
+from ..._served import send_model
 from ...models import (
     DetokenizeResult,
     TokenizeResult,
@@ -40,16 +44,22 @@ class Tokenizer(Endpoint):
     ) -> TokenizeResult:
         """``POST /v1/tokenize``: token ids of a prompt (one list per prompt for a list).
 
-        Through a router the router's own tokenizer answers, and ``model`` must
-        name it (the worker's served model name); a router without one answers
-        400, raised as :class:`~rlinf_http.BadRequestError` with its message.
+        Without ``model`` the client sends the one model ``GET /v1/models``
+        lists. Through a gateway (smg, sglang-router) the gateway's own
+        tokenizer registry answers, not a worker; a gateway without a tokenizer
+        answers 400, raised as :class:`~rlinf_http.BadRequestError` with its
+        message and what to do (``code`` ``"tokenizer_not_found"``).
         """
-        op = build_tokenize(prompt, model, add_special_tokens, kwargs)
-        return self._driver.send(
-            with_routing_key(op, routing_key),
-            timeout=timeout,
-            retry=self._driver.policy(max_retries),
-        )
+
+        def build(name: str) -> Operation[TokenizeResult]:
+            op = build_tokenize(prompt, name, add_special_tokens, kwargs)
+            return with_routing_key(op, routing_key)
+
+        try:
+            return send_model(self._driver, model, self._driver.policy(max_retries), build, timeout)
+        except BadRequestError as exc:
+            explain_tokenizer_error(exc)
+            raise
 
     def detokenize(
         self,
@@ -62,10 +72,17 @@ class Tokenizer(Endpoint):
         routing_key: str | None = None,
         **kwargs: Any,
     ) -> DetokenizeResult:
-        """``POST /v1/detokenize``: text of token ids (a list of texts for id lists)."""
-        op = build_detokenize(tokens, model, skip_special_tokens, kwargs)
-        return self._driver.send(
-            with_routing_key(op, routing_key),
-            timeout=timeout,
-            retry=self._driver.policy(max_retries),
-        )
+        """``POST /v1/detokenize``: text of token ids (a list of texts for id lists).
+
+        ``model`` and the gateway's tokenizer registry as in :meth:`tokenize`.
+        """
+
+        def build(name: str) -> Operation[DetokenizeResult]:
+            op = build_detokenize(tokens, name, skip_special_tokens, kwargs)
+            return with_routing_key(op, routing_key)
+
+        try:
+            return send_model(self._driver, model, self._driver.policy(max_retries), build, timeout)
+        except BadRequestError as exc:
+            explain_tokenizer_error(exc)
+            raise
