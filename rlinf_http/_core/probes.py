@@ -9,9 +9,8 @@ These probes tell the cases apart without generating:
 - ``GET /ping`` (SageMaker's check): 200 when the server is up, *also while
   paused*; 503 when starting, unhealthy or shutting down.
 
-:func:`worker_status_plan` combines them: ``"ready"``, ``"paused"`` (up but not
-taking requests: a weight sync), ``"unhealthy"`` (it answers 503 to ``/ping``)
-or ``"unreachable"`` (no answer). Also here: ``/flush_cache?timeout=`` (wait
+``fleet.status()`` (``control.worker_state_plan``) tells a paused worker from a
+dead one with them. Also here: ``/flush_cache?timeout=`` (wait
 for idle, then flush) and ``/v1/loads?format=prometheus`` (text).
 """
 
@@ -19,11 +18,8 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Sequence
-from typing import Literal
 
 from .._errors import (
-    APIConnectionError,
-    APIStatusError,
     BadRequestError,
     InvalidRequestError,
     ServiceUnavailableError,
@@ -35,17 +31,12 @@ from .requests import Operation, check_timeout
 from .responses import RawResponse
 
 __all__ = [
-    "WORKER_STATUSES",
-    "WorkerStatus",
     "flush_cache_when_idle_plan",
     "loads_prometheus_plan",
     "ping_plan",
     "ready_plan",
-    "worker_status_plan",
 ]
 
-WorkerStatus = Literal["ready", "paused", "unhealthy", "unreachable"]
-WORKER_STATUSES: tuple[str, ...] = ("ready", "paused", "unhealthy", "unreachable")
 
 #: How much longer than the server-side wait a flush call may take on the wire.
 FLUSH_GRACE_S = 10.0
@@ -82,35 +73,6 @@ def ready_plan(timeout: float | None = None) -> Plan[bool]:
 def ping_plan(timeout: float | None = None) -> Plan[bool]:
     """``GET /ping``: ``True`` when the server is up (paused included), ``False`` on 503."""
     return _probe("/ping", check_timeout(timeout, "ping timeout"))
-
-
-def worker_status_plan(timeout: float = 5.0) -> Plan[WorkerStatus]:
-    """``"ready"``, ``"paused"``, ``"unhealthy"`` or ``"unreachable"`` (never raises).
-
-    One ``/ready`` call; when it says no, one ``/ping`` call tells a paused
-    server (``/ping`` 200) from an unhealthy one (``/ping`` 503 or another
-    error status). No answer at all is ``"unreachable"``. Use it, not
-    ``/health``, to judge workers during a weight sync.
-    """
-    bound = check_timeout(timeout, "worker_status timeout", allow_none=False)
-    return _status(bound)
-
-
-def _status(timeout: float | None) -> Plan[WorkerStatus]:
-    try:
-        if (yield from _probe("/ready", timeout)):
-            return "ready"
-    except APIConnectionError:
-        return "unreachable"
-    except APIStatusError:
-        pass  # 404 (no /ready), 500...: let /ping decide
-    try:
-        up = yield from _probe("/ping", timeout)
-    except APIConnectionError:
-        return "unreachable"
-    except APIStatusError:
-        return "unhealthy"
-    return "paused" if up else "unhealthy"
 
 
 def flush_cache_when_idle_plan(timeout: float) -> Plan[FlushCacheResult]:

@@ -12,7 +12,6 @@ import pytest
 from rl_helpers import Driver, answer, ok
 
 from rlinf_http import (
-    APIConnectionError,
     APIResponseValidationError,
     CacheNotFlushedError,
     ClassifyOutput,
@@ -134,26 +133,6 @@ def test_ready_and_ping() -> None:
     assert d.calls[0][:2] == ("GET", "/ping") and d.calls[0][3].timeout == 2.0
     with pytest.raises(InvalidRequestError):
         probes.ready_plan(0)
-
-
-@pytest.mark.parametrize(
-    ("ready", "ping", "status"),
-    [
-        (200, None, "ready"),
-        (503, 200, "paused"),
-        (503, 503, "unhealthy"),
-        (404, 200, "paused"),
-        (500, 500, "unhealthy"),
-    ],
-)
-def test_worker_status(ready: int, ping: int | None, status: str) -> None:
-    d = Driver(lambda m, p, b: (ready if p == "/ready" else ping or 0, b""))
-    assert d.run(probes.worker_status_plan(1.0)) == status
-
-
-def test_worker_status_unreachable() -> None:
-    d = Driver(lambda m, p, b: (0, APIConnectionError("refused")))
-    assert d.run(probes.worker_status_plan()) == "unreachable"
 
 
 def test_flush_cache_when_idle() -> None:
