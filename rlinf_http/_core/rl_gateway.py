@@ -157,6 +157,14 @@ def _discover(
     return Discovery("direct", urls)
 
 
+def gateway_ids_plan() -> Plan[dict[str, str]]:
+    """Worker URL -> smg id, read again from ``GET /v1/rl/workers`` (a worker
+    removed and added back gets a new id)."""
+    op = Operation("GET", "/v1/rl/workers", None, (), _parse_rl_workers)
+    listing = yield Call(op)
+    return {} if listing is None else _rl_workers(listing, None, False)
+
+
 def _parse_rl_workers(raw: RawResponse) -> list[dict[str, Any]] | None:
     """smg's listing; ``None`` for any other answer (not an RL gateway)."""
     try:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from .._brackets import bracket
-from .._core import control, plans, probes, weights_io
+from .._core import control, plans, probes, rl_gateway, weights_io
 from .._core.control import PauseMode, Selector, WorkerState
 from .._core.dataplane import build_load_lora, build_unload_lora
 from .._core.plans import Plan, add_worker_plan
@@ -628,29 +628,54 @@ class FleetCalls(FleetBase):
         ``fleet.subset(report.failed).update_weights(...)``): a restored worker
         serves whatever it holds. Returns worker URL -> ``None`` or its error.
         """
-        urls = [url for url in report.left_paused if url in self._clients]
+        if not isinstance(report, WeightUpdateReport):
+            raise InvalidRequestError(
+                "restore takes the WeightUpdateReport of update_weights (or "
+                f"WeightUpdateStepError.report), got {type(report).__name__}"
+            )
+        urls = list(report.left_paused)
         removed = report.removed_from_router
         if removed and self._router is None:
             raise InvalidRequestError(
                 "this fleet has no router to put the workers back into: "
                 f"call add_worker on {report.router_url} for {removed}"
             )
+        # smg's RL plane reaches only the workers it lists: one taken out of it (or
+        # not in this fleet) is continued at its own URL (the trainer must reach it).
+        members = [
+            u
+            for u in urls
+            if u in self._clients and not (self._gateway is not None and u in removed)
+        ]
         result = self._all(
-            "restore",
-            lambda _: control.continue_generation_plan(True),
-            False,
-            urls,
-            timeout,
+            "restore", lambda _: control.continue_generation_plan(True), False, members, timeout
         )
         outcomes: dict[str, Exception | None] = {url: None for url in urls}
         outcomes.update(result.errors)
+        prototype = next(iter(self._clients.values()))
+        for url in urls:
+            if url in members:
+                continue
+            worker = self._clients.get(url) or prototype.copy(base_url=url)
+            try:
+                worker._driver.run(control.continue_generation_plan(True), timeout)
+            except Exception as exc:
+                outcomes[url] = exc
+            finally:
+                if url not in self._clients:
+                    worker.close()
         if self._router is not None:
             for url in removed:
+                if outcomes.get(url) is not None:
+                    continue  # still paused: the gateway would drop it again (/health waits)
                 try:
                     self._router._driver.run(add_worker_plan(url, "regular", {}, timeout, 0.2))
                     outcomes.setdefault(url, None)
                 except Exception as exc:
                     outcomes[url] = exc
+            if self._gateway is not None and removed:
+                ids = self._gateway._driver.run(rl_gateway.gateway_ids_plan(), timeout)
+                self._ids = {**self._ids, **{u: ids[u] for u in removed if u in ids}}
         return FleetResult(outcomes, "restore").raise_for_errors()
 
     # -- memory, cache, load, info --------------------------------------------------------
