@@ -180,6 +180,8 @@ def rl_fields_from(arguments: Mapping[str, Any], batch_size: int | None = None) 
     RL keywords, and this is the one place that turns them into body fields.
     """
     picked = {name: arguments[name] for name in RL_KEYWORDS}
+    if all(value is None for value in picked.values()):
+        return {}  # the common case: no RL field asked for (nothing to check)
     return generate_rl_fields(batch_size=batch_size, **picked)
 
 
