@@ -189,7 +189,8 @@ def take_out_plan(urls: Sequence[str], timeout: float) -> Plan[dict[str, bool]]:
     end = time.monotonic() + timeout
     listing: WorkerList = yield from list_workers_plan()
     ids = _listed(listing, urls)
-    for worker_ids in ids.values():
+    accepted: set[str] = set()  # smg 1.13 accepts a DELETE and removes ~5 s later
+    for url, worker_ids in ids.items():
         for worker_id in worker_ids:
             try:
                 yield Call(
@@ -201,10 +202,12 @@ def take_out_plan(urls: Sequence[str], timeout: float) -> Plan[dict[str, bool]]:
                 continue
             except RLinfHTTPError:
                 continue  # still listed below: reported as not taken out
+            accepted.add(url)
     asked = [url for url, worker_ids in ids.items() if worker_ids]
     while True:
         listing = yield from list_workers_plan()
         still = {url for url, worker_ids in _listed(listing, asked).items() if worker_ids}
         if not still or _left(end) <= 0:
-            return {url: url in asked and url not in still for url in urls}
+            # an accepted removal still pending at the deadline is out all the same
+            return {url: url in asked and (url not in still or url in accepted) for url in urls}
         yield Sleep(min(POLL_INTERVAL_S * 2, _left(end)))

@@ -687,6 +687,8 @@ class AsyncFleetCalls(FleetBase):
                 if url not in self._clients:
                     await worker.aclose()
         if self._router is not None:
+            if removed:  # a removal the gateway accepted may still be under way: let it end
+                await self._router._driver.arun(take_out_plan(removed, timeout))
             for url in removed:
                 if outcomes.get(url) is not None:
                     continue  # still paused: the gateway would drop it again (/health waits)

@@ -665,6 +665,8 @@ class FleetCalls(FleetBase):
                 if url not in self._clients:
                     worker.close()
         if self._router is not None:
+            if removed:  # a removal the gateway accepted may still be under way: let it end
+                self._router._driver.run(take_out_plan(removed, timeout))
             for url in removed:
                 if outcomes.get(url) is not None:
                     continue  # still paused: the gateway would drop it again (/health waits)

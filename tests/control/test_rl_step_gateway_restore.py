@@ -109,3 +109,21 @@ def test_restore_refuses_what_is_not_a_report(gateway: RouterProcess) -> None:
     with InferenceHTTPClient(gateway.url) as client, client.fleet() as fleet:
         with pytest.raises(InvalidRequestError, match="WeightUpdateReport"):
             fleet.restore("not a report")  # type: ignore[arg-type]
+
+
+def test_a_take_out_smg_finishes_after_the_step_is_still_restored(
+    gateway: RouterProcess, workers: list[FakeWorkerProcess]
+) -> None:
+    # smg removes a worker about 5 s after accepting the DELETE; a short
+    # continue_timeout ends the step first: the worker is still out, and restore
+    # must put it back once the removal is done.
+    bad = workers[1].url
+    with InferenceHTTPClient(gateway.url, max_retries=0) as client, client.fleet() as fleet:
+        add_faults(bad, FaultSpec(weight_update_error="load"))
+        report = fleet.update_weights(
+            from_disk="/ckpt/v5", version="v5", quorum=1, continue_timeout=1
+        )
+        assert report.failed == [bad]
+        assert report.workers[bad].removed_from_router
+        assert fleet.restore(report, timeout=30).ok
+        assert bad in _listed(gateway) and control_state(bad)["paused"] is None
