@@ -56,8 +56,8 @@ def _served(driver: Driver, seen: int | None) -> tuple[str, int]:
         with cache.lock:
             ids = cache.fresh(seen)
             if ids is None:
-                cache.store(driver.run(served_models_plan()))
-                ids = cache.ids or ()
+                ids = driver.run(served_models_plan())
+                cache.store(ids)
     return pick_model(ids, driver.base_url), cache.generation
 
 
@@ -79,11 +79,12 @@ async def _aserved(driver: Driver, seen: int | None) -> tuple[str, int]:
     event = anyio.Event()
     cache.pending = (token, event)
     try:
-        cache.store(await driver.arun(served_models_plan()))
+        ids = await driver.arun(served_models_plan())
+        cache.store(ids)
     finally:
         cache.pending = None
         event.set()
-    return pick_model(cache.ids or (), driver.base_url), cache.generation
+    return pick_model(ids, driver.base_url), cache.generation
 
 
 def _any_model_not_found(results: object) -> bool:

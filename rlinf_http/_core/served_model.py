@@ -101,6 +101,7 @@ class ServedModels:
         return self.ids
 
     def store(self, ids: tuple[str, ...]) -> None:
-        # An empty list is not kept: the next call reads again.
-        self.ids = ids or None
+        # Only one served model is kept: with none or several, the call raises and
+        # the next one reads again (a model removed since then is then seen).
+        self.ids = ids if len(ids) == 1 else None
         self.generation += 1

@@ -161,6 +161,9 @@ def test_several_served_models_raise_naming_them() -> None:
                     client.chat_completion(HI, max_tokens=2)
                 assert "'model-a'" in str(info.value) and "'model-b'" in str(info.value)
                 assert client.chat_completion(HI, "model-b", max_tokens=2).model == "model-b"
+                # one of them leaves: the same client sees it (several are never cached)
+                client.remove_worker(two[1].url)
+                assert client.chat_completion(HI, max_tokens=2).model == "model-a"
     finally:
         for w in two:
             w.stop()
