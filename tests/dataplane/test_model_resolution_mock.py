@@ -361,3 +361,25 @@ def test_a_forked_child_starts_with_an_empty_cache(mock: respx.MockRouter) -> No
     _, status = os.waitpid(pid, 0)
     client.close()
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_bad_arguments_with_a_target_worker_url_raise_before_any_request() -> None:
+    # hostile review D7: the URL was resolved (GET /workers) before the arguments were checked
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(f"{request.method} {request.url.path}")
+        return httpx.Response(500)
+
+    http = httpx.Client(transport=httpx.MockTransport(handler))
+    with InferenceHTTPClient("http://127.0.0.1:9", http_client=http, max_retries=0) as client:
+        url = "http://127.0.0.1:31000"
+        with pytest.raises(InvalidRequestError, match="max_tokens"):
+            client.chat_completion(
+                [{"role": "user", "content": "hi"}], max_new_tokens=3, target_worker=url
+            )
+        with pytest.raises(InvalidRequestError):
+            client.chat_completion_many([[{"role": "user"}]], max_new_tokens=3, target_worker=url)
+        with pytest.raises(InvalidRequestError):
+            client.completion(None, target_worker=url)  # type: ignore[arg-type]
+    assert sent == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal, overload
 
 from ... import _served
@@ -95,15 +96,19 @@ class AsyncCompletions(Endpoint):
         ``target_worker`` as in :meth:`async_chat_completion`.
         """
         policy = self._driver.policy(max_retries)
+
+        def make(name: str, target: int | None) -> Operation[Completion]:
+            op = completion_op(prompt, name, kwargs, stream, routing_key, priority, lora_path, rid)
+            return with_target_worker(op, target)
+
+        if isinstance(target_worker, str):  # the arguments are checked before GET /workers
+            make(model or _served.PROBE_MODEL, None)
         target = (
             target_worker
             if target_worker is None or type(target_worker) is int
             else await _served.atarget_index(self._driver, target_worker, True)
         )
-
-        def build(name: str) -> Operation[Completion]:
-            op = completion_op(prompt, name, kwargs, stream, routing_key, priority, lora_path, rid)
-            return with_target_worker(op, target)
+        build = functools.partial(make, target=target)
 
         try:
             if stream:

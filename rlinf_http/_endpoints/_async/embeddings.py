@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -93,15 +94,19 @@ class AsyncEmbeddings(Endpoint):
         client sends the one model ``GET /v1/models`` lists. ``target_worker`` as in
         :meth:`async_chat_completion`.
         """
+
+        def make(name: str, target: int | None) -> Operation[EmbeddingResponse]:
+            op = embed_op(input, name, kwargs, routing_key, priority, lora_path, rid)
+            return with_target_worker(op, target)
+
+        if isinstance(target_worker, str):  # the arguments are checked before GET /workers
+            make(model or _served.PROBE_MODEL, None)
         target = (
             target_worker
             if target_worker is None or type(target_worker) is int
             else await _served.atarget_index(self._driver, target_worker, True)
         )
-
-        def build(name: str) -> Operation[EmbeddingResponse]:
-            op = embed_op(input, name, kwargs, routing_key, priority, lora_path, rid)
-            return with_target_worker(op, target)
+        build = functools.partial(make, target=target)
 
         out = await asend_model(
             self._driver, model, self._driver.policy(max_retries), build, timeout

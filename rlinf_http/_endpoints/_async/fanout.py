@@ -6,6 +6,7 @@ Results in input order (``*_many``) or, async only, in completion order
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
@@ -297,17 +298,21 @@ class AsyncFanOut(Endpoint):
         answer refreshes that list for the next call, and a fan-out is never sent
         twice.
         """
+
+        def make(name: str, target: int | None) -> list[Operation[Any]]:
+            return pin_ops(
+                chat_ops(messages_list, name, kwargs, routing_key, priority, lora_path, rid),
+                target,
+            )
+
+        if isinstance(target_worker, str):  # the arguments are checked before GET /workers
+            make(model or _served.PROBE_MODEL, None)
         target = (
             target_worker
             if target_worker is None or type(target_worker) is int
             else await _served.atarget_index(self._driver, target_worker, True)
         )
-
-        def build(name: str) -> list[Operation[Any]]:
-            return pin_ops(
-                chat_ops(messages_list, name, kwargs, routing_key, priority, lora_path, rid),
-                target,
-            )
+        build = functools.partial(make, target=target)
 
         results: list[Any] = await _served.awith_model(
             self._driver,
@@ -384,17 +389,21 @@ class AsyncFanOut(Endpoint):
         ``rid``: a prefix (``<rid>_<i>``) or one id per prompt; sent only when given.
         ``model`` as in :meth:`async_chat_completion_many`.
         """
+
+        def make(name: str, target: int | None) -> list[Operation[Any]]:
+            return pin_ops(
+                completion_ops(prompts, name, kwargs, routing_key, priority, lora_path, rid),
+                target,
+            )
+
+        if isinstance(target_worker, str):  # the arguments are checked before GET /workers
+            make(model or _served.PROBE_MODEL, None)
         target = (
             target_worker
             if target_worker is None or type(target_worker) is int
             else await _served.atarget_index(self._driver, target_worker, True)
         )
-
-        def build(name: str) -> list[Operation[Any]]:
-            return pin_ops(
-                completion_ops(prompts, name, kwargs, routing_key, priority, lora_path, rid),
-                target,
-            )
+        build = functools.partial(make, target=target)
 
         results: list[Any] = await _served.awith_model(
             self._driver,

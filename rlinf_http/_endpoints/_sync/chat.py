@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal, overload
 
 from ... import _served
@@ -99,15 +100,19 @@ class Chat(Endpoint):
         under ``consistent_hashing``; see the guide).
         """
         fields = steering_fields(kwargs, priority=priority, lora_path=lora_path, rid=rid)
+
+        def make(name: str, target: int | None) -> Operation[ChatCompletion]:
+            op = build_chat_completion(messages, name, fields, stream=stream)
+            return with_target_worker(with_routing_key(op, routing_key), target)
+
+        if isinstance(target_worker, str):  # the arguments are checked before GET /workers
+            make(model or _served.PROBE_MODEL, None)
         target = (
             target_worker
             if target_worker is None or type(target_worker) is int
             else _served.target_index(self._driver, target_worker, True)
         )
-
-        def build(name: str) -> Operation[ChatCompletion]:
-            op = build_chat_completion(messages, name, fields, stream=stream)
-            return with_target_worker(with_routing_key(op, routing_key), target)
+        build = functools.partial(make, target=target)
 
         policy = self._driver.policy(max_retries)
         if stream:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -95,15 +96,19 @@ class Embeddings(Endpoint):
         client sends the one model ``GET /v1/models`` lists. ``target_worker`` as in
         :meth:`chat_completion`.
         """
+
+        def make(name: str, target: int | None) -> Operation[EmbeddingResponse]:
+            op = embed_op(input, name, kwargs, routing_key, priority, lora_path, rid)
+            return with_target_worker(op, target)
+
+        if isinstance(target_worker, str):  # the arguments are checked before GET /workers
+            make(model or _served.PROBE_MODEL, None)
         target = (
             target_worker
             if target_worker is None or type(target_worker) is int
             else _served.target_index(self._driver, target_worker, True)
         )
-
-        def build(name: str) -> Operation[EmbeddingResponse]:
-            op = embed_op(input, name, kwargs, routing_key, priority, lora_path, rid)
-            return with_target_worker(op, target)
+        build = functools.partial(make, target=target)
 
         out = send_model(self._driver, model, self._driver.policy(max_retries), build, timeout)
         return out.as_numpy() if as_numpy else out

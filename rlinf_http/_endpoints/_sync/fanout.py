@@ -8,6 +8,7 @@ Results in input order (``*_many``) or, async only, in completion order
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
@@ -292,17 +293,21 @@ class FanOut(Endpoint):
         answer refreshes that list for the next call, and a fan-out is never sent
         twice.
         """
+
+        def make(name: str, target: int | None) -> list[Operation[Any]]:
+            return pin_ops(
+                chat_ops(messages_list, name, kwargs, routing_key, priority, lora_path, rid),
+                target,
+            )
+
+        if isinstance(target_worker, str):  # the arguments are checked before GET /workers
+            make(model or _served.PROBE_MODEL, None)
         target = (
             target_worker
             if target_worker is None or type(target_worker) is int
             else _served.target_index(self._driver, target_worker, True)
         )
-
-        def build(name: str) -> list[Operation[Any]]:
-            return pin_ops(
-                chat_ops(messages_list, name, kwargs, routing_key, priority, lora_path, rid),
-                target,
-            )
+        build = functools.partial(make, target=target)
 
         results: list[Any] = _served.with_model(
             self._driver,
@@ -379,17 +384,21 @@ class FanOut(Endpoint):
         ``rid``: a prefix (``<rid>_<i>``) or one id per prompt; sent only when given.
         ``model`` as in :meth:`chat_completion_many`.
         """
+
+        def make(name: str, target: int | None) -> list[Operation[Any]]:
+            return pin_ops(
+                completion_ops(prompts, name, kwargs, routing_key, priority, lora_path, rid),
+                target,
+            )
+
+        if isinstance(target_worker, str):  # the arguments are checked before GET /workers
+            make(model or _served.PROBE_MODEL, None)
         target = (
             target_worker
             if target_worker is None or type(target_worker) is int
             else _served.target_index(self._driver, target_worker, True)
         )
-
-        def build(name: str) -> list[Operation[Any]]:
-            return pin_ops(
-                completion_ops(prompts, name, kwargs, routing_key, priority, lora_path, rid),
-                target,
-            )
+        build = functools.partial(make, target=target)
 
         results: list[Any] = _served.with_model(
             self._driver,
