@@ -316,6 +316,11 @@ def remove_worker_plan(
         raise InvalidRequestError("give exactly one of worker_id or url")
     if worker_id is not None and (not isinstance(worker_id, str) or not worker_id.strip()):
         raise InvalidRequestError(f"worker_id must be a non-empty str, got {worker_id!r}")
+    if worker_id is not None and any(c.isspace() or c in "/?#%" for c in worker_id):
+        raise InvalidRequestError(
+            f"worker_id {worker_id!r} is neither a gateway's worker id nor a worker URL "
+            "(http://host:port)"
+        )
     deadline = _deadline(timeout, poll_interval, "remove_worker")
     if worker_id is None:
         wanted = _worker_url(url)

@@ -425,6 +425,8 @@ def test_remove_worker_deadline(clock: FakeClock) -> None:
         (WID, "http://127.0.0.1:9"),
         ("http://127.0.0.1:8", "http://127.0.0.1:9"),
         ("", None),
+        ("not a url", None),  # hostile review D8: was sent as DELETE /workers/not a url
+        ("127.0.0.1:9/x", None),
     ],
 )
 def test_remove_worker_needs_exactly_one(wid: Any, url: Any) -> None:
