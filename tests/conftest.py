@@ -6,12 +6,20 @@ sglang-router 0.3.2 (see tests/gateways.py); a gateway that is not installed ski
 
 from __future__ import annotations
 
+import signal
 import socket
 import time
 from collections.abc import Iterator
 
 import pytest
 from gateways import GATEWAYS, gateway_available
+
+# Started in the background of a non-interactive shell (``cmd &``, nohup), the
+# suite inherits SIGINT *ignored*, and so would every program a test starts: the
+# Ctrl-C tests would then test nothing but the ignore. A Python-level handler is
+# not inherited across exec, so the children get the default (KeyboardInterrupt).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(params=["asyncio", "trio"])
