@@ -37,11 +37,9 @@ from ..testing import (
     smg_available,
     start_fake_worker,
 )
+from ..testing._router import GATEWAY_EXTRAS
 
 __all__ = ["EmbeddedInfo", "EmbeddedTarget", "default_gateway", "sigterm_as_interrupt"]
-
-#: the extra that installs each gateway
-_EXTRA = {"smg": "smg", "sglang-router": "router"}
 
 
 def default_gateway() -> Gateway | None:
@@ -119,14 +117,14 @@ class EmbeddedTarget:
     ) -> None:
         if num_workers < 1:
             raise ValueError(f"--num-workers must be >= 1, got {num_workers}")
-        if gateway is not None and gateway not in _EXTRA:
+        if gateway is not None and gateway not in GATEWAY_EXTRAS:
             raise ValueError(f"--gateway must be smg or sglang-router, got {gateway!r}")
         if gateway is not None and use_router is False:
             raise ValueError("--gateway needs the gateway: not with --no-router")
         if gateway is not None and not (
             smg_available() if gateway == "smg" else router_available()
         ):
-            extra = _EXTRA[gateway]
+            extra = GATEWAY_EXTRAS[gateway]
             raise MissingDependencyError(
                 f"--gateway {gateway} needs the '{extra}' extra; from a clone of the "
                 f"repository: pip install -e '.[{extra}]'"

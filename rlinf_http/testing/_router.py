@@ -34,7 +34,8 @@ __all__ = ["Gateway", "RouterProcess", "launch_router", "router_available", "smg
 
 #: The gateways :func:`launch_router` can start.
 Gateway = Literal["smg", "sglang-router"]
-_EXTRA = {"smg": "smg", "sglang-router": "router"}
+#: The extra that installs each gateway.
+GATEWAY_EXTRAS: dict[str, str] = {"smg": "smg", "sglang-router": "router"}
 
 _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "ftp_proxy")
 
@@ -122,7 +123,7 @@ class RouterProcess:
         gateway: Gateway = "sglang-router",
         enable_rl: bool = False,
     ) -> None:
-        if gateway not in _EXTRA:
+        if gateway not in GATEWAY_EXTRAS:
             raise ValueError(f"gateway must be 'smg' or 'sglang-router', got {gateway!r}")
         if enable_rl and gateway != "smg":
             raise ValueError("enable_rl needs gateway='smg' (sglang-router has no RL plane)")
@@ -190,7 +191,7 @@ class RouterProcess:
     def start(self) -> RouterProcess:
         """Start the router and wait until all workers are healthy."""
         if not _available(self.gateway):
-            extra = _EXTRA[self.gateway]
+            extra = GATEWAY_EXTRAS[self.gateway]
             raise MissingDependencyError(
                 f"launch_router(gateway={self.gateway!r}) needs the '{extra}' extra (the "
                 f"{self.gateway} package); from a clone of the repository: "
