@@ -3,7 +3,9 @@
 ``POST /generate`` answers a fixed sglang-like JSON body; ``GET /stream?n=N``
 answers N small SSE events (chunked), each written separately, then
 ``data: [DONE]``.  Run: ``python benchmarks/_server.py PORTFILE`` (binds a free
-127.0.0.1 port and writes it to PORTFILE).
+127.0.0.1 port and writes it to PORTFILE).  With ``--hold`` it reads every request
+and never answers: ``backends.py`` counts a client's live objects per request in
+flight against it.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ _EVENT = b'data: {"text":"tok","meta_info":{"completion_tokens":%d}}\n\n'
 
 
 _TASKS: set[asyncio.Task[None]] = set()
+_HOLD = "--hold" in sys.argv[2:]
 
 
 def _chunk(data: bytes) -> bytes:
@@ -70,6 +73,8 @@ class _Protocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         url, self.url = self.url, b""
         assert self.transport is not None
+        if _HOLD:
+            return
         if url.startswith(b"/stream"):
             n = int(url.partition(b"n=")[2] or b"100")
             task = asyncio.ensure_future(self._stream(n))

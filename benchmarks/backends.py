@@ -13,7 +13,14 @@ one run.  Two shapes of workload:
 - *loop*: C tasks, each sending requests one after another until N are done
   (what ``async_generate_many`` does);
 - *gather*: the seed guide's pattern, one task per prompt (N of them) gathered at
-  once, bounded by a semaphore of C.
+  once, bounded by a semaphore of C;
+- *many*: one ``async_generate_many`` call over the N prompts with ``concurrency=C``.
+
+``--table gather`` runs the gather table alone: the floor (``_floor.py``, a minimal
+untyped client in the same pattern, a measuring stick), the typed ``async_generate``,
+``async_generate_many`` and aiohttp, at 16, 256, 1,024 and 4,096, with the live
+objects each client keeps tracked by the garbage collector per request in flight
+(counted against a server that never answers).
 
 Reports req/s and client CPU per request (getrusage of the client process), checks
 the issue's targets as ratios from this one run, and writes ``backends.json`` and
@@ -23,12 +30,16 @@ the issue's targets as ratios from this one run, and writes ``backends.json`` an
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import json
 import os
 import resource
+import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +72,25 @@ KINDS: dict[str, tuple[str, str, str, str]] = {
     "uvloop_gather": ("uvloop", "gather", "rlinf", "gather pattern: async_generate, uvloop"),
     "trio_gather": ("trio", "gather", "rlinf", "gather pattern: async_generate, trio nursery"),
     "aiohttp_gather": ("asyncio", "gather", "aiohttp", "gather pattern: aiohttp + .json()"),
+    "floor_gather": ("asyncio", "gather", "floor", "gather pattern: the floor (untyped), asyncio"),
+    "uvloop_floor_gather": (
+        "uvloop",
+        "gather",
+        "floor",
+        "gather pattern: the floor (untyped), uvloop",
+    ),
+    "asyncio_many": ("asyncio", "many", "rlinf", "async_generate_many(concurrency=C), asyncio"),
 }
+#: ``--table gather``: the gather pattern's clients side by side.
+GATHER_TABLE = [
+    "floor_gather",
+    "asyncio_gather",
+    "asyncio_many",
+    "aiohttp_gather",
+    "uvloop_floor_gather",
+    "uvloop_gather",
+    "trio_gather",
+]
 
 
 # -- workers (one subprocess per point) ----------------------------------------------------
@@ -84,6 +113,19 @@ def _client(kind: str, base_url: str) -> tuple[Callable[[], Awaitable[Any]], Cal
                 return await response.json()
 
         return one_aiohttp, session.close
+    if client == "floor":
+        from urllib.parse import urlsplit
+
+        from _floor import FloorClient
+
+        parts = urlsplit(base_url)
+        floor = FloorClient(parts.hostname or "127.0.0.1", parts.port or 80)
+        payload = {"text": PROMPT, "sampling_params": SAMPLING}
+
+        async def one_floor() -> Any:
+            return await floor.post_json("/generate", payload)
+
+        return one_floor, floor.close
 
     from rlinf_http import InferenceHTTPClient
 
@@ -132,18 +174,21 @@ async def _asyncio_worker(spec: dict[str, Any]) -> dict[str, Any]:
     except asyncio.TimeoutError:
         raise SystemExit(f"warm-up of {conc} concurrent requests took over {cap} s") from None
     _check(warm[0])
+    del warm
+    out: dict[str, Any] = {}
+    if spec.get("hold_url"):
+        # Before the timed run, whose results the loop frees lazily.
+        out["objects_per_request"] = await _asyncio_objects(kind, spec["hold_url"], conc)
     done = errors = 0
+    results: list[Any] = []
     cpu0 = _usage()
     t0 = time.perf_counter()
     if KINDS[kind][1] == "gather":
-        # The seed guide's code: one task per prompt, gathered, with a semaphore of C.
-        semaphore = asyncio.Semaphore(conc)
-
-        async def bounded() -> Any:
-            async with semaphore:
-                return await one()
-
-        results = await asyncio.gather(*[bounded() for _ in range(n)], return_exceptions=True)
+        results = await _asyncio_gather(one, n, conc)
+        errors = sum(isinstance(r, BaseException) for r in results)
+        done = n
+    elif KINDS[kind][1] == "many":
+        results = await _many(spec["url"], n, conc)
         errors = sum(isinstance(r, BaseException) for r in results)
         done = n
     else:
@@ -153,7 +198,95 @@ async def _asyncio_worker(spec: dict[str, Any]) -> dict[str, Any]:
     elapsed = time.perf_counter() - t0
     cpu = _usage() - cpu0
     await close()
-    return {"completed": done, "errors": errors, "elapsed": elapsed, "cpu": cpu}
+    out.update(completed=done, errors=errors, elapsed=elapsed, cpu=cpu)
+    return out
+
+
+async def _asyncio_gather(one: Callable[[], Awaitable[Any]], n: int, conc: int) -> list[Any]:
+    """The seed guide's code: one task per prompt, gathered, with a semaphore of C."""
+    import asyncio
+
+    semaphore = asyncio.Semaphore(conc)
+
+    async def bounded() -> Any:
+        async with semaphore:
+            return await one()
+
+    return await asyncio.gather(*[bounded() for _ in range(n)], return_exceptions=True)
+
+
+async def _many(base_url: str, n: int, conc: int) -> list[Any]:
+    from rlinf_http import InferenceHTTPClient
+
+    async with InferenceHTTPClient(base_url, max_retries=0) as typed:
+        # Warm this client's connections (the worker's warm-up used another client).
+        await typed.async_generate_many([PROMPT] * conc, sampling_params=SAMPLING, concurrency=conc)
+        results: list[Any] = await typed.async_generate_many(
+            [PROMPT] * n, sampling_params=SAMPLING, concurrency=conc, return_exceptions=True
+        )
+    return results
+
+
+def _tracked() -> int:
+    gc.collect()
+    return len(gc.get_objects())
+
+
+async def _settled(sleep: Callable[[float], Awaitable[None]]) -> int:
+    """The GC-tracked object count once it stops growing (every request is parked)."""
+    last, stable = -1, 0
+    for _ in range(100):
+        await sleep(0.1)
+        count = _tracked()
+        stable = stable + 1 if count == last else 0
+        if stable >= 3:
+            break
+        last = count
+    return last
+
+
+async def _asyncio_objects(kind: str, hold_url: str, conc: int) -> float:
+    """Objects tracked by the GC per request in flight: C requests to a server that never
+    answers, counted once they are all parked, minus the count before the client existed."""
+    import asyncio
+
+    base = _tracked()
+    if KINDS[kind][1] == "many":
+        from rlinf_http import InferenceHTTPClient
+
+        typed = InferenceHTTPClient(hold_url, max_retries=0)
+        task = asyncio.ensure_future(
+            typed.async_generate_many([PROMPT] * conc, sampling_params=SAMPLING, concurrency=conc)
+        )
+        close: Callable[[], Any] = typed.aclose
+    else:
+        one, close = _client(kind, hold_url)
+        task = asyncio.ensure_future(_asyncio_gather(one, conc, conc))
+    parked = await _settled(asyncio.sleep)
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        await task
+    await close()
+    return (parked - base) / conc
+
+
+async def _trio_objects(kind: str, hold_url: str, conc: int) -> float:
+    import trio
+
+    base = _tracked()
+    one, close = _client(kind, hold_url)
+
+    async def parked_one() -> None:
+        with contextlib.suppress(Exception):
+            await one()
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(conc):
+            nursery.start_soon(parked_one)
+        parked = await _settled(trio.sleep)
+        nursery.cancel_scope.cancel()
+    await close()
+    return (parked - base) / conc
 
 
 async def _trio_worker(spec: dict[str, Any]) -> dict[str, Any]:
@@ -173,6 +306,10 @@ async def _trio_worker(spec: dict[str, Any]) -> dict[str, Any]:
     if scope.cancelled_caught:
         raise SystemExit(f"warm-up of {conc} concurrent requests took over {cap} s")
     _check(warm[0])
+    warm.clear()
+    out: dict[str, Any] = {}
+    if spec.get("hold_url"):
+        out["objects_per_request"] = await _trio_objects(kind, spec["hold_url"], conc)
     done = errors = 0
     cpu0 = _usage()
     t0 = time.perf_counter()
@@ -202,7 +339,26 @@ async def _trio_worker(spec: dict[str, Any]) -> dict[str, Any]:
     await close()
     if KINDS[kind][1] != "gather":
         done, errors = loops.done, loops.errors
-    return {"completed": done, "errors": errors, "elapsed": elapsed, "cpu": cpu}
+    out.update(completed=done, errors=errors, elapsed=elapsed, cpu=cpu)
+    return out
+
+
+@contextlib.contextmanager
+def run_hold_server() -> Iterator[int]:
+    """The built-in server in ``--hold`` mode (reads requests, never answers)."""
+    tmp = tempfile.mkdtemp(prefix="rlinf-bench-hold-")
+    portfile = Path(tmp) / "port"
+    proc = subprocess.Popen([sys.executable, str(HERE / "_server.py"), str(portfile), "--hold"])
+    try:
+        deadline = time.monotonic() + 20
+        while not (portfile.exists() and portfile.read_text()):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the hold server did not start")
+            time.sleep(0.05)
+        yield int(portfile.read_text())
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def worker_main(spec: dict[str, Any]) -> None:
@@ -265,6 +421,34 @@ def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "rps",
             )
             rows[-1]["goal"] = ">= 3"
+    for conc in (256, 1024):
+        for typed, floor in (
+            ("asyncio_gather", "floor_gather"),
+            ("asyncio_many", "floor_gather"),
+            ("uvloop_gather", "uvloop_floor_gather"),
+        ):
+            ratio(
+                f"{typed} / {floor}, req/s, c={conc}",
+                _find(results, typed, conc),
+                _find(results, floor, conc),
+                "rps",
+            )
+            rows[-1]["goal"] = ">= 0.7" if typed == "asyncio_gather" else "(reference)"
+        ratio(
+            f"floor_gather / aiohttp_gather, req/s, c={conc}",
+            _find(results, "floor_gather", conc),
+            _find(results, "aiohttp_gather", conc),
+            "rps",
+        )
+        rows[-1]["goal"] = "(reference)"
+    for kind in ("asyncio_gather", "uvloop_gather", "trio_gather", "floor_gather"):
+        ratio(
+            f"{kind} CPU/request, c=4096 / c=16",
+            _find(results, kind, 4096),
+            _find(results, kind, 16),
+            "cpu_us_per_req",
+        )
+        rows[-1]["goal"] = "<= 1.5" if kind == "asyncio_gather" else "(reference)"
     for kind in ("asyncio_typed", "trio_typed", "uvloop_typed", "aiohttp"):
         ratio(
             f"{kind} CPU/request, c=4096 / c=16",
@@ -299,10 +483,16 @@ def print_report(results: list[dict[str, Any]], rows: list[dict[str, Any]]) -> N
             elif point.get("failed"):
                 cells.append("failed")
             else:
-                cells.append(f"{point['rps']:,.0f} · {point['cpu_us_per_req']:,.0f} µs")
+                cell = f"{point['rps']:,.0f} · {point['cpu_us_per_req']:,.1f} µs"
+                if "objects_per_request" in point:
+                    cell += f" · {point['objects_per_request']:,.0f}"
+                cells.append(cell)
         if any(cells):
             print(f"| {label} | " + " | ".join(cells) + " |")
-    print("\n(req/s · client CPU per request)\n")
+    print(
+        "\n(req/s · client CPU per request · with --table gather, live objects tracked by"
+        " the GC per request in flight)\n"
+    )
     print("| target | measured | goal | met | same ratio per client CPU second |")
     print("|---|---|---|---|---|")
     for row in rows:
@@ -384,6 +574,12 @@ def main() -> None:
     parser.add_argument("--concurrency", help="comma-separated levels (default: all)")
     parser.add_argument("--profile", metavar="KIND", help="cProfile one kind (first --concurrency)")
     parser.add_argument("--report", metavar="JSON", help="print a saved run's report again")
+    parser.add_argument(
+        "--table",
+        choices=["gather"],
+        help="gather: the gather pattern's clients (floor, typed, generate_many, aiohttp,"
+        " uvloop, trio) with live objects per request in flight",
+    )
     args = parser.parse_args()
     if args.worker:
         worker_main(json.loads(args.worker))
@@ -392,7 +588,8 @@ def main() -> None:
         saved = json.loads(Path(args.report).read_text())
         print_report(saved["results"], targets(saved["results"]))
         return
-    kinds = args.kinds.split(",") if args.kinds else list(KINDS)
+    default_kinds = GATHER_TABLE if args.table == "gather" else list(KINDS)
+    kinds = args.kinds.split(",") if args.kinds else default_kinds
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         parser.error(f"unknown kinds {unknown}; known: {', '.join(KINDS)}")
@@ -406,7 +603,9 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    with run_server() as (port, server_kind):
+    with contextlib.ExitStack() as stack:
+        port, server_kind = stack.enter_context(run_server())
+        hold_port = stack.enter_context(run_hold_server()) if args.table else None
         base_url = f"http://127.0.0.1:{port}"
         print(f"server: {server_kind} on 127.0.0.1:{port}", flush=True)
         if args.profile:
@@ -424,13 +623,20 @@ def main() -> None:
                     "max_seconds": cap,
                     "url": base_url,
                 }
+                if hold_port is not None:
+                    spec["hold_url"] = f"http://127.0.0.1:{hold_port}"
                 r = run_point(spec, Path(__file__).resolve())
                 results.append(r)
                 if not r.get("failed"):
                     print(
                         f"  {kind:20s} c={conc:<5d} {r['rps']:10,.0f} req/s "
                         f"{r['cpu_us_per_req']:8.1f} µs CPU/req  ({r['completed']} done, "
-                        f"{r['errors']} errors)",
+                        f"{r['errors']} errors)"
+                        + (
+                            f"  {r['objects_per_request']:.0f} objects/request in flight"
+                            if "objects_per_request" in r
+                            else ""
+                        ),
                         flush=True,
                     )
 
@@ -446,9 +652,10 @@ def main() -> None:
         "results": results,
         "targets": rows,
     }
-    (out / "backends.json").write_text(json.dumps(report, indent=2))
-    plot(results, out / "backends.png")
-    print(f"\nwrote {out / 'backends.json'} and {out / 'backends.png'}")
+    name = "gather" if args.table == "gather" else "backends"
+    (out / f"{name}.json").write_text(json.dumps(report, indent=2))
+    plot(results, out / f"{name}.png")
+    print(f"\nwrote {out / f'{name}.json'} and {out / f'{name}.png'}")
 
 
 if __name__ == "__main__":
