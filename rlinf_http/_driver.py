@@ -234,6 +234,8 @@ class Driver:
             tuple[str, str, tuple[tuple[str, str], ...]], tuple[tuple[str, str, int], bytes, str]
         ] = {}
         self._pid = os.getpid()
+        #: httpx client class -> (client, its _transport_for_url, the transport it gave)
+        self._transports: dict[type, tuple[object, object, object]] = {}
         self._loop_thread: _LoopThread | None = None
         #: the ``GET /v1/models`` cache of calls made without ``model=``
         self.served_models = ServedModels()
@@ -244,6 +246,7 @@ class Driver:
         self.served_models = ServedModels()  # its lock may be held by a parent's thread
         self._sync_client = None
         self._async_session = None
+        self._transports = {}
         self._lock = threading.Lock()
         self._pid = os.getpid()
 
@@ -263,6 +266,7 @@ class Driver:
             "_raw_timeouts",
             "_raw_prefixes",
             "_pid",
+            "_transports",
             "_loop_thread",
             "served_models",
         ):
@@ -572,8 +576,16 @@ class Driver:
         respx's ``using="httpx"`` mock patches ``_transport_for_url``, so what
         comes back may be a mock; only our own transports take the raw path.
         """
+        # Cached per client and per httpx lookup (respx patches the class method):
+        # two identity checks per request instead of httpx's mount matching.
+        lookup = type(client)._transport_for_url
+        cached = self._transports.get(type(client))
+        if cached is not None and cached[0] is client and cached[1] is lookup:
+            return cached[2]
         url = self._prefix(path, ())[0]
-        return client._transport_for_url(url)
+        transport: object = client._transport_for_url(url)
+        self._transports[type(client)] = (client, lookup, transport)
+        return transport
 
     # -- sync driver ----------------------------------------------------------------------
 

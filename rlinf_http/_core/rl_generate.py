@@ -29,6 +29,7 @@ requests by it inside one server); it is *not* the gateway's
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -173,16 +174,23 @@ RL_KEYWORDS: tuple[str, ...] = (
 )
 
 
-def rl_fields_from(arguments: Mapping[str, Any], batch_size: int | None = None) -> dict[str, Any]:
+_PICK_RL = operator.itemgetter(*RL_KEYWORDS)
+_NO_RL: tuple[None, ...] = (None,) * len(RL_KEYWORDS)
+
+
+def rl_fields_from(arguments: Mapping[str, Any], batch: bool = False) -> dict[str, Any]:
     """:func:`generate_rl_fields` of the :data:`RL_KEYWORDS` in ``arguments``.
 
     The generate calls pass their ``locals()``: every one of them takes the same
     RL keywords, and this is the one place that turns them into body fields.
+    ``batch``: the call takes a batch (``arguments["prompt"]`` /
+    ``["input_ids"]``), whose size per-prompt fields are checked against.
     """
-    picked = {name: arguments[name] for name in RL_KEYWORDS}
-    if all(value is None for value in picked.values()):
-        return {}  # the common case: no RL field asked for (nothing to check)
-    return generate_rl_fields(batch_size=batch_size, **picked)
+    values = _PICK_RL(arguments)
+    if values == _NO_RL:
+        return {}  # the common case, on every request: no RL field asked for
+    size = batch_size_of(arguments["prompt"], arguments["input_ids"]) if batch else None
+    return generate_rl_fields(batch_size=size, **dict(zip(RL_KEYWORDS, values, strict=True)))
 
 
 def batch_size_of(prompt: object, input_ids: object) -> int | None:

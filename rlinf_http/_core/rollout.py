@@ -35,6 +35,7 @@ __all__ = [
     "merge_pieces",
     "merge_spans",
     "remember_request",
+    "remembered",
 ]
 
 T = TypeVar("T")
@@ -146,24 +147,46 @@ def _remember(result: object, request: _Request) -> None:
 
 
 def remember_request(op: Operation[T]) -> Operation[T]:
-    """``op`` whose :class:`GenerateOutput` results remember it (what ``resume`` reads)."""
+    """``op`` whose :class:`GenerateOutput` results remember it (what ``resume`` reads).
+
+    For fan-outs, whose operations are parsed by the driver; a single call
+    uses :func:`remembered` on its result instead (no closure per request).
+    """
     body = op.content
     if body is None:
         return op
-    key = next((v for k, v in op.headers if k.lower() == ROUTING_KEY_HEADER), None)
+    key = _routing_key_of(op)
     parse = op.parse
 
     def remembering(raw: RawResponse) -> T:
-        result = parse(raw)
-        if isinstance(result, list):
-            shared: bytes | _Batch = _Batch(body) if len(result) > 1 else body
-            for i, item in enumerate(result):
-                _remember(item, _Request(shared, key, i))
-        else:
-            _remember(result, _Request(body, key, 0))
-        return result
+        return _remember_all(parse(raw), body, key)
 
     return Operation(op.method, op.path, body, op.headers, remembering)  # replace() costs more
+
+
+def remembered(result: T, op: Operation[Any]) -> T:
+    """``result`` (of ``op``), its :class:`GenerateOutput` items remembering ``op``."""
+    body = op.content
+    if body is None:
+        return result
+    return _remember_all(result, body, _routing_key_of(op))
+
+
+def _routing_key_of(op: Operation[Any]) -> str | None:
+    for name, value in op.headers:
+        if name.lower() == ROUTING_KEY_HEADER:
+            return value
+    return None
+
+
+def _remember_all(result: T, body: bytes, key: str | None) -> T:
+    if isinstance(result, list):
+        shared: bytes | _Batch = _Batch(body) if len(result) > 1 else body
+        for i, item in enumerate(result):
+            _remember(item, _Request(shared, key, i))
+    else:
+        _remember(result, _Request(body, key, 0))
+    return result
 
 
 def _sample_count(sampling: object) -> int:

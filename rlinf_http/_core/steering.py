@@ -7,7 +7,7 @@ Routing keys (the ``X-SMG-Routing-Key`` header the router's ``manual`` and
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Sequence
 
 from .._errors import InvalidRequestError
@@ -45,8 +45,9 @@ def check_routing_key(key: object, what: str = "routing_key") -> str:
 
 
 def new_rid() -> str:
-    """A fresh request id (what sglang itself would pick: a uuid4 hex)."""
-    return uuid.uuid4().hex
+    """A fresh request id: 128 random bits in 32 hex digits, as sglang's own uuid4 hex
+    (``os.urandom`` directly: a quarter of ``uuid4().hex``'s cost, on every request)."""
+    return os.urandom(16).hex()
 
 
 def _check_rid_str(rid: object, what: str) -> str:

@@ -283,7 +283,7 @@ class _Connection(asyncio.BufferedProtocol):
         parser = self._parser
         assert parser is not None
         if parser.complete:
-            result = (parser.status_code, parser.headers, parser.take_body())
+            result = parser.take_response()
             self._finish()
             raw.set_result(result)
         else:

@@ -255,7 +255,8 @@ class ResponseParser:
         self.keep_alive = False
         self.status_code = 0
         self.http_version = b"HTTP/1.1"
-        self.headers = []
+        if self.headers:
+            self.headers = []
         self._reason = b""
 
     # -- input --------------------------------------------------------------------------
@@ -300,6 +301,15 @@ class ResponseParser:
     @property
     def reason_phrase(self) -> bytes:
         return self._reason.strip()
+
+    def take_response(self) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """``(status, headers, body)`` of the complete response, handed over: the
+        parser (kept for the connection's next response) holds none of it, so a
+        response's objects die with the caller's use of them instead of living on
+        an idle connection, where the garbage collector would promote them."""
+        headers = self.headers
+        self.headers = []
+        return self.status_code, headers, self.take_body()
 
     def take_body(self) -> bytes:
         """Everything received so far, in one piece."""

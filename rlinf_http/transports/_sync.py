@@ -256,7 +256,7 @@ class _Connection:
                 self._discard()
                 mark_failure(exc, parser.started, self.reused)
                 raise
-        result = (parser.status_code, parser.headers, parser.take_body())
+        result = parser.take_response()
         self._finish()
         return result
 

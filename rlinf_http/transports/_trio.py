@@ -364,7 +364,7 @@ class _Connection:
                 await self._receive(parser, read_timeout, False)
         except BaseException as exc:
             self._failed_exchange(exc, parser, writing)
-        result = (parser.status_code, parser.headers, parser.take_body())
+        result = parser.take_response()
         self._finish()
         return result
 

@@ -13,7 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import anyio
+import httpx
 import pytest
+import respx
 from conftest import RawHTTPServer  # type: ignore[import-not-found]
 
 from rlinf_http import (
@@ -552,3 +554,35 @@ def test_fake_server_sends_one_content_length(fake: Any) -> None:
     head = data.partition(b"\r\n\r\n")[0].decode("latin-1").lower().split("\r\n")
     assert head[0].startswith("http/1.1 200")
     assert sum(1 for line in head if line.startswith("content-length:")) == 1
+
+
+def _mocked_answer() -> dict[str, object]:
+    return {"text": "mocked", "output_ids": [1], "meta_info": {"id": "m", "finish_reason": None}}
+
+
+def test_respx_started_after_first_use_still_mocks() -> None:
+    # The driver caches the transport a session gives; respx patches httpx's lookup
+    # on the class, which must invalidate that cache (and its end restore it).
+    with FakeServer() as server, InferenceHTTPClient(server.url, max_retries=0) as client:
+        assert client.generate("a").text != "mocked"
+        with respx.mock(base_url=server.url, using="httpx") as router:
+            route = router.post("/generate").mock(
+                return_value=httpx.Response(200, json=_mocked_answer())
+            )
+            assert client.generate("b").text == "mocked"
+            assert route.call_count == 1
+        assert client.generate("c").text != "mocked"
+
+
+@pytest.mark.anyio
+async def test_respx_started_after_first_use_still_mocks_async() -> None:
+    with FakeServer() as server:
+        async with InferenceHTTPClient(server.url, max_retries=0) as client:
+            assert (await client.async_generate("a")).text != "mocked"
+            with respx.mock(base_url=server.url, using="httpx") as router:
+                route = router.post("/generate").mock(
+                    return_value=httpx.Response(200, json=_mocked_answer())
+                )
+                assert (await client.async_generate("b")).text == "mocked"
+                assert route.call_count == 1
+            assert (await client.async_generate("c")).text != "mocked"

@@ -14,10 +14,9 @@ from ..._core.requests import build_generate
 from ..._core.rl_generate import (
     HiddenStatesMode,
     SamplingLogprobsMode,
-    batch_size_of,
     rl_fields_from,
 )
-from ..._core.rollout import remember_request
+from ..._core.rollout import remembered
 from ..._core.streams import GenerateStreamChunk, GenerateStreamParser, StreamMode
 from ..._core.targeting import with_target_worker
 from ..._driver import NOT_GIVEN, TimeoutTypes
@@ -268,7 +267,26 @@ class Generate(Endpoint):
         incrementally; ``stream_mode`` fixes the mode instead of detecting it.
         Retries happen only before the stream's first byte.
         """
-        rl = rl_fields_from(locals(), batch_size_of(prompt, input_ids))
+        # Not locals() on every request: the dict it builds stays on this frame while
+        # the request is in flight (one more object for the garbage collector to
+        # scan per parked request). tests/rl/test_rl_fields_hot_path.py pins the names.
+        if (
+            return_routed_experts
+            is routed_experts_start_len
+            is return_hidden_states
+            is return_sampling_mask
+            is sampling_logprobs_mode
+            is scheduler_routing_key
+            is routed_dp_rank
+            is session_params
+            is cache_salt
+            is max_thinking_tokens
+            is custom_logit_processor
+            is None
+        ):
+            rl = {}
+        else:
+            rl = rl_fields_from(locals(), batch=True)
         op = with_routing_key(
             build_generate(
                 prompt,
@@ -290,8 +308,8 @@ class Generate(Endpoint):
             mode = check_stream_mode(stream_mode)
             parser = functools.partial(GenerateStreamParser, mode)
             return self._driver.stream(op, parser, timeout, self._driver.policy(max_retries))
-        op = remember_request(op)  # an aborted result can be resumed
-        return self._driver.send(op, timeout=timeout, retry=self._driver.policy(max_retries))
+        result = self._driver.send(op, timeout=timeout, retry=self._driver.policy(max_retries))
+        return remembered(result, op)  # an aborted result can be resumed
 
     def generate_group(
         self,
