@@ -40,6 +40,7 @@ from ..models.rl import VersionedResponse
 __all__ = [
     "RL_FIELD_NAMES",
     "SESSION_PARAM_TYPES",
+    "NO_RL_ARGUMENTS",
     "HiddenStatesMode",
     "SamplingLogprobsMode",
     "RL_KEYWORDS",
@@ -175,7 +176,8 @@ RL_KEYWORDS: tuple[str, ...] = (
 
 
 _PICK_RL = operator.itemgetter(*RL_KEYWORDS)
-_NO_RL: tuple[None, ...] = (None,) * len(RL_KEYWORDS)
+#: The values of :data:`RL_KEYWORDS` when none is given.
+NO_RL_ARGUMENTS: tuple[None, ...] = (None,) * len(RL_KEYWORDS)
 
 
 def rl_fields_from(arguments: Mapping[str, Any], batch: bool = False) -> dict[str, Any]:
@@ -187,7 +189,7 @@ def rl_fields_from(arguments: Mapping[str, Any], batch: bool = False) -> dict[st
     ``["input_ids"]``), whose size per-prompt fields are checked against.
     """
     values = _PICK_RL(arguments)
-    if values == _NO_RL:
+    if values == NO_RL_ARGUMENTS:
         return {}  # the common case, on every request: no RL field asked for
     size = batch_size_of(arguments["prompt"], arguments["input_ids"]) if batch else None
     return generate_rl_fields(batch_size=size, **dict(zip(RL_KEYWORDS, values, strict=True)))

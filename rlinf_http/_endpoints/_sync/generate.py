@@ -12,6 +12,7 @@ from ..._core.dataplane import with_routing_key
 from ..._core.fanout import generate_group_op
 from ..._core.requests import build_generate
 from ..._core.rl_generate import (
+    NO_RL_ARGUMENTS,
     HiddenStatesMode,
     SamplingLogprobsMode,
     rl_fields_from,
@@ -271,19 +272,18 @@ class Generate(Endpoint):
         # the request is in flight (one more object for the garbage collector to
         # scan per parked request). tests/rl/test_rl_fields_hot_path.py pins the names.
         if (
-            return_routed_experts
-            is routed_experts_start_len
-            is return_hidden_states
-            is return_sampling_mask
-            is sampling_logprobs_mode
-            is scheduler_routing_key
-            is routed_dp_rank
-            is session_params
-            is cache_salt
-            is max_thinking_tokens
-            is custom_logit_processor
-            is None
-        ):
+            return_routed_experts,
+            routed_experts_start_len,
+            return_hidden_states,
+            return_sampling_mask,
+            sampling_logprobs_mode,
+            scheduler_routing_key,
+            routed_dp_rank,
+            session_params,
+            cache_salt,
+            max_thinking_tokens,
+            custom_logit_processor,
+        ) == NO_RL_ARGUMENTS:
             rl = {}
         else:
             rl = rl_fields_from(locals(), batch=True)
