@@ -35,6 +35,7 @@ from ._core.responses import (
 )
 from ._core.retry import RetryPolicy
 from ._core.served_model import ServedModels
+from ._core.steering import new_rid
 from ._core.streams import EventStreamParser
 from ._errors import InvalidRequestError, RLinfHTTPError
 from ._fanout import AsCompleted, check_concurrency
@@ -432,7 +433,7 @@ class Driver:
     ) -> tuple[httpx.Request, str]:
         url, url_text, prefix = self._prefix(op.path, op.headers)
         # One id per logical call (kept across retries); a caller's own header wins.
-        request_id = self._fixed_request_id or os.urandom(16).hex()
+        request_id = self._fixed_request_id or new_rid()
         if user_client:
             # A client given by the user keeps its own headers, cookies and timeouts.
             headers = [(k.decode(), v.decode()) for k, v in prefix[1:]]
@@ -526,7 +527,7 @@ class Driver:
             if len(self._raw_prefixes) < 4096:
                 self._raw_prefixes[key] = cached
         origin, head_prefix, url_text = cached
-        rid = self._fixed_request_id or os.urandom(16).hex()
+        rid = self._fixed_request_id or new_rid()
         body = op.content or b""
         tail = b"content-length: %d\r\n\r\n" % len(body)
         if body or op.method in ("POST", "PUT", "PATCH"):

@@ -191,8 +191,9 @@ _SAMPLING_CHECK = _sampling_check_adapter()
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
-# The items of the last (all-scalar) sampling_params dict that passed the check.
-_last_sampling_checked: tuple[tuple[Any, type, Any], ...] | None = None
+# The last all-scalar sampling_params that passed the check: its keys in order, the
+# types of its values (1 == True, so types are part of it) and a copy of it.
+_last_sampling_checked: tuple[tuple[str, ...], tuple[type, ...], dict[str, Any]] | None = None
 
 
 def _sampling_to_wire(
@@ -208,14 +209,13 @@ def _sampling_to_wire(
             f"{type(sampling_params).__name__}"
         )
     wire = dict(sampling_params)
-    # Fan-outs pass the same dict for every prompt: skip re-checking identical
-    # contents (a snapshot compare costs a fraction of a validation).
-    # Only all-scalar dicts are remembered (a list inside could be mutated later);
-    # types are part of the snapshot because 1 == True.
+    # Fan-outs and gathers pass the same dict for every prompt: skip re-checking
+    # identical contents (same keys in the same order, same types, equal values).
+    # Only all-scalar dicts are remembered (a list inside could be mutated later).
     global _last_sampling_checked
-    items = tuple((k, type(v), v) for k, v in wire.items())
-    snapshot = items if all(t in _SCALARS for _, t, _ in items) else None
-    if snapshot is not None and _last_sampling_checked == snapshot:
+    types = tuple(map(type, wire.values()))
+    last = _last_sampling_checked
+    if last is not None and last[1] == types and last[2] == wire and last[0] == tuple(wire):
         return wire
     # Tuples and sets are sent as JSON arrays; check them as lists.
     known = {
@@ -231,7 +231,8 @@ def _sampling_to_wire(
         raise InvalidRequestError(
             f"invalid sampling_params[{loc!r}]: {first.get('msg')} (got {first.get('input')!r})"
         ) from None
-    _last_sampling_checked = snapshot
+    if _SCALARS.issuperset(types):
+        _last_sampling_checked = (tuple(wire), types, dict(wire))
     return wire
 
 

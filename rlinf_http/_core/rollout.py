@@ -141,9 +141,19 @@ class _Request(NamedTuple):
         return self.body, self.position
 
 
-def _remember(result: object, request: _Request) -> None:
+def _remember(result: object, request: tuple[bytes | _Batch, str | None, int]) -> None:
+    # A plain tuple of a one-prompt body: the garbage collector stops tracking it at
+    # its first pass (a _Request, a tuple subclass, it would track for the result's
+    # life); read back as a _Request by _remembered_request.
     if isinstance(result, GenerateOutput):
         object.__setattr__(result, "_rollout", request)
+
+
+def _remembered_request(result: GenerateOutput) -> _Request | None:
+    request = getattr(result, "_rollout", None)
+    if type(request) is tuple and len(request) == 3:
+        return _Request(*request)
+    return request if isinstance(request, _Request) else None
 
 
 def remember_request(op: Operation[T]) -> Operation[T]:
@@ -181,11 +191,15 @@ def _routing_key_of(op: Operation[Any]) -> str | None:
 
 def _remember_all(result: T, body: bytes, key: str | None) -> T:
     if isinstance(result, list):
-        shared: bytes | _Batch = _Batch(body) if len(result) > 1 else body
-        for i, item in enumerate(result):
-            _remember(item, _Request(shared, key, i))
+        if len(result) > 1:
+            shared = _Batch(body)
+            for i, item in enumerate(result):
+                _remember(item, _Request(shared, key, i))  # pickles as its own prompt
+        else:
+            for item in result:
+                _remember(item, (body, key, 0))
     else:
-        _remember(result, _Request(body, key, 0))
+        _remember(result, (body, key, 0))
     return result
 
 
@@ -252,8 +266,8 @@ def continuation(
         )
     if not isinstance(result.finish_reason, FinishAbort):
         return result
-    request = getattr(result, "_rollout", None)
-    if not isinstance(request, _Request):
+    request = _remembered_request(result)
+    if request is None:
         raise InvalidRequestError(
             "this result does not remember its request, so it cannot be resumed: resume "
             "takes what generate(), generate_many() or generate_group(s)() returned "
