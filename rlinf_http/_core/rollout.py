@@ -16,7 +16,8 @@ the shapes of a single generation.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 import pydantic_core
@@ -165,13 +166,16 @@ def remember_request(op: Operation[T]) -> Operation[T]:
     body = op.content
     if body is None:
         return op
-    key = _routing_key_of(op)
-    parse = op.parse
-
-    def remembering(raw: RawResponse) -> T:
-        return _remember_all(parse(raw), body, key)
-
+    # A partial, not a closure: 2 objects per operation instead of 5 (a fan-out
+    # holds all its operations until the last answer).
+    remembering = functools.partial(_parse_and_remember, op.parse, body, _routing_key_of(op))
     return Operation(op.method, op.path, body, op.headers, remembering)  # replace() costs more
+
+
+def _parse_and_remember(
+    parse: Callable[[RawResponse], T], body: bytes, key: str | None, raw: RawResponse
+) -> T:
+    return _remember_all(parse(raw), body, key)
 
 
 def remembered(result: T, op: Operation[Any]) -> T:
