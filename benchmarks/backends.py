@@ -496,7 +496,9 @@ def print_report(results: list[dict[str, Any]], rows: list[dict[str, Any]]) -> N
     print("| target | measured | goal | met | same ratio per client CPU second |")
     print("|---|---|---|---|---|")
     for row in rows:
-        value = "n/a" if row["value"] is None else f"{row['value']:.2f}"
+        if row["value"] is None:
+            continue  # not measured in this run
+        value = f"{row['value']:.2f}"
         met = {True: "yes", False: "**no**", None: ""}[row["ok"]]
         per_cpu = row.get("per_cpu")
         cpu = "" if per_cpu is None else f"{per_cpu:.2f}"
