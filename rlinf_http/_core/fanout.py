@@ -6,7 +6,7 @@ one is sent; the endpoints only hand the list to a driver.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .._errors import InvalidRequestError
@@ -27,7 +27,7 @@ from .dataplane import (
     steering_fields,
     with_routing_key,
 )
-from .requests import Operation, build_chat_completion, build_generate
+from .requests import LazyOps, Operation, build_chat_completion, build_generate
 from .responses import RawResponse
 from .rollout import remember_request
 
@@ -56,8 +56,12 @@ def generate_ops(
     routing_key: str | Sequence[str] | None = None,
     priority: int | None = None,
     lora_path: str | None = None,
-) -> list[Operation[Any]]:
-    """One ``/generate`` operation per prompt (or per token-id list)."""
+) -> LazyOps[Any]:
+    """One ``/generate`` operation per prompt (or per token-id list).
+
+    Every prompt is checked and its body encoded now; the operations themselves
+    are made when taken (:class:`LazyOps`), so a fan-out holds one body per prompt.
+    """
     if (prompts is None) == (input_ids is None):
         raise InvalidRequestError("give exactly one of prompts or input_ids")
     items: Sequence[Any] = prompts if prompts is not None else input_ids  # type: ignore[assignment]
@@ -65,7 +69,9 @@ def generate_ops(
         raise InvalidRequestError("prompts must be a list of str (input_ids a list of lists)")
     rids = fanout_rids(rid, len(items))
     keys = fanout_routing_keys(routing_key, len(items))
-    ops: list[Operation[Any]] = []
+    bodies: list[bytes | None] = []
+    parses: list[Callable[[RawResponse], Any]] = []
+    headers: tuple[tuple[str, str], ...] = ()
     for i, item in enumerate(items):
         if prompts is not None and not isinstance(item, str):
             raise InvalidRequestError(f"prompts[{i}] must be a str")
@@ -83,8 +89,20 @@ def generate_ops(
             priority=priority,
             lora_path=lora_path,
         )
-        ops.append(remember_request(with_routing_key(op, keys[i])))
-    return ops
+        bodies.append(op.content)
+        if not parses or op.parse is not parses[0]:
+            parses.append(op.parse)
+        headers = op.headers
+    if len(parses) > 1:  # pragma: no cover - one shape of answer for one set of arguments
+        raise AssertionError("generate_ops: operations of one fan-out parse differently")
+    parse = parses[0] if parses else None
+
+    def make(i: int) -> Operation[Any]:
+        assert parse is not None
+        op = Operation("POST", "/generate", bodies[i], headers, parse)
+        return remember_request(with_routing_key(op, keys[i]))
+
+    return LazyOps(len(bodies), make)
 
 
 def chat_ops(

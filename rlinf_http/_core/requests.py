@@ -12,7 +12,7 @@ import re
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar, overload
 
 import pydantic
 import pydantic_core
@@ -26,6 +26,7 @@ from .steering import check_lora_path, check_priority, check_rid, new_rid
 
 __all__ = [
     "JSON_CONTENT_TYPE",
+    "LazyOps",
     "Operation",
     "build_chat_completion",
     "build_generate",
@@ -68,6 +69,44 @@ class Operation(Generic[T]):
     content: bytes | None
     headers: tuple[tuple[str, str], ...]
     parse: Callable[[RawResponse], T]
+
+
+class LazyOps(Sequence[Operation[T]]):
+    """Operations made when taken: ``make(i)`` builds the ``i``-th one.
+
+    A fan-out holds its operations until its last answer; held this way, it keeps
+    only what ``make`` reads (checked bodies, which the garbage collector does not
+    track), not the objects of every operation. Each access builds a new one.
+    """
+
+    __slots__ = ("_len", "_make")
+
+    def __init__(self, length: int, make: Callable[[int], Operation[T]]) -> None:
+        self._len = length
+        self._make = make
+
+    def __len__(self) -> int:
+        return self._len
+
+    @overload
+    def __getitem__(self, index: int) -> Operation[T]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Operation[T]]: ...
+
+    def __getitem__(self, index: int | slice) -> Operation[T] | list[Operation[T]]:
+        if isinstance(index, slice):
+            return [self._make(i) for i in range(*index.indices(self._len))]
+        if index < 0:
+            index += self._len
+        if not 0 <= index < self._len:
+            raise IndexError("operation index out of range")
+        return self._make(index)
+
+    def mapped(self, fn: Callable[[Operation[T]], Operation[T]]) -> LazyOps[T]:
+        """These operations, each passed through ``fn`` when taken."""
+        make = self._make
+        return LazyOps(self._len, lambda i: fn(make(i)))
 
 
 # -- URLs and headers ---------------------------------------------------------------

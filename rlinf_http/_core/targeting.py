@@ -15,12 +15,13 @@ index is sent as given; a worker URL is turned into its index by reading
 from __future__ import annotations
 
 import dataclasses
-from typing import TypeVar
+from collections.abc import Sequence
+from typing import TypeVar, overload
 
 from .._errors import APIStatusError, InvalidRequestError
 from ..models import WorkerList
 from .plans import Plan, list_workers_plan
-from .requests import Operation
+from .requests import LazyOps, Operation
 
 __all__ = [
     "TARGET_WORKER_HEADER",
@@ -62,9 +63,21 @@ def with_target_worker(op: Operation[T], index: int | None) -> Operation[T]:
     return dataclasses.replace(op, headers=(*op.headers, (TARGET_WORKER_HEADER, str(checked))))
 
 
-def pin_ops(ops: list[Operation[T]], index: int | None) -> list[Operation[T]]:
+@overload
+def pin_ops(ops: LazyOps[T], index: int | None) -> LazyOps[T]: ...
+
+
+@overload
+def pin_ops(ops: list[Operation[T]], index: int | None) -> list[Operation[T]]: ...
+
+
+def pin_ops(ops: Sequence[Operation[T]], index: int | None) -> Sequence[Operation[T]]:
     """Every op of a fan-out sent to worker ``index`` (``ops`` itself for ``None``)."""
-    return ops if index is None else [with_target_worker(op, index) for op in ops]
+    if index is None:
+        return ops
+    if isinstance(ops, LazyOps):
+        return ops.mapped(lambda op: with_target_worker(op, index))
+    return [with_target_worker(op, index) for op in ops]
 
 
 def target_index(workers: WorkerList, url: str, base_url: str, by_model: bool) -> int:

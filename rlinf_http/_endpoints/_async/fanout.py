@@ -643,7 +643,7 @@ class AsyncFanOut(Endpoint):
         if isinstance(target_worker, str):  # a URL: read its index when the block is entered
             url = target_worker
 
-            async def pinned() -> list[Operation[Any]]:
+            async def pinned() -> Sequence[Operation[Any]]:
                 return pin_ops(ops, await _served.atarget_index(self._driver, url, False))
 
             return self._driver.as_completed(
