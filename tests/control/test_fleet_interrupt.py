@@ -19,6 +19,7 @@ from collections.abc import Iterator
 
 import pytest
 from control_helpers import control_state, wait_until
+from gateways import fake_workers
 
 from rlinf_http.testing import (
     FakeWorkerProcess,
@@ -26,7 +27,6 @@ from rlinf_http.testing import (
     launch_router,
     router_available,
     smg_available,
-    start_fake_worker,
 )
 
 pytestmark = pytest.mark.skipif(
@@ -97,7 +97,7 @@ def cluster(
 ) -> Iterator[tuple[RouterProcess, FakeWorkerProcess, FakeWorkerProcess]]:
     """Two workers behind sglang-router (direct path) or smg --enable-rl (gateway path)."""
     rl = {"gateway": "smg", "enable_rl": True} if request.param == "smg-rl" else {}
-    with start_fake_worker() as live, start_fake_worker() as hung:
+    with fake_workers(2) as (live, hung):
         with launch_router([live.url, hung.url], ready_timeout=60, **rl) as router:  # type: ignore[arg-type]
             try:
                 yield router, live, hung
