@@ -8,9 +8,19 @@ with its RL control plane, sglang-router 0.3.2 as the compatibility tier.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
-from rlinf_http.testing import RouterProcess, launch_router, router_available, smg_available
+from rlinf_http.testing import (
+    FakeConfig,
+    FakeWorkerProcess,
+    RouterProcess,
+    launch_router,
+    router_available,
+    smg_available,
+    start_fake_worker,
+)
 
 #: smg first: the first-class gateway; sglang-router 0.3.2: the compatibility tier.
 GATEWAYS = ("smg", "sglang-router")
@@ -40,3 +50,20 @@ def start_gateway(
         extra_args=extra_args,
         ready_timeout=60,
     )
+
+
+@contextlib.contextmanager
+def fake_workers(n: int, config: FakeConfig | None = None) -> Iterator[list[FakeWorkerProcess]]:
+    """``n`` fake worker processes started at once (each start is mostly an interpreter
+    start-up: in parallel they cost about one); all are stopped on exit, also when one
+    of them failed to start."""
+    with ThreadPoolExecutor(n) as pool:
+        futures = [pool.submit(start_fake_worker, config=config) for _ in range(n)]
+    started = [f.result() for f in futures if f.exception() is None]
+    try:
+        for f in futures:
+            f.result()  # the first start-up error, if any
+        yield started
+    finally:
+        for w in reversed(started):
+            w.stop()

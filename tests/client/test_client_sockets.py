@@ -83,7 +83,7 @@ def test_refused_connection(closed_port: int) -> None:
 
 
 def test_read_is_never_capped(raw_server: RawHTTPServer) -> None:
-    raw_server.delays["/generate"] = 1.5
+    raw_server.delays["/generate"] = 0.9  # three times the connect timeout
     client = InferenceHTTPClient(raw_server.url, connect_timeout=0.3, max_retries=0)
     out = client.generate(prompt="slow")
     assert out.text == "echo:slow"
@@ -92,7 +92,7 @@ def test_read_is_never_capped(raw_server: RawHTTPServer) -> None:
 
 @pytest.mark.anyio
 async def test_read_is_never_capped_async(raw_server: RawHTTPServer) -> None:
-    raw_server.delays["/generate"] = 1.5
+    raw_server.delays["/generate"] = 0.9  # three times the connect timeout
     async with InferenceHTTPClient(raw_server.url, connect_timeout=0.3, max_retries=0) as client:
         out = await client.async_generate(prompt="slow")
     assert out.text == "echo:slow"
@@ -517,7 +517,7 @@ def test_fake_request_body_and_headers(fake: Any) -> None:
 
 @pytest.mark.anyio
 async def test_fake_slow_generation_with_short_connect_timeout(fake: Any) -> None:
-    fake.app.faults.add(FaultSpec(path="/generate", delay_s=1.2))
+    fake.app.faults.add(FaultSpec(path="/generate", delay_s=0.6))  # 3x connect_timeout
     async with InferenceHTTPClient(fake.url, connect_timeout=0.2, max_retries=0) as client:
         out = await client.async_generate(prompt="x", sampling_params={"max_new_tokens": 2})
     assert out.meta_info.completion_tokens == 2

@@ -788,7 +788,7 @@ async def test_async_fleet_hanging_worker_deadline(anyio_backend: str, transport
     with hostile(_healthy) as ok, hostile(_hang_once) as hung:
         async with fleet_of([ok, hung], transport) as fleet:
             with pytest.raises(TimeoutError):
-                with anyio.fail_after(1.0):
+                with anyio.fail_after(0.5):
                     await fleet.async_update_weights_from_disk("/ckpt")
             assert (ok.count(), hung.count()) == (1, 1)  # the healthy worker completed
             hung.healed.set()

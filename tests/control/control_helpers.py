@@ -2,28 +2,41 @@
 
 from __future__ import annotations
 
+import atexit
+import threading
 import time
 from typing import Any
 
 import httpx
 
+_lock = threading.Lock()
+_shared: httpx.Client | None = None
+
+
+def _http() -> httpx.Client:
+    """One pooled client for every helper call: a new ``httpx.Client`` costs ~15 ms (its
+    SSL context), which polling loops such as :func:`wait_until` paid on every probe."""
+    global _shared
+    with _lock:
+        if _shared is None:
+            _shared = httpx.Client(trust_env=False, timeout=10)
+            atexit.register(_shared.close)
+        return _shared
+
 
 def fake_stats(url: str) -> dict[str, Any]:
     """``GET /_fake/stats`` of a fake worker (a child process or an in-process server)."""
-    with httpx.Client(trust_env=False, timeout=10) as http:
-        stats: dict[str, Any] = http.get(url + "/_fake/stats").raise_for_status().json()
-        return stats
+    stats: dict[str, Any] = _http().get(url + "/_fake/stats").raise_for_status().json()
+    return stats
 
 
 def add_fault(url: str, **spec: Any) -> None:
     """``POST /_fake/faults``: inject a FaultSpec into a fake worker."""
-    with httpx.Client(trust_env=False, timeout=10) as http:
-        http.post(url + "/_fake/faults", json=spec).raise_for_status()
+    _http().post(url + "/_fake/faults", json=spec).raise_for_status()
 
 
 def clear_faults(url: str) -> None:
-    with httpx.Client(trust_env=False, timeout=10) as http:
-        http.delete(url + "/_fake/faults").raise_for_status()
+    _http().delete(url + "/_fake/faults").raise_for_status()
 
 
 def requests_to(url: str, path: str) -> int:
@@ -41,16 +54,14 @@ def wait_until(condition: Any, what: str, timeout: float = 30.0) -> None:
 
 def running(url: str) -> int:
     """Generations running on a fake worker now (``/v1/loads``)."""
-    with httpx.Client(trust_env=False, timeout=10) as http:
-        loads = http.get(url + "/v1/loads").raise_for_status().json()
-        return sum(int(rank["num_running_reqs"]) for rank in loads["loads"])
+    loads = _http().get(url + "/v1/loads").raise_for_status().json()
+    return sum(int(rank["num_running_reqs"]) for rank in loads["loads"])
 
 
 def control_state(url: str) -> dict[str, Any]:
     """``GET /_fake/state``: a fake worker's paused mode, weight version, groups..."""
-    with httpx.Client(trust_env=False, timeout=10) as http:
-        state: dict[str, Any] = http.get(url + "/_fake/state").raise_for_status().json()
-        return state
+    state: dict[str, Any] = _http().get(url + "/_fake/state").raise_for_status().json()
+    return state
 
 
 def sent_by(url: str, path: str) -> str:

@@ -29,6 +29,7 @@ from rlinf_http import (
     InvalidRequestError,
     Loads,
     NotFoundError,
+    RetryPolicy,
     WeightUpdateError,
     WeightUpdateResult,
     WeightVersionMismatchError,
@@ -466,7 +467,9 @@ def test_partial_failure_tries_every_worker(cluster: Cluster) -> None:
 async def test_async_partial_failure(cluster: Cluster) -> None:
     bad = cluster.urls[2]
     cluster.replies[(bad, "/pause_generation")] = (500, b"Internal Server Error")
-    fleet = await cluster.client().async_fleet()
+    # the default retries of the 500, without the default backoff's seconds of sleep
+    fast = RetryPolicy(initial_delay=0.001, max_delay=0.005, jitter=0.0)
+    fleet = await cluster.client(retry_policy=fast).async_fleet()
     with pytest.raises(FleetError) as info:
         await fleet.async_pause_generation("retract")
     assert list(info.value.errors) == [bad]

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import anyio
 import pytest
 from control_helpers import add_fault, control_state
-from gateways import start_gateway
+from gateways import fake_workers, start_gateway
 
 from rlinf_http import (
     APIConnectionError,
@@ -20,24 +20,19 @@ from rlinf_http import (
     InferenceHTTPClient,
     InvalidRequestError,
 )
-from rlinf_http.testing import FakeWorkerProcess, RouterProcess, start_fake_worker
+from rlinf_http.testing import FakeWorkerProcess, RouterProcess
 
 
 @pytest.fixture
 def cluster(gateway: str) -> Iterator[tuple[RouterProcess, list[FakeWorkerProcess]]]:
     """Four workers: ready, paused, killed (SIGKILL), stopped (SIGSTOP)."""
-    with (
-        start_fake_worker() as ready,
-        start_fake_worker() as paused,
-        start_fake_worker() as killed,
-        start_fake_worker() as stopped,
-    ):
-        workers = [ready, paused, killed, stopped]
-        try:
-            with start_gateway(gateway, [w.url for w in workers]) as router:
+    with fake_workers(4) as workers:
+        stopped = workers[3]
+        with start_gateway(gateway, [w.url for w in workers]) as router:
+            try:
                 yield router, workers
-        finally:
-            os.kill(stopped.pid, signal.SIGCONT)
+            finally:  # before the gateway stops: a stopped process cannot be terminated
+                os.kill(stopped.pid, signal.SIGCONT)
 
 
 def _fault(cluster: tuple[RouterProcess, list[FakeWorkerProcess]]) -> list[str]:

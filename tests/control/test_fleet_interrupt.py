@@ -19,6 +19,7 @@ from collections.abc import Iterator
 
 import pytest
 from control_helpers import control_state, wait_until
+from gateways import fake_workers
 
 from rlinf_http.testing import (
     FakeWorkerProcess,
@@ -26,17 +27,29 @@ from rlinf_http.testing import (
     launch_router,
     router_available,
     smg_available,
-    start_fake_worker,
 )
 
 pytestmark = pytest.mark.skipif(
     not router_available(), reason="sglang-router (with its Rust extension) is not installed"
 )
 
-SYNC = """
+#: The programs take the bound on the clean-up after Ctrl-C as their second argument:
+#: most cases shorten it (they wait it out on the stopped worker), one sync and one
+#: async case keep the library's default, so "ends within seconds" is the real bound.
+SET_BOUND = """
+import rlinf_http._brackets
+if sys.argv[2] != "default":
+    rlinf_http._brackets.INTERRUPT_CLEANUP_TIMEOUT_S = float(sys.argv[2])
+"""
+
+SYNC = (
+    """
 import logging, sys, time
 logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 from rlinf_http import InferenceHTTPClient
+"""
+    + SET_BOUND
+    + """
 
 client = InferenceHTTPClient(sys.argv[1], max_retries=0)
 with client.fleet() as fleet:
@@ -46,11 +59,16 @@ with client.fleet() as fleet:
         print("in block", flush=True)
         time.sleep(600)
 """
+)
 
-ASYNC = """
+ASYNC = (
+    """
 import asyncio, logging, sys
 logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 from rlinf_http import InferenceHTTPClient
+"""
+    + SET_BOUND
+    + """
 
 async def main() -> None:
     client = InferenceHTTPClient(sys.argv[1], max_retries=0)
@@ -63,6 +81,7 @@ async def main() -> None:
 
 asyncio.run(main())
 """
+)
 
 
 @pytest.fixture(
@@ -78,12 +97,12 @@ def cluster(
 ) -> Iterator[tuple[RouterProcess, FakeWorkerProcess, FakeWorkerProcess]]:
     """Two workers behind sglang-router (direct path) or smg --enable-rl (gateway path)."""
     rl = {"gateway": "smg", "enable_rl": True} if request.param == "smg-rl" else {}
-    with start_fake_worker() as live, start_fake_worker() as hung:
-        try:
-            with launch_router([live.url, hung.url], ready_timeout=60, **rl) as router:  # type: ignore[arg-type]
+    with fake_workers(2) as (live, hung):
+        with launch_router([live.url, hung.url], ready_timeout=60, **rl) as router:  # type: ignore[arg-type]
+            try:
                 yield router, live, hung
-        finally:
-            os.kill(hung.pid, signal.SIGCONT)  # a stopped process cannot even be terminated
+            finally:  # before the gateway stops: a stopped process cannot even be terminated
+                os.kill(hung.pid, signal.SIGCONT)
 
 
 @pytest.fixture
@@ -96,9 +115,11 @@ def program() -> Iterator[list[subprocess.Popen[str]]]:
         proc.wait(10)
 
 
-def _start(program: list[subprocess.Popen[str]], source: str, url: str) -> subprocess.Popen[str]:
+def _start(
+    program: list[subprocess.Popen[str]], source: str, url: str, bound: str = "default"
+) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(source), url],
+        [sys.executable, "-c", textwrap.dedent(source), url, bound],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -127,9 +148,13 @@ def test_ctrl_c_with_a_hung_worker_ends_and_says_so(
     program: list[subprocess.Popen[str]],
     source: str,
     when: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     router, live, hung = cluster
-    proc = _start(program, source, router.url)
+    # the library's default bound (5 s) in two cases; the others wait out a shorter one
+    cases_with_default = {("sglang-router", SYNC, "pausing"), ("smg-rl", ASYNC, "in the block")}
+    default = (request.node.callspec.params["cluster"], source, when) in cases_with_default
+    proc = _start(program, source, router.url, "default" if default else "1.5")
     assert proc.stdin is not None and proc.stdout is not None
     if when == "pausing":  # the stopped worker never answers the pause
         os.kill(hung.pid, signal.SIGSTOP)

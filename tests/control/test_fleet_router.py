@@ -174,7 +174,7 @@ def test_broadcast_is_concurrent(client: InferenceHTTPClient, urls: set[str]) ->
     # in flight at once: only a concurrent broadcast gets there.
     before = {u: requests_to(u, "/flush_cache") for u in urls}
     for u in urls:
-        add_fault(u, path="/flush_cache", delay_s=3.0)
+        add_fault(u, path="/flush_cache", delay_s=1.5)
     fleet = client.fleet()
     done: list[FleetResult[Any]] = []
     thread = threading.Thread(target=lambda: done.append(fleet.flush_cache()))
@@ -197,7 +197,7 @@ def test_broadcast_is_concurrent(client: InferenceHTTPClient, urls: set[str]) ->
 async def test_async_broadcast_is_concurrent(client: InferenceHTTPClient, urls: set[str]) -> None:
     before = {u: requests_to(u, "/flush_cache") for u in urls}
     for u in urls:
-        add_fault(u, path="/flush_cache", delay_s=3.0)
+        add_fault(u, path="/flush_cache", delay_s=1.5)
     seen_together = False
     async with await client.async_fleet() as fleet:
         async with anyio.create_task_group() as tg:

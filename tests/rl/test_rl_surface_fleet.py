@@ -151,7 +151,8 @@ async def test_fleet_weight_calls_async(
 
 def test_fleet_ready_ping_flush_prometheus_sync(servers: tuple[FakeServer, FakeServer]) -> None:
     a, b = servers
-    with Fleet.from_urls([a.url, b.url]) as fleet:
+    # health_timeout: the paused servers' /health waits; health() is False at the bound
+    with Fleet.from_urls([a.url, b.url], health_timeout=1.0) as fleet:
         assert fleet.ready().results == {a.url: True, b.url: True}
         with fleet.paused("retract"):
             assert fleet.ready().results == {a.url: False, b.url: False}

@@ -20,8 +20,8 @@ from rlinf_http.testing import FakeConfig, FakeServer, FakeSGLangApp, FaultSpec
 
 pytestmark = pytest.mark.anyio
 
-ITL = 0.02  # seconds per token: long requests below run for seconds unless held/aborted
-LONG = 400  # tokens: 8 s at ITL, far longer than any test waits
+ITL = 0.01  # seconds per token: long requests below run for seconds unless held/aborted
+LONG = 800  # tokens: 8 s at ITL, far longer than any test waits
 
 
 @pytest.fixture
