@@ -522,3 +522,111 @@ def test_streamed_and_raw_responses_mixed_keep_their_headers(script: ScriptServe
     got = [(live, snap if snap is not None else live) for live, snap in got]
     _check_own_headers(got)
     assert script.connections == 1
+
+
+@pytest.mark.anyio
+async def test_streamed_and_raw_responses_mixed_keep_their_headers_async(
+    anyio_backend: str, script: ScriptServer
+) -> None:
+    transport = TrioTransport() if anyio_backend == "trio" else AsyncTransport()
+    url = f"http://127.0.0.1:{script.port}/x"
+    got: list[Any] = []
+    async with httpx.AsyncClient(transport=transport) as client:
+        for i in range(len(RESPONSES)):
+            if i % 2:
+                _status, headers, _b = await transport.raw_request(
+                    ("http", "127.0.0.1", script.port), _head(script.port), b"x", (5, 5, 5, 5)
+                )
+                got.append((headers, list(headers)))
+            else:
+                async with client.stream("POST", url, content=b"x") as response:
+                    await response.aread()
+                    got.append((response.headers.raw, list(response.headers.raw)))
+    _check_own_headers(got)
+    assert script.connections == 1
+
+
+def test_raw_headers_are_each_responses_own_under_uvloop(script: ScriptServer) -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> list[Any]:
+        transport = AsyncTransport()
+        got = []
+        for _ in RESPONSES:
+            _status, headers, _body = await transport.raw_request(
+                ("http", "127.0.0.1", script.port), _head(script.port), b"x", (5, 5, 5, 5)
+            )
+            got.append((headers, list(headers)))
+        await transport.aclose()
+        return got
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        _check_own_headers(runner.run(main()))
+    assert script.connections == 1
+
+
+# -- PRE-EXISTING DEFECT (not from this change): bytes after a complete response ---------
+
+EXTRA = (
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: a\r\n\r\nhi"
+    b"HTTP/1.1 500 Oops\r\nX-B: b\r\nContent-Length: 0\r\n\r\n"
+)
+
+
+@pytest.fixture
+def extra_server() -> Iterator[int]:
+    """Answers the first request with a response plus an unsolicited second one, in
+    one segment."""
+    sock = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def serve() -> None:
+        conn, _ = sock.accept()
+        with conn:
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                buf += conn.recv(65536)
+            conn.sendall(EXTRA)
+            done.wait(10)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield sock.getsockname()[1]
+    done.set()
+    thread.join(10)
+    sock.close()
+
+
+def _get(port: int) -> bytes:
+    return b"GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % port
+
+
+def test_bytes_after_a_complete_response_do_not_rewrite_it_sync(extra_server: int) -> None:
+    """FAILS on the reviewed code and on 32be6a5: httptools goes on parsing the
+    unsolicited message, whose head overwrites ``status_code`` and appends to the
+    first response's header list (200 + ``hi`` reported as 500)."""
+    transport = SyncTransport()
+    try:
+        status, headers, body = transport.raw_request(
+            ("http", "127.0.0.1", extra_server), _get(extra_server), b"", (5, 5, 5, 5)
+        )
+    finally:
+        transport.close()
+    assert (status, body) == (200, b"hi")
+    assert headers == [(b"Content-Length", b"2"), (b"X-A", b"a")]
+
+
+@pytest.mark.anyio
+async def test_bytes_after_a_complete_response_do_not_rewrite_it_async(
+    anyio_backend: str, extra_server: int
+) -> None:
+    """FAILS on the reviewed code and on 32be6a5 (as the sync test)."""
+    transport = TrioTransport() if anyio_backend == "trio" else AsyncTransport()
+    try:
+        status, headers, body = await transport.raw_request(
+            ("http", "127.0.0.1", extra_server), _get(extra_server), b"", (5, 5, 5, 5)
+        )
+    finally:
+        await transport.aclose()
+    assert (status, body) == (200, b"hi")
+    assert headers == [(b"Content-Length", b"2"), (b"X-A", b"a")]
