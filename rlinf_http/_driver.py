@@ -378,6 +378,7 @@ class Driver:
     def close(self) -> None:
         """Close the sync session and the sync fan-out's loop (later calls open new ones)."""
         client, self._sync_client = self._sync_client, None
+        self._transports.clear()  # holds the sessions it answered for
         if client is not None:
             client.close()
         loop, self._loop_thread = self._loop_thread, None
@@ -579,13 +580,15 @@ class Driver:
         """
         # Cached per client and per httpx lookup (respx patches the class method):
         # two identity checks per request instead of httpx's mount matching.
+        # A lookup patched on the session itself is not cached.
         lookup = type(client)._transport_for_url
         cached = self._transports.get(type(client))
         if cached is not None and cached[0] is client and cached[1] is lookup:
             return cached[2]
         url = self._prefix(path, ())[0]
         transport: object = client._transport_for_url(url)
-        self._transports[type(client)] = (client, lookup, transport)
+        if "_transport_for_url" not in vars(client):
+            self._transports[type(client)] = (client, lookup, transport)
         return transport
 
     # -- sync driver ----------------------------------------------------------------------

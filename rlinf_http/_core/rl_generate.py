@@ -41,6 +41,7 @@ __all__ = [
     "RL_FIELD_NAMES",
     "SESSION_PARAM_TYPES",
     "NO_RL_ARGUMENTS",
+    "no_rl_arguments",
     "HiddenStatesMode",
     "SamplingLogprobsMode",
     "RL_KEYWORDS",
@@ -180,6 +181,15 @@ _PICK_RL = operator.itemgetter(*RL_KEYWORDS)
 NO_RL_ARGUMENTS: tuple[None, ...] = (None,) * len(RL_KEYWORDS)
 
 
+def no_rl_arguments(values: tuple[Any, ...]) -> bool:
+    """Whether every one of ``values`` (of :data:`RL_KEYWORDS`, in order) is ``None``.
+
+    By identity: ``==`` would ask a numpy array given for a keyword for its truth
+    value (numpy refuses), and anything equal to ``None`` would pass unchecked.
+    """
+    return all(map(operator.is_, values, NO_RL_ARGUMENTS))
+
+
 def rl_fields_from(arguments: Mapping[str, Any], batch: bool = False) -> dict[str, Any]:
     """:func:`generate_rl_fields` of the :data:`RL_KEYWORDS` in ``arguments``.
 
@@ -189,7 +199,7 @@ def rl_fields_from(arguments: Mapping[str, Any], batch: bool = False) -> dict[st
     ``["input_ids"]``), whose size per-prompt fields are checked against.
     """
     values = _PICK_RL(arguments)
-    if values == NO_RL_ARGUMENTS:
+    if no_rl_arguments(values):
         return {}  # the common case, on every request: no RL field asked for
     size = batch_size_of(arguments["prompt"], arguments["input_ids"]) if batch else None
     return generate_rl_fields(batch_size=size, **dict(zip(RL_KEYWORDS, values, strict=True)))

@@ -322,17 +322,24 @@ class ResponseParser:
         return data
 
     # -- httptools callbacks ------------------------------------------------------------
+    # After a complete response, httptools goes on with whatever follows in the same
+    # bytes (an unsolicited message): it is trailing data, and must not rewrite the
+    # response (its status, reason and headers).
     def on_message_begin(self) -> None:
         if self.complete:
             self.trailing_data = True
 
     def on_status(self, status: bytes) -> None:
-        self._reason += status
+        if not self.complete:
+            self._reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        if not self.complete:
+            self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if self.complete:
+            return
         parser = self._parser
         status = parser.get_status_code()
         if 100 <= status < 200 and status != 101:
@@ -356,6 +363,8 @@ class ResponseParser:
         self.body_size += len(body)
 
     def on_message_complete(self) -> None:
+        if self.complete:
+            return
         if self._interim:
             self._interim = False
             return

@@ -1,4 +1,4 @@
-"""Request ids (body ``rid`` and ``x-request-id``): 32 hex digits, unique, untouched by a
+"""Request ids (body ``rid`` and ``x-request-id``): uuid4 hex, unique, untouched by a
 user's ``random.seed``, and not repeated by a forked child."""
 
 from __future__ import annotations
@@ -6,15 +6,18 @@ from __future__ import annotations
 import os
 import random
 import re
+import uuid
 
 import pytest
 
 from rlinf_http._core.steering import new_rid
 
 
-def test_ids_are_32_hex_digits_and_unique() -> None:
+def test_ids_are_uuid4_hex_and_unique() -> None:
     ids = [new_rid() for _ in range(20000)]
     assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+    assert all(uuid.UUID(hex=i).version == 4 for i in ids)
+    assert all(uuid.UUID(hex=i).variant == uuid.RFC_4122 for i in ids)
     assert len(set(ids)) == len(ids)
 
 

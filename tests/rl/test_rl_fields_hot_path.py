@@ -1,6 +1,6 @@
 """The single ``generate`` call checks its RL keywords without ``locals()`` on the common
 path (no RL field): each keyword alone must still reach the wire, and a bad one alone must
-still be refused before any I/O. The tuple compared with ``NO_RL_ARGUMENTS`` must name
+still be refused before any I/O. The tuple given to ``no_rl_arguments`` must name
 every RL keyword, in order."""
 
 from __future__ import annotations
@@ -63,18 +63,17 @@ def test_every_rl_keyword_has_a_case() -> None:
 def test_the_no_rl_test_names_every_rl_keyword() -> None:
     source = Path(__file__).parents[2] / "rlinf_http/_endpoints/_async/generate.py"
     tree = ast.parse(source.read_text())
-    tests = [
+    calls = [
         node
         for node in ast.walk(tree)
-        if isinstance(node, ast.Compare)
-        and isinstance(node.left, ast.Tuple)
-        and isinstance(node.comparators[0], ast.Name)
-        and node.comparators[0].id == "NO_RL_ARGUMENTS"
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "no_rl_arguments"
     ]
-    assert len(tests) == 1
-    assert isinstance(tests[0].ops[0], ast.Eq)
-    names = tests[0].left.elts
-    assert [n.id for n in names if isinstance(n, ast.Name)] == list(RL_KEYWORDS)
+    assert len(calls) == 1
+    values = calls[0].args[0]
+    assert isinstance(values, ast.Tuple)
+    assert [n.id for n in values.elts if isinstance(n, ast.Name)] == list(RL_KEYWORDS)
 
 
 def _client(sent: list[dict[str, Any]]) -> InferenceHTTPClient:

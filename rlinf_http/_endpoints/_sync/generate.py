@@ -12,9 +12,9 @@ from ..._core.dataplane import with_routing_key
 from ..._core.fanout import generate_group_op
 from ..._core.requests import build_generate
 from ..._core.rl_generate import (
-    NO_RL_ARGUMENTS,
     HiddenStatesMode,
     SamplingLogprobsMode,
+    no_rl_arguments,
     rl_fields_from,
 )
 from ..._core.rollout import remembered
@@ -271,19 +271,21 @@ class Generate(Endpoint):
         # Not locals() on every request: the dict it builds stays on this frame while
         # the request is in flight (one more object for the garbage collector to
         # scan per parked request). tests/rl/test_rl_fields_hot_path.py pins the names.
-        if (
-            return_routed_experts,
-            routed_experts_start_len,
-            return_hidden_states,
-            return_sampling_mask,
-            sampling_logprobs_mode,
-            scheduler_routing_key,
-            routed_dp_rank,
-            session_params,
-            cache_salt,
-            max_thinking_tokens,
-            custom_logit_processor,
-        ) == NO_RL_ARGUMENTS:
+        if no_rl_arguments(
+            (
+                return_routed_experts,
+                routed_experts_start_len,
+                return_hidden_states,
+                return_sampling_mask,
+                sampling_logprobs_mode,
+                scheduler_routing_key,
+                routed_dp_rank,
+                session_params,
+                cache_salt,
+                max_thinking_tokens,
+                custom_logit_processor,
+            )
+        ):
             rl = {}
         else:
             rl = rl_fields_from(locals(), batch=True)
