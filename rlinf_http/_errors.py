@@ -338,8 +338,10 @@ class WeightUpdateStepError(FleetError):
     """``fleet.update_weights(...)`` did not update enough workers (its quorum).
 
     Raised after the step finished on every worker: the workers that did update
-    keep the new weights and were continued; those that failed were left paused
-    (and taken out of the router's rotation). :attr:`report` is the
+    keep the new weights and were continued; those that failed were left paused,
+    taken out of the router's rotation (kept in it when they are every worker it
+    lists: ``report.kept_in_router``) and the requests they held aborted
+    (``WorkerUpdate.requests_aborted``). :attr:`report` is the
     :class:`~rlinf_http.WeightUpdateReport` of the run (also ``result``):
     per worker and phase, with timings, and how to restore the failed workers
     (``fleet.restore(report)``).

@@ -10,6 +10,8 @@
 - :func:`take_out_plan`: take workers out of a router's rotation (``DELETE
   /workers/{id}``, all at once) and wait until it no longer lists them; smg
   1.13 removes in the background (about 5 s), sglang-router 0.3.2 at once.
+  :func:`take_out_unless_all_plan` does it unless they are every worker the
+  router lists (it would be left with none).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ __all__ = [
     "drain_plan",
     "release_when_idle_plan",
     "take_out_plan",
+    "take_out_unless_all_plan",
     "wait_idle_plan",
 ]
 
@@ -211,3 +214,16 @@ def take_out_plan(urls: Sequence[str], timeout: float) -> Plan[dict[str, bool]]:
             # an accepted removal still pending at the deadline is out all the same
             return {url: url in asked and (url not in still or url in accepted) for url in urls}
         yield Sleep(min(POLL_INTERVAL_S * 2, _left(end)))
+
+
+def take_out_unless_all_plan(urls: Sequence[str], timeout: float) -> Plan[dict[str, bool] | None]:
+    """:func:`take_out_plan`, unless ``urls`` are every worker the router lists.
+
+    Taking them all out would leave the router with no worker at all: nothing
+    is sent and the answer is ``None`` (they stay in its rotation).
+    """
+    listing: WorkerList = yield from list_workers_plan()
+    listed = {worker_url(worker.url or "") for worker in listing.workers}
+    if listed and listed <= set(urls):
+        return None
+    return (yield from take_out_plan(urls, timeout))

@@ -17,7 +17,12 @@ from .._core import control, plans, probes, rl_gateway, weights_io
 from .._core.control import PauseMode, Selector, WorkerState
 from .._core.dataplane import build_load_lora, build_unload_lora
 from .._core.plans import Plan, add_worker_plan
-from .._core.rl_step import IDLE_TIMEOUT_S, release_when_idle_plan, take_out_plan
+from .._core.rl_step import (
+    IDLE_TIMEOUT_S,
+    release_when_idle_plan,
+    take_out_plan,
+    take_out_unless_all_plan,
+)
 from .._core.weights_check import compare_weight_slices
 from .._core.weights_io import CheckAction, weight_update_options
 from .._errors import InvalidRequestError, WeightUpdateStepError
@@ -36,9 +41,10 @@ from ..models import (
 )
 from ._base import FleetBase, Stage, hint, undo_targets, verify_names
 from ._result import FleetResult, agree, check_expected
-from ._step import StepRun, UpdateStep, WeightUpdateReport
+from ._step import Deadline, StepRun, UpdateStep, WeightUpdateReport
 
 if TYPE_CHECKING:
+    from .. import InferenceHTTPClient
     from ._fleet import Fleet
 
 __all__ = ["AsyncFleetCalls"]
@@ -528,6 +534,7 @@ class AsyncFleetCalls(FleetBase):
         flush_timeout: float = 30.0,
         abort_all_requests: bool = False,
         take_out_failed: bool = True,
+        abort_failed: bool = True,
         group_name: str = "weight_update_group",
         load_format: str | None = None,
         selector: Selector = "all",
@@ -551,7 +558,14 @@ class AsyncFleetCalls(FleetBase):
         worker past it counts as failed. A worker that fails leaves the step:
         it is left paused (it would serve stale or half-loaded weights) and,
         behind a router, taken out of its rotation (``take_out_failed``) until
-        ``fleet.restore(report)``. A load answered with
+        ``fleet.restore(report)`` -- unless every worker the router lists
+        failed: those stay in it, paused, so it is not left with none
+        (``report.kept_in_router``). Then, unless ``abort_failed=False``, the
+        requests a failed worker holds paused are aborted (``/abort_request``
+        with ``abort_all``): they come back at once with finish reason
+        ``abort``, to finish elsewhere with ``client.resume`` (``retract``;
+        what ``in_place`` holds ends as aborted only at restore). An abort
+        that fails is only reported. A load answered with
         :class:`~rlinf_http.CacheNotFlushedError` swapped the weights: the
         worker counts as updated, its cache is flushed when idle
         (``flush_timeout``) and it is relabelled; if that flush fails it is
@@ -580,15 +594,13 @@ class AsyncFleetCalls(FleetBase):
             continue_timeout=continue_timeout,
             flush_timeout=flush_timeout,
             abort_all_requests=abort_all_requests,
+            abort_failed=abort_failed,
             group_name=group_name,
             load_format=load_format,
             selector=selector,
             extra=extra,
         )
-        if not isinstance(take_out_failed, bool):
-            raise InvalidRequestError(
-                f"take_out_failed must be True or False, got {take_out_failed!r}"
-            )
+        control._flag(take_out_failed, "take_out_failed")
         router = self._router if take_out_failed else None
         run = StepRun(step, None if router is None else router.base_url)
         await self._async_phase(run, "pause", step.pause_plan, run.active(), step.pause_timeout)
@@ -612,13 +624,26 @@ class AsyncFleetCalls(FleetBase):
         failed = run.take_out()
         if router is not None and failed:
             try:
-                out = await router._driver.arun(take_out_plan(failed, step.continue_timeout))
+                out = await router._driver.arun(
+                    take_out_unless_all_plan(failed, step.continue_timeout)
+                )
             except Exception as exc:  # reported: the workers stay in the rotation
                 logger.warning("could not take %s out of %s: %s", failed, router.base_url, exc)
             else:
                 for url in failed:
-                    if out[url]:
+                    if out is None:
+                        run.kept(url)
+                    elif out[url]:
                         run.removed(url)
+        # after the take-out, so that a resumed request cannot land on them again
+        aborts = run.to_abort()
+        gone = [u for u in aborts if self._gateway is not None and u in run.removed_urls()]
+        here = [u for u in aborts if u not in gone]
+        await self._async_phase(run, "abort", step.abort_plan, here, step.continue_timeout)
+        # smg's RL plane no longer reaches a worker taken out of smg: at its own URL
+        await self._async_phase(
+            run, "abort", step.abort_plan, gone, step.continue_timeout, self._clients
+        )
         report = run.report()
         logger.info("%s", report.summary())
         if not report.quorum_met:
@@ -632,11 +657,12 @@ class AsyncFleetCalls(FleetBase):
         make_plan: Callable[[str], Plan[Any]],
         urls: list[str],
         deadline: float,
+        clients: Mapping[str, InferenceHTTPClient] | None = None,
     ) -> None:
         """Run one phase of the step on ``urls`` (all at once, bounded) and record it."""
         if urls:
             result = await self._async_all(
-                phase, run.timed(phase, make_plan), False, urls, deadline
+                phase, run.timed(phase, make_plan), False, urls, deadline, clients
             )
             run.record(phase, result, deadline)
 
@@ -648,13 +674,17 @@ class AsyncFleetCalls(FleetBase):
 
         Fix the workers first (load the right weights, e.g. with
         ``fleet.subset(report.failed).update_weights(...)``): a restored worker
-        serves whatever it holds. Returns worker URL -> ``None`` or its error.
+        serves whatever it holds. The continues run on all the workers at once,
+        then the re-adds, all within one deadline of ``timeout`` seconds (a
+        worker past it: ``TimeoutError``). Returns worker URL -> ``None`` or its
+        error.
         """
         if not isinstance(report, WeightUpdateReport):
             raise InvalidRequestError(
                 "restore takes the WeightUpdateReport of update_weights (or "
                 f"WeightUpdateStepError.report), got {type(report).__name__}"
             )
+        deadline = Deadline.after(timeout, "timeout")
         urls = list(report.left_paused)
         removed = report.removed_from_router
         if removed and self._router is None:
@@ -669,38 +699,48 @@ class AsyncFleetCalls(FleetBase):
             for u in urls
             if u in self._clients and not (self._gateway is not None and u in removed)
         ]
-        result = await self._async_all(
-            "restore", lambda _: control.continue_generation_plan(True), False, members, timeout
-        )
-        outcomes: dict[str, Exception | None] = {url: None for url in urls}
-        outcomes.update(result.errors)
         prototype = next(iter(self._clients.values()))
-        for url in urls:
-            if url in members:
-                continue
-            worker = self._clients.get(url) or prototype.copy(base_url=url)
-            try:
-                await worker._driver.arun(control.continue_generation_plan(True), timeout)
-            except Exception as exc:
-                outcomes[url] = exc
-            finally:
+        own = {
+            u: self._clients.get(u) or prototype.copy(base_url=u) for u in urls if u not in members
+        }
+        outcomes: dict[str, Exception | None] = {url: None for url in urls}
+        try:
+            for targets, clients in ((members, None), (list(own), own)):
+                if targets:
+                    result = await self._async_all(
+                        "restore",
+                        lambda _: control.continue_generation_plan(True),
+                        False,
+                        targets,
+                        deadline.left(),
+                        clients,
+                    )
+                    outcomes.update(result.errors)
+        finally:
+            for url, worker in own.items():
                 if url not in self._clients:
                     await worker.aclose()
-        if self._router is not None:
-            if removed:  # a removal the gateway accepted may still be under way: let it end
-                await self._router._driver.arun(take_out_plan(removed, timeout))
-            for url in removed:
-                if outcomes.get(url) is not None:
-                    continue  # still paused: the gateway would drop it again (/health waits)
-                try:
-                    await self._router._driver.arun(
-                        add_worker_plan(url, "regular", {}, timeout, 0.2)
-                    )
-                    outcomes.setdefault(url, None)
-                except Exception as exc:
-                    outcomes[url] = exc
-            if self._gateway is not None and removed:
-                ids = await self._gateway._driver.arun(rl_gateway.gateway_ids_plan(), timeout)
+        router = self._router
+        if router is not None and removed:
+            # a removal the gateway accepted may still be under way: let it end
+            await router._driver.arun(take_out_plan(removed, deadline.left()))
+            # one still paused is not added: the gateway would drop it again (/health waits)
+            back = [u for u in removed if outcomes.get(u) is None]
+            if back:
+                added = await self._async_all(
+                    "restore",
+                    lambda url: add_worker_plan(url, "regular", {}, deadline.left(), 0.2),
+                    False,
+                    back,
+                    deadline.left(),
+                    dict.fromkeys(back, router),
+                )
+                outcomes.update(dict.fromkeys(back))
+                outcomes.update(added.errors)
+            if self._gateway is not None:
+                ids = await self._gateway._driver.arun(
+                    rl_gateway.gateway_ids_plan(), deadline.left()
+                )
                 self._ids = {**self._ids, **{u: ids[u] for u in removed if u in ids}}
         return FleetResult(outcomes, "restore").raise_for_errors()
 

@@ -110,11 +110,14 @@ class FleetBase:
         raise_on_error: bool = True,
         urls: Sequence[str] | None = None,
         deadline: float | None = None,
+        clients: Mapping[str, InferenceHTTPClient] | None = None,
     ) -> FleetResult[T]:
         """Run ``make_plan(url)`` on every worker (or ``urls``) at once.
 
-        Direct path: one task per worker, each on its worker's client. Gateway
-        path: the plans in lockstep, each step one fan-out through smg (see
+        Direct path: one task per worker, each on its worker's client (or on
+        ``clients[url]``: a router to re-add it, or its own URL once smg no longer
+        lists it). Gateway path (without ``clients``): the plans in lockstep,
+        each step one fan-out through smg (see
         :class:`~rlinf_http._core.rl_gateway.Lockstep`). Every worker is tried
         (calls such as a group init only complete when all workers are in them);
         the outcomes are collected. A worker still running after ``deadline``
@@ -124,12 +127,10 @@ class FleetBase:
         outcomes: dict[str, T | Exception] = {}
         per_worker = self.call_timeout is not None or deadline is not None
         with anyio.move_on_after(deadline):
-            if self._gateway is None:
+            if self._gateway is None or clients is not None:
+                on = self._clients if clients is None else clients
                 jobs = [
-                    (
-                        url,
-                        functools.partial(self._clients[url]._driver.arun, plan, self.call_timeout),
-                    )
+                    (url, functools.partial(on[url]._driver.arun, plan, self.call_timeout))
                     for url, plan in work
                 ]
                 await _async_each(jobs, outcomes)
@@ -160,6 +161,7 @@ class FleetBase:
         raise_on_error: bool = True,
         urls: Sequence[str] | None = None,
         deadline: float | None = None,
+        clients: Mapping[str, InferenceHTTPClient] | None = None,
     ) -> FleetResult[T]:
         """Sync :meth:`_async_all`: one daemon thread per worker (per fan-out through smg).
 
@@ -171,9 +173,10 @@ class FleetBase:
         end = None if deadline is None else time.monotonic() + deadline
         outcomes: dict[str, T | Exception] = {}
         per_worker = self.call_timeout is not None or deadline is not None
-        if self._gateway is None:
+        if self._gateway is None or clients is not None:
+            on = self._clients if clients is None else clients
             jobs = [
-                (url, functools.partial(self._clients[url]._driver.run, plan, self.call_timeout))
+                (url, functools.partial(on[url]._driver.run, plan, self.call_timeout))
                 for url, plan in work
             ]
             outcomes = _each(jobs, end)

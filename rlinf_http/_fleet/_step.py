@@ -5,8 +5,9 @@ worker, pause -> drain check -> load (in a begin/end session where sglang
 needs one) -> flush if the load's own flush failed -> version stamp ->
 continue. Each phase runs on all the workers still in the step at once, with
 its own deadline; a worker that fails a phase (or passes its deadline) leaves
-the step. This module checks the arguments, builds each phase's plan per
-worker, records what happened and writes the :class:`WeightUpdateReport`.
+the step, paused, and once it is out of the router the requests it holds are
+aborted (``abort``). This module checks the arguments, builds each phase's plan
+per worker, records what happened and writes the :class:`WeightUpdateReport`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, Literal
 
 from .._core import control
 from .._core.control import PAUSE_MODES, PauseMode, Selector
-from .._core.plans import Plan
+from .._core.plans import Plan, abort_request_plan
 from .._core.probes import flush_cache_when_idle_plan
 from .._core.requests import check_timeout
 from .._core.rl_step import drain_plan
@@ -29,6 +30,7 @@ from ._result import FleetResult
 
 __all__ = [
     "PHASES",
+    "Deadline",
     "PhaseResult",
     "StepRun",
     "UpdateStep",
@@ -40,8 +42,9 @@ Source = Literal["disk", "distributed", "tensor"]
 Outcome = Literal["updated", "flush_pending", "not_loaded", "failed"]
 Left = Literal["continued", "paused", "unknown"]
 
-#: The phases of a step, in order (``flush`` only after a load whose own flush failed).
-PHASES: tuple[str, ...] = ("pause", "drain", "load", "flush", "stamp", "continue")
+#: The phases of a step, in order (``flush`` only after a load whose own flush failed;
+#: ``abort`` only on the failed workers the step left paused).
+PHASES: tuple[str, ...] = ("pause", "drain", "load", "flush", "stamp", "continue", "abort")
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,10 @@ class WorkerUpdate:
     ``left`` is where the worker was left: ``"continued"``, ``"paused"`` (on
     purpose: a failed load leaves stale or half-loaded weights) or
     ``"unknown"`` (it did not answer). ``removed_from_router``: taken out of the
-    router's rotation until ``fleet.restore(report)``.
+    router's rotation until ``fleet.restore(report)``; ``kept_in_router``: failed
+    but kept in it, because every worker the router lists failed (taking them
+    out would leave it with none). ``requests_aborted``: whether the requests a
+    failed, paused worker held were aborted (``phases["abort"]``).
     """
 
     url: str
@@ -75,6 +81,7 @@ class WorkerUpdate:
     failed_phase: str | None = None
     error: Exception | None = None
     removed_from_router: bool = False
+    kept_in_router: bool = False
 
     @property
     def updated(self) -> bool:
@@ -104,6 +111,15 @@ class WorkerUpdate:
     def continue_s(self) -> float | None:
         """Latency of ``/continue_generation``."""
         return self._seconds("continue")
+
+    @property
+    def requests_aborted(self) -> bool | None:
+        """``/abort_request`` (``abort_all``) on this failed, paused worker: ``True``
+        sent (the requests it held come back with finish reason ``abort``; see
+        the guide for what ``in_place`` keeps until restore), ``False`` failed
+        (``phases["abort"].error``), ``None`` not tried."""
+        result = self.phases.get("abort")
+        return None if result is None else result.ok
 
 
 @dataclass(frozen=True)
@@ -146,6 +162,12 @@ class WeightUpdateReport:
         return [url for url, w in self.workers.items() if w.removed_from_router]
 
     @property
+    def kept_in_router(self) -> list[str]:
+        """Failed workers kept in the router's rotation (paused): taking them out would
+        have left the router with no worker."""
+        return [url for url, w in self.workers.items() if w.kept_in_router]
+
+    @property
     def quorum_met(self) -> bool:
         return len(self.updated) >= self.quorum
 
@@ -184,12 +206,13 @@ class WeightUpdateReport:
         def ms(value: float | None) -> str:
             return "-" if value is None else f"{value * 1000:.0f}"
 
+        aborted = {None: "", True: ", held requests aborted", False: ", abort failed"}
         parts = []
         for url, w in self.workers.items():
             where = f"@{w.failed_phase}" if w.failed_phase else ""
             parts.append(
                 f"{url} {w.outcome}{where} pause={ms(w.pause_s)} drain={ms(w.drain_s)} "
-                f"load={ms(w.load_s)} continue={ms(w.continue_s)} ms"
+                f"load={ms(w.load_s)} continue={ms(w.continue_s)} ms" + aborted[w.requests_aborted]
             )
         met = "met" if self.quorum_met else "NOT met"
         line = (
@@ -197,6 +220,12 @@ class WeightUpdateReport:
             f"{len(self.updated)}/{len(self.workers)} updated, quorum {self.quorum} {met}, "
             f"{self.seconds:.3f} s; " + "; ".join(parts)
         )
+        if self.kept_in_router:
+            line += (
+                f". Every worker {self.router_url} lists failed: they stay in its "
+                "rotation, paused (taking them out would leave it with none), so "
+                "requests through it wait until a new update_weights or fleet.restore"
+            )
         hint = self.restore_hint
         return f"{line}. To restore: {hint}" if hint else line
 
@@ -229,6 +258,21 @@ def _deadline(value: object, what: str) -> float:
     return bound
 
 
+@dataclass(frozen=True)
+class Deadline:
+    """One deadline for several calls in turn (``fleet.restore``)."""
+
+    end: float
+
+    @classmethod
+    def after(cls, seconds: object, what: str) -> Deadline:
+        return cls(time.monotonic() + _deadline(seconds, what))
+
+    def left(self) -> float:
+        """Seconds left, at least a little (a call made at the end still gets an answer)."""
+        return max(0.05, self.end - time.monotonic())
+
+
 @dataclass
 class UpdateStep:
     """The checked arguments of one step and the plan of each phase per worker."""
@@ -243,6 +287,7 @@ class UpdateStep:
     continue_timeout: float
     flush_timeout: float
     abort_all_requests: bool
+    abort_failed: bool
     load: Callable[[str], Plan[Any]]
 
     @classmethod
@@ -262,6 +307,7 @@ class UpdateStep:
         continue_timeout: float,
         flush_timeout: float,
         abort_all_requests: bool,
+        abort_failed: bool,
         group_name: str,
         load_format: str | None,
         selector: Selector,
@@ -339,6 +385,7 @@ class UpdateStep:
             continue_timeout=_deadline(continue_timeout, "continue_timeout"),
             flush_timeout=_deadline(flush_timeout, "flush_timeout"),
             abort_all_requests=abort_all_requests,
+            abort_failed=control._flag(abort_failed, "abort_failed"),
             load=load,
         )
 
@@ -360,6 +407,9 @@ class UpdateStep:
     def continue_plan(self, _: str) -> Plan[Any]:
         return control.continue_generation_plan(True)
 
+    def abort_plan(self, _: str) -> Plan[None]:
+        return abort_request_plan("", abort_all=True)
+
 
 # -- the run -------------------------------------------------------------------------------
 
@@ -375,6 +425,7 @@ class _State:
     skipped: bool = False
     left: Left = "continued"
     removed: bool = False
+    kept: bool = False
 
 
 class StepRun:
@@ -411,6 +462,15 @@ class StepRun:
     def take_out(self) -> list[str]:
         """The failed workers, to take out of the router's rotation."""
         return [u for u, s in self.workers.items() if s.failed_phase is not None]
+
+    def to_abort(self) -> list[str]:
+        """The failed workers the step left paused: their held requests are stranded.
+
+        One that did not answer (``left == "unknown"``) is not asked again.
+        """
+        if not self.step.abort_failed:
+            return []
+        return [u for u in self.take_out() if self.workers[u].left == "paused"]
 
     def can_meet_quorum(self) -> bool:
         return len(self.active()) >= self.step.quorum
@@ -455,8 +515,8 @@ class StepRun:
                 continue
             if isinstance(value, Exception):
                 state.phases[phase] = PhaseResult(False, seconds, value)
-                if phase == "flush":
-                    continue  # still updated; the flush stays pending
+                if phase in ("flush", "abort"):
+                    continue  # flush: still updated, pending; abort: failed already
                 state.failed_phase, state.error = phase, value
                 if phase in ("pause", "continue"):
                     state.left = "unknown"
@@ -476,6 +536,13 @@ class StepRun:
 
     def removed(self, url: str) -> None:
         self.workers[url].removed = True
+
+    def removed_urls(self) -> list[str]:
+        """The workers taken out of the router so far."""
+        return [u for u, s in self.workers.items() if s.removed]
+
+    def kept(self, url: str) -> None:
+        self.workers[url].kept = True
 
     def report(self) -> WeightUpdateReport:
         workers: dict[str, WorkerUpdate] = {}
@@ -497,6 +564,7 @@ class StepRun:
                 failed_phase=s.failed_phase,
                 error=s.error,
                 removed_from_router=s.removed,
+                kept_in_router=s.kept,
             )
         return WeightUpdateReport(
             version=self.step.version,

@@ -129,6 +129,8 @@ async def update_step(
             pause_timeout=deadline,
             load_timeout=deadline,
             continue_timeout=deadline,
+            # the bench restores a failed worker at once: its held requests go on
+            abort_failed=False,
         )
         event.ok = report.ok
     except WeightUpdateStepError as exc:

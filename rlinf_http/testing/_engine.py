@@ -311,17 +311,24 @@ class _Engine:
     def _held(self) -> bool:
         return self._paused == "retract" or self._paused == "in_place"
 
+    def _may_go_on(self, job: _Job) -> bool:
+        """Whether a held job may go on: continued, or aborted while back in the waiting
+        queue (``retract``). sglang 0.5.23 aborts a request ``in_place`` keeps in its
+        running batch only at its next forward pass, i.e. after continue."""
+        return not self._held() or (job.abort_pending and self._paused == "retract")
+
     async def _hold(self, job: _Job) -> None:
         """Hold a running job while a ``retract``/``in_place`` pause lasts.
 
-        The job's clock stops: after continue it resumes where it was.
+        The job's clock stops: after continue it resumes where it was (an abort
+        ends it at once while retracted, after continue while held in place).
         """
-        if not self._held() or job.abort_pending:
+        if self._may_go_on(job):
             return
         t0 = max(self._pause_t0, job.start)
         job.retracted = self._paused == "retract"
         try:
-            await self._wait_for(lambda: not self._held() or job.abort_pending, job)
+            await self._wait_for(lambda: self._may_go_on(job), job)
         finally:
             job.retracted = False
         shift = time.monotonic() - t0
