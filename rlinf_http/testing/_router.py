@@ -64,6 +64,14 @@ def _available(gateway: Gateway) -> bool:
     return smg_available() if gateway == "smg" else router_available()
 
 
+#: Starts of a gateway whose picked port another process took meanwhile.
+_START_ATTEMPTS = 3
+
+
+class _PortTaken(RuntimeError):
+    """The gateway exited at startup: a port it was given is in use."""
+
+
 def _free_port(host: str = "127.0.0.1") -> int:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
@@ -133,6 +141,8 @@ class RouterProcess:
         self.enable_rl = enable_rl
         self.worker_urls = [u.rstrip("/") for u in worker_urls]
         self.host = host
+        #: whether ``port`` is one we picked (then another is picked when it is taken)
+        self._own_port = not port
         self.port = port or _free_port(host)
         self.prometheus_port = _free_port("127.0.0.1")
         self.policy = policy
@@ -200,23 +210,40 @@ class RouterProcess:
         with self._lock:  # stop() from another thread either precedes or sees the process
             if self.proc is not None:
                 raise RuntimeError("router already started")
-            if self._stopped:
-                raise RuntimeError("router stopped before it started")
-            with open(self.log_path, "ab") as log:
-                self.proc = spawn(
-                    self.command(),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=router_env(),
-                    start_new_session=True,
-                )
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.cleanup()  # the log tail is already in the exception message
-            raise
-        return self
+        # The ports we pick are free when picked, not when the gateway binds them:
+        # another process may take one in between. Then the gateway exits at once
+        # ("Address already in use") and it is started again on new ports.
+        for attempt in range(_START_ATTEMPTS):
+            with self._lock:
+                if self._stopped:
+                    raise RuntimeError("router stopped before it started")
+                with open(self.log_path, "ab") as log:
+                    self.proc = spawn(
+                        self.command(),
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        env=router_env(),
+                        start_new_session=True,
+                    )
+            try:
+                self._wait_ready()
+            except _PortTaken:
+                if self._own_port and attempt + 1 < _START_ATTEMPTS:
+                    with self._lock:
+                        self.proc = None
+                    self.port = _free_port(self.host)
+                    self.prometheus_port = _free_port("127.0.0.1")
+                    with open(self.log_path, "wb"):  # the next start's log alone
+                        pass
+                    continue
+                self.cleanup()
+                raise
+            except BaseException:
+                self.cleanup()  # the log tail is already in the exception message
+                raise
+            return self
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _wait_ready(self) -> None:
         import httpx
@@ -229,9 +256,10 @@ class RouterProcess:
             while time.monotonic() < deadline:
                 code = self.proc.poll()
                 if code is not None:
-                    raise RuntimeError(
-                        f"{self.gateway} exited with code {code} during startup; "
-                        f"log tail:\n{self.log_tail()}"
+                    tail = self.log_tail()
+                    error = _PortTaken if "Address already in use" in tail else RuntimeError
+                    raise error(
+                        f"{self.gateway} exited with code {code} during startup; log tail:\n{tail}"
                     )
                 try:
                     r = client.get(self.url + "/readiness")

@@ -47,3 +47,52 @@ def test_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(router_module, "smg_available", lambda: False)
     with pytest.raises(MissingDependencyError, match=r"\.\[smg\]"):
         launch_router(["http://127.0.0.1:1"], gateway="smg")
+
+
+@pytest.mark.parametrize("gateway", ["smg", "sglang-router"])
+def test_a_picked_port_taken_before_the_gateway_binds_it_is_picked_again(
+    gateway: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The port launch_router picks is free when picked; another process may take it
+    # before the gateway binds it (seen in the suite). The gateway then exits at once
+    # with "Address already in use": it is started again on new ports.
+    import socket
+
+    from rlinf_http.testing import _router
+
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen(1)
+    taken = squatter.getsockname()[1]
+    real = _router._free_port
+    picks: list[int] = []
+
+    def first_taken(host: str = "127.0.0.1") -> int:
+        port = taken if not picks else real(host)
+        picks.append(port)
+        return port
+
+    monkeypatch.setattr(_router, "_free_port", first_taken)
+    try:
+        with (
+            start_fake_worker() as worker,
+            launch_router([worker.url], gateway=gateway) as router,  # type: ignore[arg-type]
+        ):
+            assert router.port != taken
+            assert httpx.get(router.url + "/health", timeout=10, trust_env=False).status_code == 200
+        assert picks[0] == taken and len(picks) >= 4  # port + metrics port, twice
+    finally:
+        squatter.close()
+
+
+def test_a_port_given_in_use_is_an_error_not_a_retry() -> None:
+    import socket
+
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen(1)
+    try:
+        with start_fake_worker() as worker, pytest.raises(RuntimeError, match="in use"):
+            launch_router([worker.url], gateway="sglang-router", port=squatter.getsockname()[1])
+    finally:
+        squatter.close()
