@@ -1,14 +1,14 @@
 """Review of the typed-call performance change (``git log 32be6a5..``): what it must
 not change, over loopback sockets.
 
-Tests that FAIL on the reviewed code on purpose (each shows a defect; all pass on
-32be6a5 unless marked):
+Tests written as failing on the reviewed code (each showed a defect, fixed since;
+all passed on 32be6a5 unless marked):
 
 - test_an_array_for_an_rl_keyword_is_a_typed_error_before_any_io
 - test_request_ids_seen_on_the_wire_do_not_predict_the_next_ones
 - test_a_body_rid_the_client_picks_is_a_uuid4_hex (docs/guide.md promises a uuid4 hex)
 - test_close_lets_the_sync_session_go, test_aclose_lets_the_async_session_go
-- test_bytes_after_a_complete_response_do_not_rewrite_it_{sync,async} (fail on
+- test_bytes_after_a_complete_response_do_not_rewrite_it_{sync,async} (failed on
   32be6a5 too: a pre-existing parser defect)
 
 The others pin what the change claims to keep: ``resume`` of every kind of result
@@ -232,7 +232,7 @@ def test_resume_of_a_single_result_under_uvloop(server: FakeServer) -> None:
 
 
 def test_an_array_for_an_rl_keyword_is_a_typed_error_before_any_io(server: FakeServer) -> None:
-    """FAILS on the reviewed code: ``(...) == NO_RL_ARGUMENTS`` calls ``array == None``,
+    """Failed on the reviewed code: ``(...) == NO_RL_ARGUMENTS`` calls ``array == None``,
     whose truth value raises numpy's ValueError (32be6a5 raised InvalidRequestError)."""
     np = pytest.importorskip("numpy")
     before = len(server.app.request_log)
@@ -262,7 +262,7 @@ def _untemper(y: int) -> int:
 
 
 def test_request_ids_seen_on_the_wire_do_not_predict_the_next_ones(server: FakeServer) -> None:
-    """FAILS on the reviewed code: the body ``rid`` and ``x-request-id`` come from one
+    """Failed on the reviewed code: the body ``rid`` and ``x-request-id`` come from one
     ``random.Random`` (MT19937); 624 of its 32-bit outputs (39 requests' ids, which
     every server and gateway log sees) give its state, so the next ids (what
     ``/abort_request`` takes) are known in advance. uuid4 / os.urandom were not."""
@@ -282,7 +282,7 @@ def test_request_ids_seen_on_the_wire_do_not_predict_the_next_ones(server: FakeS
 
 
 def test_a_body_rid_the_client_picks_is_a_uuid4_hex(server: FakeServer) -> None:
-    """FAILS on the reviewed code (low severity, a contract change): 32be6a5 sent
+    """Failed on the reviewed code (low severity, a contract change): 32be6a5 sent
     ``uuid.uuid4().hex`` (what sglang itself picks); now 128 arbitrary bits."""
     server.app.clear_request_log()
     with InferenceHTTPClient(server.url) as client:
@@ -297,7 +297,7 @@ def test_a_body_rid_the_client_picks_is_a_uuid4_hex(server: FakeServer) -> None:
 
 
 def test_close_lets_the_sync_session_go(server: FakeServer) -> None:
-    """FAILS on the reviewed code: ``Driver._transports`` still holds the closed
+    """Failed on the reviewed code: ``Driver._transports`` still holds the closed
     httpx.Client and its transport (pool) after ``close()``."""
     client = InferenceHTTPClient(server.url)
     client.generate(input_ids=[1], sampling_params={"max_new_tokens": 1})
@@ -311,7 +311,7 @@ def test_close_lets_the_sync_session_go(server: FakeServer) -> None:
 
 
 def test_aclose_lets_the_async_session_go(server: FakeServer) -> None:
-    """FAILS on the reviewed code: the closed httpx.AsyncClient (and its transport,
+    """Failed on the reviewed code: the closed httpx.AsyncClient (and its transport,
     bound to a finished event loop) stays referenced by ``Driver._transports``."""
     client = InferenceHTTPClient(server.url)
 
@@ -612,7 +612,7 @@ def _get(port: int) -> bytes:
 
 
 def test_bytes_after_a_complete_response_do_not_rewrite_it_sync(extra_server: int) -> None:
-    """FAILS on the reviewed code and on 32be6a5: httptools goes on parsing the
+    """Failed on the reviewed code and on 32be6a5: httptools goes on parsing the
     unsolicited message, whose head overwrites ``status_code`` and appends to the
     first response's header list (200 + ``hi`` reported as 500)."""
     transport = SyncTransport()
@@ -630,7 +630,7 @@ def test_bytes_after_a_complete_response_do_not_rewrite_it_sync(extra_server: in
 async def test_bytes_after_a_complete_response_do_not_rewrite_it_async(
     anyio_backend: str, extra_server: int
 ) -> None:
-    """FAILS on the reviewed code and on 32be6a5 (as the sync test)."""
+    """Failed on the reviewed code and on 32be6a5 (as the sync test)."""
     transport = TrioTransport() if anyio_backend == "trio" else AsyncTransport()
     try:
         status, headers, body = await transport.raw_request(
