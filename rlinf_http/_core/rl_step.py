@@ -207,12 +207,25 @@ def take_out_plan(urls: Sequence[str], timeout: float) -> Plan[dict[str, bool]]:
                 continue  # still listed below: reported as not taken out
             accepted.add(url)
     asked = [url for url, worker_ids in ids.items() if worker_ids]
+    still = yield from wait_unlisted_plan(asked, _left(end))
+    # an accepted removal still pending at the deadline is out all the same
+    return {url: url in asked and (url not in still or url in accepted) for url in urls}
+
+
+#: How long to wait for a removal the router accepted to end (smg 1.13 drains a
+#: worker for 5 s before it stops listing it).
+UNLIST_WAIT_S = 10.0
+
+
+def wait_unlisted_plan(urls: Sequence[str], timeout: float) -> Plan[set[str]]:
+    """Poll the router's ``/workers`` until it lists none of ``urls`` or ``timeout``
+    s passed (at least one look); the URLs it still lists. Sends no removal."""
+    end = time.monotonic() + timeout
     while True:
-        listing = yield from list_workers_plan()
-        still = {url for url, worker_ids in _listed(listing, asked).items() if worker_ids}
+        listing: WorkerList = yield from list_workers_plan()
+        still = {url for url, worker_ids in _listed(listing, urls).items() if worker_ids}
         if not still or _left(end) <= 0:
-            # an accepted removal still pending at the deadline is out all the same
-            return {url: url in asked and (url not in still or url in accepted) for url in urls}
+            return still
         yield Sleep(min(POLL_INTERVAL_S * 2, _left(end)))
 
 

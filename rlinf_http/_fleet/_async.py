@@ -19,9 +19,10 @@ from .._core.dataplane import build_load_lora, build_unload_lora
 from .._core.plans import Plan, add_worker_plan
 from .._core.rl_step import (
     IDLE_TIMEOUT_S,
+    UNLIST_WAIT_S,
     release_when_idle_plan,
-    take_out_plan,
     take_out_unless_all_plan,
+    wait_unlisted_plan,
 )
 from .._core.weights_check import compare_weight_slices
 from .._core.weights_io import CheckAction, weight_update_options
@@ -561,11 +562,13 @@ class AsyncFleetCalls(FleetBase):
         ``fleet.restore(report)`` -- unless every worker the router lists
         failed: those stay in it, paused, so it is not left with none
         (``report.kept_in_router``). Then, unless ``abort_failed=False``, the
-        requests a failed worker holds paused are aborted (``/abort_request``
-        with ``abort_all``): they come back at once with finish reason
-        ``abort``, to finish elsewhere with ``client.resume`` (``retract``;
-        what ``in_place`` holds ends as aborted only at restore). An abort
-        that fails is only reported. A load answered with
+        requests a failed worker out of the rotation holds paused are aborted
+        (``/abort_request`` with ``abort_all``, once the router no longer lists
+        it: at most ``continue_timeout`` or 10 s): they come back at once with
+        finish reason ``abort``, to finish elsewhere with ``client.resume``
+        (``retract``; what ``in_place`` holds ends as aborted only at restore;
+        requests that reached the worker after its pause wait for restore). An
+        abort that fails or is not sent is only reported. A load answered with
         :class:`~rlinf_http.CacheNotFlushedError` swapped the weights: the
         worker counts as updated, its cache is flushed when idle
         (``flush_timeout``) and it is relabelled; if that flush fails it is
@@ -635,8 +638,26 @@ class AsyncFleetCalls(FleetBase):
                         run.kept(url)
                     elif out[url]:
                         run.removed(url)
-        # after the take-out, so that a resumed request cannot land on them again
+        # after the take-out, so that a resumed request cannot land on them again:
+        # only once the router no longer lists them (smg removes 5 s after it accepts)
         aborts = run.to_abort()
+        removed = [u for u in aborts if u in run.removed_urls()]
+        if router is not None and removed:
+            bound = max(step.continue_timeout, UNLIST_WAIT_S)
+            try:
+                still = await router._driver.arun(wait_unlisted_plan(removed, bound))
+            except Exception as exc:  # the listing failed: nothing known, nothing sent
+                still = set(removed)
+                logger.warning("could not read %s's workers: %s", router.base_url, exc)
+            for url in still:
+                run.abort_not_sent(
+                    url,
+                    TimeoutError(
+                        f"{router.base_url} still listed {url} after {bound:g} s: its held "
+                        "requests were not aborted (a resume could land on it again)"
+                    ),
+                )
+            aborts = [u for u in aborts if u not in still]
         gone = [u for u in aborts if self._gateway is not None and u in run.removed_urls()]
         here = [u for u in aborts if u not in gone]
         await self._async_phase(run, "abort", step.abort_plan, here, step.continue_timeout)
@@ -674,10 +695,11 @@ class AsyncFleetCalls(FleetBase):
 
         Fix the workers first (load the right weights, e.g. with
         ``fleet.subset(report.failed).update_weights(...)``): a restored worker
-        serves whatever it holds. The continues run on all the workers at once,
-        then the re-adds, all within one deadline of ``timeout`` seconds (a
-        worker past it: ``TimeoutError``). Returns worker URL -> ``None`` or its
-        error.
+        serves whatever it holds. The continues run on all the workers at once
+        within ``timeout`` seconds (a worker past it: ``TimeoutError``), then
+        the re-adds, at once, within a ``timeout`` of their own. A worker the
+        router lists again already (an earlier restore) is left as it is.
+        Returns worker URL -> ``None`` or its error.
         """
         if not isinstance(report, WeightUpdateReport):
             raise InvalidRequestError(
@@ -722,25 +744,30 @@ class AsyncFleetCalls(FleetBase):
                     await worker.aclose()
         router = self._router
         if router is not None and removed:
-            # a removal the gateway accepted may still be under way: let it end
-            await router._driver.arun(take_out_plan(removed, deadline.left()))
+            # The re-adds have their own budget: a worker whose continue used up the
+            # first one (a stopped process) must not keep the others out.
+            readd = Deadline.after(timeout, "timeout")
+            # A removal the gateway accepted may still be under way: let it end. One
+            # still listed after that is back already (an earlier restore): it is
+            # left alone, never removed again.
+            listed = await router._driver.arun(
+                wait_unlisted_plan(removed, min(UNLIST_WAIT_S, readd.left()))
+            )
             # one still paused is not added: the gateway would drop it again (/health waits)
-            back = [u for u in removed if outcomes.get(u) is None]
+            back = [u for u in removed if outcomes.get(u) is None and u not in listed]
             if back:
                 added = await self._async_all(
                     "restore",
-                    lambda url: add_worker_plan(url, "regular", {}, deadline.left(), 0.2),
+                    lambda url: add_worker_plan(url, "regular", {}, readd.left(), 0.2),
                     False,
                     back,
-                    deadline.left(),
+                    readd.left(),
                     dict.fromkeys(back, router),
                 )
                 outcomes.update(dict.fromkeys(back))
                 outcomes.update(added.errors)
             if self._gateway is not None:
-                ids = await self._gateway._driver.arun(
-                    rl_gateway.gateway_ids_plan(), deadline.left()
-                )
+                ids = await self._gateway._driver.arun(rl_gateway.gateway_ids_plan(), readd.left())
                 self._ids = {**self._ids, **{u: ids[u] for u in removed if u in ids}}
         return FleetResult(outcomes, "restore").raise_for_errors()
 

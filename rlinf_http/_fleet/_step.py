@@ -466,11 +466,21 @@ class StepRun:
     def to_abort(self) -> list[str]:
         """The failed workers the step left paused: their held requests are stranded.
 
-        One that did not answer (``left == "unknown"``) is not asked again.
+        One that did not answer (``left == "unknown"``) is not asked again, nor one
+        kept in the router (every worker failed): a resume could only land on a
+        paused worker, so what it holds waits for restore instead of ending short.
         """
         if not self.step.abort_failed:
             return []
-        return [u for u in self.take_out() if self.workers[u].left == "paused"]
+        return [
+            u
+            for u in self.take_out()
+            if self.workers[u].left == "paused" and not self.workers[u].kept
+        ]
+
+    def abort_not_sent(self, url: str, error: Exception) -> None:
+        """Record that ``url``'s held requests were not aborted, and why."""
+        self.workers[url].phases["abort"] = PhaseResult(False, 0.0, error)
 
     def can_meet_quorum(self) -> bool:
         return len(self.active()) >= self.step.quorum
