@@ -232,6 +232,18 @@ def _bounded(deadline: float) -> float:
     return max(deadline - time.monotonic(), 0.05)
 
 
+def _listed_within(url: str, until: float, interval: float = 0.1) -> Plan[list[Worker]]:
+    """The router's ``/workers`` entries for ``url``, polled until one shows or ``until``."""
+    mine = _worker_url(url)
+    while True:
+        listing: WorkerList = yield from list_workers_plan()
+        listed = [w for w in listing.workers if (w.url or "").strip().rstrip("/") == mine]
+        remaining = until - time.monotonic()
+        if listed or remaining <= 0:
+            return listed
+        yield Sleep(min(interval, remaining))
+
+
 def add_worker_plan(
     url: str,
     worker_type: str,
@@ -267,13 +279,20 @@ def add_worker_plan(
             )
         except NotFoundError:
             if seen is not None:
-                state = seen.job_status.status if seen.job_status is not None else "listed"
-                raise WorkerRegistrationError(
-                    f"the gateway gave up on worker {url} (id {worker_id}): it was "
-                    f"{state}, then dropped (not reachable or not healthy within the "
-                    f"gateway's worker startup timeout; its log says why)"
-                ) from None
-            last = None
+                # sglang-router 0.3.2 forgets the job of a worker it is still
+                # registering when it registers several at once (404 here): the
+                # listing says whether it comes in, within a short grace.
+                listed = yield from _listed_within(url, min(deadline, time.monotonic() + 3.0))
+                if not listed:
+                    state = seen.job_status.status if seen.job_status is not None else "listed"
+                    raise WorkerRegistrationError(
+                        f"the gateway gave up on worker {url} (id {worker_id}): it was "
+                        f"{state}, then dropped (not reachable or not healthy within the "
+                        f"gateway's worker startup timeout; its log says why)"
+                    ) from None
+                last = listed[0]  # registered: healthy now, or polled again below
+            else:
+                last = None
         if last is not None:
             seen = last
             status = last.job_status.status if last.job_status is not None else None

@@ -311,10 +311,43 @@ def test_add_worker_dropped_after_listed_is_a_registration_error(clock: FakeCloc
         (200, worker(False, "processing")),
         (404, {"error": f"Worker {WID} not found", "code": "WORKER_NOT_FOUND"}),
     ]
-    d = Driver(lambda m, p, b: accepted(m, p, b) or answers.pop(0), clock)
+
+    def reply(m: str, p: str, b: Any) -> Reply:
+        if (m, p) == ("GET", "/workers"):  # the listing never shows it: dropped
+            return (200, {"workers": []})
+        return accepted(m, p, b) or answers.pop(0)
+
+    d = Driver(reply, clock)
     with pytest.raises(WorkerRegistrationError, match=r"gave up on worker .*processing"):
         d.run(plans.add_worker_plan("http://127.0.0.1:9", "regular", {}, 30, 0.5))
     assert answers == []
+    # the listing was read over a short grace (3 s), not the whole deadline
+    assert 2.5 <= sum(d.sleeps) - 1.0 <= 3.5
+
+
+def test_add_worker_forgotten_job_then_listed_is_added(clock: FakeClock) -> None:
+    # sglang-router 0.3.2, several workers added at once: the job of one still
+    # registering is forgotten (404), then the worker shows in the listing
+    answers: list[Reply] = [
+        (200, worker(False, "processing")),
+        (404, {"error": "not found"}),
+    ]
+    listings: list[Reply] = [
+        (200, {"workers": []}),
+        (200, {"workers": [worker(False)]}),
+        (200, {"workers": [worker(True)]}),
+    ]
+
+    def reply(m: str, p: str, b: Any) -> Reply:
+        if (m, p) == ("GET", "/workers"):
+            return listings.pop(0)
+        forgotten: Reply = (404, {"error": "not found"})  # the job stays forgotten
+        return accepted(m, p, b) or (answers.pop(0) if answers else forgotten)
+
+    d = Driver(reply, clock)
+    out = d.run(plans.add_worker_plan("http://127.0.0.1:9/", "regular", {}, 30, 0.5))
+    assert isinstance(out, Worker) and out.is_healthy
+    assert answers == [] and listings == []
 
 
 def test_add_worker_without_worker_id(clock: FakeClock) -> None:
