@@ -217,6 +217,20 @@ def take_out_plan(urls: Sequence[str], timeout: float) -> Plan[dict[str, bool]]:
 UNLIST_WAIT_S = 10.0
 
 
+def listed_after_removals_plan(urls: Sequence[str], timeout: float) -> Plan[set[str]]:
+    """The URLs the router still lists once removals it accepted had time to end.
+
+    smg 1.13 ends a removal ~5 s after accepting it: polled (at most ``timeout``
+    s). sglang-router 0.3.2 removes at once (its workers carry no
+    ``runtime_type``): read once, so a worker it lists is listed for good.
+    """
+    listing: WorkerList = yield from list_workers_plan()
+    still = {url for url, worker_ids in _listed(listing, urls).items() if worker_ids}
+    if not still or not any(worker.runtime_type is not None for worker in listing.workers):
+        return still
+    return (yield from wait_unlisted_plan(sorted(still), timeout))
+
+
 def wait_unlisted_plan(urls: Sequence[str], timeout: float) -> Plan[set[str]]:
     """Poll the router's ``/workers`` until it lists none of ``urls`` or ``timeout``
     s passed (at least one look); the URLs it still lists. Sends no removal."""

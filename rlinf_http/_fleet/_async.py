@@ -20,6 +20,7 @@ from .._core.plans import Plan, add_worker_plan
 from .._core.rl_step import (
     IDLE_TIMEOUT_S,
     UNLIST_WAIT_S,
+    listed_after_removals_plan,
     release_when_idle_plan,
     take_out_unless_all_plan,
     wait_unlisted_plan,
@@ -751,7 +752,7 @@ class AsyncFleetCalls(FleetBase):
             # still listed after that is back already (an earlier restore): it is
             # left alone, never removed again.
             listed = await router._driver.arun(
-                wait_unlisted_plan(removed, min(UNLIST_WAIT_S, readd.left()))
+                listed_after_removals_plan(removed, min(UNLIST_WAIT_S, readd.left()))
             )
             # one still paused is not added: the gateway would drop it again (/health waits)
             back = [u for u in removed if outcomes.get(u) is None and u not in listed]

@@ -22,6 +22,7 @@ from .._core.plans import Plan, add_worker_plan
 from .._core.rl_step import (
     IDLE_TIMEOUT_S,
     UNLIST_WAIT_S,
+    listed_after_removals_plan,
     release_when_idle_plan,
     take_out_unless_all_plan,
     wait_unlisted_plan,
@@ -725,7 +726,7 @@ class FleetCalls(FleetBase):
             # still listed after that is back already (an earlier restore): it is
             # left alone, never removed again.
             listed = router._driver.run(
-                wait_unlisted_plan(removed, min(UNLIST_WAIT_S, readd.left()))
+                listed_after_removals_plan(removed, min(UNLIST_WAIT_S, readd.left()))
             )
             # one still paused is not added: the gateway would drop it again (/health waits)
             back = [u for u in removed if outcomes.get(u) is None and u not in listed]
