@@ -6,13 +6,26 @@ sglang-router 0.3.2 (see tests/gateways.py); a gateway that is not installed ski
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import signal
 import socket
+import tempfile
 import time
 from collections.abc import Iterator
 
 import pytest
 from gateways import GATEWAYS, gateway_available
+from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
+
+# A run writes nothing into the checkout: hypothesis keeps its example database
+# and caches in .hypothesis/ of the working directory unless told otherwise.
+_HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="rlinf-hypothesis-")
+atexit.register(shutil.rmtree, _HYPOTHESIS_HOME, ignore_errors=True)
+set_hypothesis_home_dir(_HYPOTHESIS_HOME)
+settings.register_profile("rlinf-http", database=None)
+settings.load_profile("rlinf-http")
 
 # Started in the background of a non-interactive shell (``cmd &``, nohup), the
 # suite inherits SIGINT *ignored*, and so would every program a test starts: the
