@@ -14,6 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 from control_helpers import add_fault, clear_faults, control_state, fake_stats, running, wait_until
+from rl_step_cluster import cluster_router, cluster_workers  # noqa: F401 (fixtures)
+from rl_step_cluster import listed as _listed
+from rl_step_cluster import reset as _reset
 
 from rlinf_http import (
     FinishAbort,
@@ -24,66 +27,12 @@ from rlinf_http import (
     WeightUpdateStepError,
 )
 from rlinf_http.testing import (
-    FakeConfig,
     FakeWorkerProcess,
     RouterProcess,
-    launch_router,
-    router_available,
-    smg_available,
-    start_fake_worker,
 )
 
-GATEWAYS = [
-    pytest.param(
-        "sglang-router",
-        marks=pytest.mark.skipif(not router_available(), reason="sglang-router not installed"),
-    ),
-    pytest.param("smg", marks=pytest.mark.skipif(not smg_available(), reason="smg not installed")),
-]
-
-CONFIG = FakeConfig(itl_s=0.01)
 NO_HANG_S = 60.0
 TOKENS = 300
-
-
-@pytest.fixture(scope="module")
-def workers() -> Iterator[list[FakeWorkerProcess]]:
-    with (
-        start_fake_worker(config=CONFIG) as a,
-        start_fake_worker(config=CONFIG) as b,
-        start_fake_worker(config=CONFIG) as c,
-    ):
-        yield [a, b, c]
-
-
-@pytest.fixture(scope="module", params=GATEWAYS)
-def router(
-    request: pytest.FixtureRequest, workers: list[FakeWorkerProcess]
-) -> Iterator[RouterProcess]:
-    urls = [w.url for w in workers]
-    rl = {"enable_rl": True} if request.param == "smg" else {}
-    with launch_router(urls, gateway=request.param, ready_timeout=60, **rl) as r:
-        yield r
-
-
-def _listed(router: RouterProcess) -> set[str]:
-    with InferenceHTTPClient(router.url, max_retries=0) as client:
-        return {w.url or "" for w in client.list_workers().workers}
-
-
-def _reset(router: RouterProcess, workers: list[FakeWorkerProcess]) -> None:
-    with InferenceHTTPClient(router.url, max_retries=0) as client:
-        for w in workers:
-            os.kill(w.pid, signal.SIGCONT)
-            clear_faults(w.url)
-            with InferenceHTTPClient(w.url) as direct:
-                direct.continue_generation()
-        listed = _listed(router)
-        for w in workers:
-            if w.url not in listed:
-                client.add_worker(w.url, timeout=60)
-    # smg removes in the background: wait until every worker is listed again
-    wait_until(lambda: _listed(router) >= {w.url for w in workers}, "all workers listed")
 
 
 @pytest.fixture

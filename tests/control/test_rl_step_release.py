@@ -7,7 +7,7 @@
   error; ``in_place`` ends them as aborted at restore, as sglang 0.5.23 does).
 - A load that fails on every worker the router lists keeps them in it, paused:
   the router is never left with no worker.
-- ``restore`` re-adds the workers at once, within one deadline.
+- ``restore`` re-adds the workers at once, within a timeout of their own.
 
 On fake worker processes behind sglang-router 0.3.2 and smg 1.13 (``--enable-rl``:
 the fleet goes through smg's RL plane). Each case failed before its fix.
@@ -15,14 +15,15 @@ the fleet goes through smg's RL plane). Each case failed before its fix.
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
 from collections.abc import Iterator
 
 import anyio
 import pytest
-from control_helpers import add_fault, clear_faults, control_state, fake_stats, running, wait_until
+from control_helpers import add_fault, control_state, fake_stats, running, wait_until
+from rl_step_cluster import cluster_router, cluster_workers  # noqa: F401 (fixtures)
+from rl_step_cluster import listed as _listed
+from rl_step_cluster import reset as _reset
 
 from rlinf_http import (
     APIStatusError,
@@ -37,67 +38,14 @@ from rlinf_http import (
     WeightUpdateStepError,
 )
 from rlinf_http.testing import (
-    FakeConfig,
     FakeWorkerProcess,
     RouterProcess,
-    launch_router,
-    router_available,
-    smg_available,
-    start_fake_worker,
 )
 
-GATEWAYS = [
-    pytest.param(
-        "sglang-router",
-        marks=pytest.mark.skipif(not router_available(), reason="sglang-router not installed"),
-    ),
-    pytest.param("smg", marks=pytest.mark.skipif(not smg_available(), reason="smg not installed")),
-]
-
-#: 10 ms per token: generations are running while the step pauses them.
-CONFIG = FakeConfig(itl_s=0.01)
 #: Generous bound for "does not hang" (not a timing check).
 NO_HANG_S = 60.0
 #: A generation long enough to be running when the step pauses (~3 s unpaused).
 TOKENS = 300
-
-
-@pytest.fixture(scope="module")
-def workers() -> Iterator[list[FakeWorkerProcess]]:
-    with (
-        start_fake_worker(config=CONFIG) as a,
-        start_fake_worker(config=CONFIG) as b,
-        start_fake_worker(config=CONFIG) as c,
-    ):
-        yield [a, b, c]
-
-
-@pytest.fixture(scope="module", params=GATEWAYS)
-def router(
-    request: pytest.FixtureRequest, workers: list[FakeWorkerProcess]
-) -> Iterator[RouterProcess]:
-    urls = [w.url for w in workers]
-    rl = {"enable_rl": True} if request.param == "smg" else {}
-    with launch_router(urls, gateway=request.param, ready_timeout=60, **rl) as r:
-        yield r
-
-
-def _listed(router: RouterProcess) -> set[str]:
-    with InferenceHTTPClient(router.url, max_retries=0) as client:
-        return {w.url or "" for w in client.list_workers().workers}
-
-
-def _reset(router: RouterProcess, workers: list[FakeWorkerProcess]) -> None:
-    """Every worker continued, without faults, and in the router's rotation."""
-    listed = _listed(router)
-    with InferenceHTTPClient(router.url, max_retries=0) as client:
-        for w in workers:
-            os.kill(w.pid, signal.SIGCONT)
-            clear_faults(w.url)
-            with InferenceHTTPClient(w.url) as direct:
-                direct.continue_generation()
-            if w.url not in listed:
-                client.add_worker(w.url, timeout=60)
 
 
 @pytest.fixture
